@@ -1,0 +1,53 @@
+# The project's commands. Every target creates what it needs: nothing is installed by hand.
+PY311 ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# The Lambdas' own interpreter (a v1 core's newest runtime), when the machine has one.
+PY38 ?= $(shell command -v python3.8 || ls /root/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null | head -n1)
+VENV38 := .venv-py38
+
+.PHONY: venv venv38 test test-fast lint demo model bench package clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt
+	$(PY311) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.runtime: requirements.txt lambdas/requirements.txt
+	$(PY311) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+# A Python 3.8 environment for the Lambdas, as a real core had packages installed system-wide.
+$(VENV38)/.installed: lambdas/requirements.txt
+	@if [ -n "$(PY38)" ]; then \
+	  $(PY38) -m venv $(VENV38) && $(VENV38)/bin/pip install -q -r lambdas/requirements.txt pytest==8.3.5 && touch $@; \
+	else echo "no python3.8 on this machine: the Lambdas run on simcore's own interpreter"; fi
+
+venv38: $(VENV38)/.installed
+
+test: venv venv38
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check .
+
+demo: $(VENV)/.runtime venv38
+	$(PY) -m simcore demo $(DEMO_ARGS)
+
+model: venv
+	$(PY) resources/rain_model/train.py --out resources/rain_model/dist
+
+bench: venv
+	$(PY) bench/run.py
+
+clean:
+	rm -rf .simcore build
