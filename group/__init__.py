@@ -1,0 +1,1 @@
+"""Deploy glue for the group stack: config.json and greengrass-setup.zip, packaging, custom resources."""

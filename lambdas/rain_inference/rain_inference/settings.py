@@ -1,0 +1,79 @@
+"""The inference Lambda's settings, read from its environment (the group's FunctionConfiguration variables).
+
+Precedence: the function's own variable, then the core's (`AWS_IOT_THING_NAME` for the thing), then the
+default below. A malformed value is named in `problems` (logged by the caller) and the default is used.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import List, Mapping, NamedTuple, Optional
+
+DEFAULT_MODEL_DIR = "/ml/rain"
+DEFAULT_METRICS_INTERVAL_S = 60.0
+DEFAULT_FEEDBACK_BAND = 0.1
+DEFAULT_FEEDBACK_CONFIG_ID = "rain-low-confidence"
+DEFAULT_CLOUDWATCH_NAMESPACE = "RainEdge"
+# The ML Feedback connector's ConfigId pattern (greengrass_machine_learning_sdk's feedback client).
+CONFIG_ID_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{1,62}$")
+
+
+class InferenceSettings(NamedTuple):
+    """Everything the inference Lambda reads from its environment."""
+
+    thing_name: Optional[str]
+    model_dir: str
+    metrics_interval_s: float
+    feedback_topic: Optional[str]
+    feedback_band: float
+    feedback_config_id: str
+    cloudwatch_namespace: str
+    problems: List[str]
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, low: float, high: float,
+            problems: List[str]) -> float:
+    text = environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or not low <= value <= high:
+        problems.append("{} must be a number between {} and {}, got {!r}; using {}".format(
+            name, low, high, text, default))
+        return default
+    return value
+
+
+def load_settings(environ: Mapping[str, str]) -> InferenceSettings:
+    """Read the settings from an environment mapping; never raises, collects problems instead."""
+    problems: List[str] = []
+    thing_name = environ.get("THING_NAME") or environ.get("AWS_IOT_THING_NAME") or None
+    if thing_name is None:
+        problems.append("neither THING_NAME nor AWS_IOT_THING_NAME is set: topics cannot be named")
+    metrics_interval_s = _number(
+        environ, "METRICS_INTERVAL_S", DEFAULT_METRICS_INTERVAL_S, 1.0, 86400.0, problems)
+    feedback_band = _number(environ, "FEEDBACK_BAND", DEFAULT_FEEDBACK_BAND, 0.0, 0.5, problems)
+    config_id = environ.get("FEEDBACK_CONFIG_ID") or DEFAULT_FEEDBACK_CONFIG_ID
+    if not CONFIG_ID_PATTERN.match(config_id):
+        problems.append("FEEDBACK_CONFIG_ID must match {}, got {!r}; using {}".format(
+            CONFIG_ID_PATTERN.pattern, config_id, DEFAULT_FEEDBACK_CONFIG_ID))
+        config_id = DEFAULT_FEEDBACK_CONFIG_ID
+    namespace = environ.get("CLOUDWATCH_NAMESPACE") or DEFAULT_CLOUDWATCH_NAMESPACE
+    if namespace.startswith("AWS/") or namespace.startswith(":"):
+        problems.append("CLOUDWATCH_NAMESPACE {!r} is reserved or invalid; using {}".format(
+            namespace, DEFAULT_CLOUDWATCH_NAMESPACE))
+        namespace = DEFAULT_CLOUDWATCH_NAMESPACE
+    return InferenceSettings(
+        thing_name=thing_name,
+        model_dir=environ.get("MODEL_DIR") or DEFAULT_MODEL_DIR,
+        metrics_interval_s=metrics_interval_s,
+        feedback_topic=environ.get("FEEDBACK_TOPIC") or None,
+        feedback_band=feedback_band,
+        feedback_config_id=config_id,
+        cloudwatch_namespace=namespace,
+        problems=problems,
+    )

@@ -1,0 +1,362 @@
+"""Safe extraction of ML model archives (tar, tar.gz/bz2/xz, zip) and checked copies of model folders.
+
+An archive is checked member by member before anything is written, and extracted into a temporary
+folder next to the destination that is renamed into place only when every member is out, so a refused
+or broken archive leaves nothing behind. Refused, with a message naming the member:
+- names that are empty, absolute (`/x`, `C:\\x`), hold a `..` component, a backslash or a NUL byte;
+- symbolic links whose target is absolute or leaves the tree; hard links to anything but an earlier
+  regular file; members that sit below a symbolic link of the same archive;
+- device files, FIFOs and other special files;
+- duplicate names (zip), entries whose data overlap (the overlapping-file zip bomb);
+- more than `max_members` members, a member above `max_member_bytes`, a total above `max_total_bytes`
+  (uncompressed, as the headers declare it and as actually written), and zip members larger than
+  `ratio_floor_bytes` whose compression ratio exceeds `max_ratio` (a zip bomb).
+Tar members are then extracted with tarfile's `filter='data'`, which re-checks every path against the
+folder as it is on disk while extracting.
+
+Default limits (`ExtractionLimits()`): 10,000 members, 1 GiB per member, 2 GiB in total, ratio 200
+for members above 1 MiB. A model for a Greengrass core is far below all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from simcore.errors import DeployError
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+_COPY_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ExtractionLimits:
+    """How much an archive may hold; see the module docstring for the defaults."""
+
+    max_members: int = 10_000
+    max_member_bytes: int = 1 * GiB
+    max_total_bytes: int = 2 * GiB
+    max_ratio: int = 200
+    ratio_floor_bytes: int = 1 * MiB
+
+
+DEFAULT_LIMITS = ExtractionLimits()
+
+
+@dataclass(frozen=True)
+class ExtractionResult:
+    """What an extraction wrote: regular files and their total size in bytes."""
+
+    files: int
+    total_bytes: int
+
+
+def archive_format(path: Path) -> str | None:
+    """ "zip", "tar" (plain or compressed) or None, from the file's content rather than its name."""
+    with open(path, "rb") as stream:
+        magic = stream.read(6)
+    if magic[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00":
+        return "tar"
+    try:
+        return "tar" if tarfile.is_tarfile(path) else None
+    except OSError:
+        return None
+
+
+def extract_archive(
+    archive: Path, destination: Path, limits: ExtractionLimits = DEFAULT_LIMITS
+) -> ExtractionResult:
+    """Extract `archive` (tar or zip) into `destination`, which must not exist yet."""
+    archive = Path(archive)
+    destination = Path(destination)
+    if destination.exists():
+        raise DeployError(f"extraction destination already exists: {destination}")
+    kind = archive_format(archive)
+    if kind is None:
+        raise DeployError(f"{archive.name} is not a tar or zip archive", location=str(archive))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        result = (
+            _extract_tar(archive, staging, limits)
+            if kind == "tar"
+            else _extract_zip(archive, staging, limits)
+        )
+        os.chmod(staging, 0o755)  # mkdtemp made it 0700; functions running as other users must read it
+        os.replace(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result
+
+
+def _refuse(archive: Path, member: str, why: str) -> DeployError:
+    return DeployError(f"archive member {member!r}: {why}", location=str(archive))
+
+
+def check_member_name(name: str) -> str | None:
+    """Why `name` may not be extracted, or None when it is a plain relative path."""
+    if not name:
+        return "empty name"
+    if "\x00" in name:
+        return "NUL byte in name"
+    if "\\" in name:
+        return "backslash in name (ambiguous path separator)"
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    if ".." in name.split("/"):
+        return "path traversal ('..')"
+    return None
+
+
+def _link_escapes(member_name: str, target: str) -> bool:
+    """True when a symlink at `member_name` pointing to `target` resolves outside the tree (lexically)."""
+    if target.startswith("/") or "\\" in target or "\x00" in target:
+        return True
+    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(member_name), target))
+    return resolved == ".." or resolved.startswith("../") or resolved.startswith("/")
+
+
+def _under_symlink(name: str, symlinks: set[str]) -> str | None:
+    parts = name.rstrip("/").split("/")
+    for depth in range(1, len(parts)):
+        ancestor = "/".join(parts[:depth])
+        if ancestor in symlinks:
+            return ancestor
+    return None
+
+
+def _normal(name: str) -> str:
+    return posixpath.normpath(name)
+
+
+def _extract_tar(archive: Path, staging: Path, limits: ExtractionLimits) -> ExtractionResult:
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = _checked_tar_members(archive, tar, limits)
+            try:
+                tar.extractall(staging, members=members, filter="data")
+            except tarfile.FilterError as error:
+                raise DeployError(
+                    f"archive refused by tarfile's data filter: {error}", location=str(archive)
+                ) from None
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise DeployError(f"cannot read tar archive: {error}", location=str(archive)) from None
+    files = [member for member in members if member.isreg()]
+    return ExtractionResult(files=len(files), total_bytes=sum(member.size for member in files))
+
+
+def _checked_tar_members(
+    archive: Path, tar: tarfile.TarFile, limits: ExtractionLimits
+) -> list[tarfile.TarInfo]:
+    members: list[tarfile.TarInfo] = []
+    regular_files: set[str] = set()
+    symlinks: set[str] = set()
+    total = 0
+    for member in tar:  # lazily: stop before reading past a member that breaks a limit
+        if len(members) >= limits.max_members:
+            raise _refuse(archive, member.name, f"more than {limits.max_members} members")
+        problem = check_member_name(member.name)
+        if problem:
+            raise _refuse(archive, member.name, problem)
+        name = _normal(member.name)
+        if member.issym():
+            if _link_escapes(name, member.linkname):
+                raise _refuse(
+                    archive, member.name, f"symbolic link to {member.linkname!r} leaves the archive's tree"
+                )
+            symlinks.add(name)
+        elif member.islnk():
+            target = _normal(member.linkname) if not check_member_name(member.linkname) else None
+            if target is None or target not in regular_files:
+                raise _refuse(
+                    archive,
+                    member.name,
+                    f"hard link to {member.linkname!r}, which is not an earlier regular file",
+                )
+        elif member.isreg():
+            if member.size > limits.max_member_bytes:
+                raise _refuse(
+                    archive,
+                    member.name,
+                    f"{member.size} bytes, above the {limits.max_member_bytes}-byte limit",
+                )
+            total += member.size
+            if total > limits.max_total_bytes:
+                raise _refuse(archive, member.name, f"archive expands beyond {limits.max_total_bytes} bytes")
+            regular_files.add(name)
+        elif not member.isdir():
+            raise _refuse(archive, member.name, "device file, FIFO or other special file")
+        members.append(member)
+    for member in members:
+        ancestor = _under_symlink(_normal(member.name), symlinks)
+        if ancestor:
+            raise _refuse(archive, member.name, f"lies below the symbolic link {ancestor!r}")
+    return members
+
+
+def _zip_name_length(info: zipfile.ZipInfo) -> int:
+    encoding = "utf-8" if info.flag_bits & 0x800 else "cp437"
+    try:
+        return len(info.orig_filename.encode(encoding))
+    except UnicodeEncodeError:
+        return len(info.orig_filename.encode("utf-8"))
+
+
+def _extract_zip(archive: Path, staging: Path, limits: ExtractionLimits) -> ExtractionResult:
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            infos = zipped.infolist()
+            symlinks = _check_zip_members(archive, infos, limits)
+            return _write_zip_members(archive, zipped, infos, symlinks, staging, limits)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
+        raise DeployError(f"cannot read zip archive: {error}", location=str(archive)) from None
+
+
+def _check_zip_members(archive: Path, infos: list[zipfile.ZipInfo], limits: ExtractionLimits) -> set[str]:
+    if len(infos) > limits.max_members:
+        raise _refuse(archive, infos[limits.max_members].filename, f"more than {limits.max_members} members")
+    names: set[str] = set()
+    symlinks: set[str] = set()
+    total = 0
+    for info in infos:
+        problem = check_member_name(info.filename)
+        if problem:
+            raise _refuse(archive, info.filename, problem)
+        name = _normal(info.filename)
+        if name in names:
+            raise _refuse(archive, info.filename, "duplicate entry")
+        names.add(name)
+        file_type = stat.S_IFMT(info.external_attr >> 16)
+        if stat.S_ISLNK(file_type):
+            symlinks.add(name)
+        elif file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
+            raise _refuse(archive, info.filename, "device file, FIFO or other special file")
+        if info.file_size > limits.max_member_bytes:
+            raise _refuse(
+                archive,
+                info.filename,
+                f"{info.file_size} bytes, above the {limits.max_member_bytes}-byte limit",
+            )
+        total += info.file_size
+        if total > limits.max_total_bytes:
+            raise _refuse(archive, info.filename, f"archive expands beyond {limits.max_total_bytes} bytes")
+        if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_ratio * max(
+            info.compress_size, 1
+        ):
+            raise _refuse(
+                archive,
+                info.filename,
+                f"compression ratio {info.file_size // max(info.compress_size, 1)}:1 "
+                f"exceeds {limits.max_ratio}:1 "
+                "(a zip bomb)",
+            )
+    ordered = sorted(infos, key=lambda item: item.header_offset)
+    for current, following in zip(ordered, ordered[1:], strict=False):
+        end = current.header_offset + 30 + _zip_name_length(current) + current.compress_size
+        if end > following.header_offset:
+            raise _refuse(archive, following.filename, "its data overlaps another entry's (a zip bomb)")
+    for info in infos:
+        ancestor = _under_symlink(_normal(info.filename), symlinks)
+        if ancestor:
+            raise _refuse(archive, info.filename, f"lies below the symbolic link {ancestor!r}")
+    return symlinks
+
+
+def _write_zip_members(
+    archive: Path,
+    zipped: zipfile.ZipFile,
+    infos: list[zipfile.ZipInfo],
+    symlinks: set[str],
+    staging: Path,
+    limits: ExtractionLimits,
+) -> ExtractionResult:
+    files = 0
+    total = 0
+    for info in infos:
+        name = _normal(info.filename)
+        target = staging / name
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if name in symlinks:
+            with zipped.open(info) as stream:
+                link_target = stream.read(4097).decode("utf-8", errors="replace")
+            if len(link_target) > 4096 or _link_escapes(name, link_target):
+                raise _refuse(
+                    archive, info.filename, f"symbolic link to {link_target!r} leaves the archive's tree"
+                )
+            os.symlink(link_target, target)
+            continue
+        written = 0
+        with zipped.open(info) as stream, open(target, "xb") as output:
+            while chunk := stream.read(_COPY_CHUNK):
+                written += len(chunk)
+                # The central directory may lie about sizes: count what is really written.
+                if written > info.file_size or total + written > limits.max_total_bytes:
+                    raise _refuse(
+                        archive, info.filename, "expands beyond its declared size or the total limit"
+                    )
+                output.write(chunk)
+        mode = (info.external_attr >> 16) & 0o777
+        os.chmod(target, 0o755 if mode & 0o100 else 0o644)
+        files += 1
+        total += written
+    return ExtractionResult(files=files, total_bytes=total)
+
+
+def copy_model_folder(
+    source: Path, destination: Path, limits: ExtractionLimits = DEFAULT_LIMITS
+) -> ExtractionResult:
+    """Copy a model folder with the archive rules: no links out of it, no special files, the same limits."""
+    source = Path(source).resolve()
+    destination = Path(destination)
+    if destination.exists():
+        raise DeployError(f"copy destination already exists: {destination}")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    files = 0
+    total = 0
+    try:
+        for folder, directory_names, file_names in os.walk(source):
+            relative_folder = Path(folder).relative_to(source)
+            for entry_name in sorted(directory_names + file_names):
+                entry = Path(folder) / entry_name
+                relative = (relative_folder / entry_name).as_posix()
+                if files + 1 > limits.max_members:
+                    raise _refuse(source, relative, f"more than {limits.max_members} members")
+                entry_stat = entry.lstat()
+                if stat.S_ISLNK(entry_stat.st_mode):
+                    link = os.readlink(entry)
+                    if _link_escapes(relative, link):
+                        raise _refuse(source, relative, f"symbolic link to {link!r} leaves the folder")
+                    (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+                    os.symlink(link, staging / relative)
+                elif stat.S_ISDIR(entry_stat.st_mode):
+                    (staging / relative).mkdir(parents=True, exist_ok=True)
+                elif stat.S_ISREG(entry_stat.st_mode):
+                    total += entry_stat.st_size
+                    if entry_stat.st_size > limits.max_member_bytes or total > limits.max_total_bytes:
+                        raise _refuse(source, relative, "above the size limits")
+                    (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(entry, staging / relative, follow_symlinks=False)
+                    files += 1
+                else:
+                    raise _refuse(source, relative, "device file, FIFO or other special file")
+        os.chmod(staging, 0o755)
+        os.replace(staging, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExtractionResult(files=files, total_bytes=total)

