@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -111,22 +112,30 @@ def keras_model(model_dir: Path):
     return keras.Model(inputs, hidden)
 
 
-def startup(script: str) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MiB) of a fresh interpreter running `script`, and the prediction it printed."""
+def startup(script: str) -> tuple[float, float, str, float]:
+    """Wall seconds, peak RSS (MiB), the prediction printed and CPU seconds of a fresh interpreter running `script`.
+
+    CPU seconds (user + system) say what the start costs on a machine busy with other work; wall time includes
+    waiting for a CPU.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     wall = time.perf_counter() - start
     if completed.returncode != 0:
         raise RuntimeError(f"start-up child failed ({completed.returncode}): {completed.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     prediction, peak_kib = completed.stdout.split()[-2:]
-    return wall, int(peak_kib) / 1024.0, prediction
+    return wall, int(peak_kib) / 1024.0, prediction, cpu
 
 
-def median_startup(script: str) -> tuple[float, float, str]:
-    """The median wall time and RSS over a few fresh processes."""
+def median_startup(script: str) -> tuple[float, float, str, float]:
+    """The median wall time, RSS and CPU time over a few fresh processes."""
     runs = [startup(script) for _ in range(STARTUP_RUNS)]
-    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), runs[-1][2])
+    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs), runs[-1][2],
+            statistics.median(r[3] for r in runs))
 
 
 def verdict(ok: bool) -> str:
@@ -138,6 +147,7 @@ def run() -> str:
     import numpy as np
     from rain_inference.model import load_model
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = Path(scratch)
         with tarfile.open(ARCHIVE, "r:gz") as archive:
@@ -178,7 +188,8 @@ def run() -> str:
         "## Rain model inference",
         "",
         "Command: `.venv/bin/python bench/inference.py` (also run by `make bench`). "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs ({platform.machine()}), shared machine. "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs ({platform.machine()}), shared machine "
+        f"(load average {load_before:.1f} at start). "
         f"Inputs: {len(features)} real feature vectors of the test period, batch 1, each call timed alone.",
         "",
         "| path | median µs / reading | p99 µs | model.predict ÷ path |",
@@ -192,10 +203,11 @@ def run() -> str:
         "",
         f"Fresh process that loads the resource and predicts once (median of {STARTUP_RUNS}):",
         "",
-        "| runtime | wall s | peak RSS MiB |",
-        "| --- | ---: | ---: |",
-        f"| LiteRT (`load_model` + `predict_proba`) | {litert_start[0]:.2f} | {litert_start[1]:.0f} |",
-        f"| TensorFlow (`tf.saved_model.load` + serve) | {tf_start[0]:.2f} | {tf_start[1]:.0f} |",
+        "| runtime | wall s | CPU s | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: |",
+        f"| LiteRT (`load_model` + `predict_proba`) | {litert_start[0]:.2f} | {litert_start[3]:.2f} "
+        f"| {litert_start[1]:.0f} |",
+        f"| TensorFlow (`tf.saved_model.load` + serve) | {tf_start[0]:.2f} | {tf_start[3]:.2f} | {tf_start[1]:.0f} |",
         "",
         "| goal | measured | |",
         "| --- | --- | --- |",

