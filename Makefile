@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PY38 ?= $(shell command -v python3.8 || ls /root/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null | head -n1)
 VENV38 := .venv-py38
 
-.PHONY: venv venv38 test test-fast lint demo model bench package clean
+.PHONY: venv venv38 venv-checkov test test-fast lint demo model bench package clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt
 	$(PY311) -m venv $(VENV)
@@ -30,7 +30,15 @@ $(VENV38)/.installed: lambdas/requirements.txt
 
 venv38: $(VENV38)/.installed
 
-test: venv venv38
+# checkov pins boto3 and packaging versions that clash with the core's: it gets a venv of its own.
+.venv-checkov/.installed: cloudformation/requirements-checkov.txt
+	$(PY311) -m venv .venv-checkov
+	.venv-checkov/bin/pip install -q -r cloudformation/requirements-checkov.txt
+	touch $@
+
+venv-checkov: .venv-checkov/.installed
+
+test: venv venv38 venv-checkov
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -48,6 +56,9 @@ model: venv
 
 bench: venv
 	$(PY) bench/run.py
+
+package: venv
+	$(PY) -m group.package $(PACKAGE_ARGS)
 
 clean:
 	rm -rf .simcore build

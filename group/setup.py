@@ -41,6 +41,10 @@ KEY_FILE = "core.private.key"
 CA_FILE = "root.ca.pem"
 DEFAULT_MQTT_PORT = 8883
 DEFAULT_KEEP_ALIVE_S = 600
+# A local stand-in cloud has no account: the default matches simcore's template loader, so the config's
+# thing ARN is the one the group names for its core.
+LOCAL_ACCOUNT_ID = "123456789012"
+LOCAL_REGION = "us-east-1"
 THING_ARN = re.compile(
     r"^arn:aws[a-z-]*:iot:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):thing/(?P<name>[A-Za-z0-9:_-]+)$")
 # The CA AWS IoT's ATS endpoints chain to; the core verifies the cloud with it.
@@ -319,7 +323,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--root-ca", type=Path, help="the cloud's CA (PEM) instead of Amazon Root CA 1")
     local = parser.add_argument_group("--local")
     local.add_argument("--thing-name", help="the core thing's name")
-    local.add_argument("--thing-arn", help="default arn:aws:iot:<region>:000000000000:thing/<thing-name>")
+    local.add_argument("--thing-arn", help="default arn:aws:iot:<region>:<account-id>:thing/<thing-name>")
+    local.add_argument("--account-id", default=LOCAL_ACCOUNT_ID,
+                       help=f"for the default --thing-arn ({LOCAL_ACCOUNT_ID}, as simcore's template loader uses)")
     local.add_argument("--iot-host", help="the local broker's host")
     local.add_argument("--port", type=int, default=DEFAULT_MQTT_PORT, help="the local broker's TLS port")
     local.add_argument("--cert", type=Path, help="the core's certificate (PEM)")
@@ -337,8 +343,8 @@ def identity_from_arguments(arguments: argparse.Namespace) -> CoreIdentity:
         missing = [option for option, value in needed.items() if not value]
         if missing:
             raise SetupError(f"--local needs {', '.join(missing)}")
-        region = arguments.region or "us-east-1"
-        thing_arn = arguments.thing_arn or f"arn:aws:iot:{region}:000000000000:thing/{arguments.thing_name}"
+        region = arguments.region or LOCAL_REGION
+        thing_arn = arguments.thing_arn or f"arn:aws:iot:{region}:{arguments.account_id}:thing/{arguments.thing_name}"
         return identity_for_local_cloud(
             thing_arn=thing_arn, iot_host=arguments.iot_host, port=arguments.port,
             cert_path=arguments.cert, key_path=arguments.key, ca_path=arguments.ca,

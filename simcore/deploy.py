@@ -230,7 +230,7 @@ def deploy(
         write_status(root, deployment_id, "InProgress", number=number)
         staging = root / "deployments" / f".staging-{number}-{deployment_id}"
         try:
-            deployment = _build(
+            warnings = _build(
                 template_path,
                 parameters,
                 root,
@@ -256,9 +256,13 @@ def deploy(
             message = f"cannot write the deployment: {error}"
             write_status(root, deployment_id, "Failure", error=f"DeployError: {message}", number=number)
             raise DeployError(message) from error
-        write_status(root, deployment_id, "Success", warnings=deployment.warnings, number=number)
+        except BaseException as error:  # a bug or an interrupt: the status must not stay InProgress
+            shutil.rmtree(staging, ignore_errors=True)
+            write_status(root, deployment_id, "Failure", error=f"{type(error).__name__}: {error}", number=number)
+            raise
+        write_status(root, deployment_id, "Success", warnings=warnings, number=number)
         _prune(root, keep)
-    return load_deployment(root)
+        return _read_deployment(root, final)
 
 
 def _build(
@@ -271,7 +275,8 @@ def _build(
     s3_endpoint_url: str | None,
     limits: ExtractionLimits,
     template_kw: Mapping[str, Any],
-) -> Deployment:
+) -> tuple[str, ...]:
+    """Fill `staging` with the whole deployment; returns its warnings."""
     loaded = resolve_template(template_path, parameters, **template_kw)
     group = loaded.group
     staging.mkdir(parents=True)
@@ -306,6 +311,7 @@ def _build(
             )
             _place_model(resource, source, staging / relative, limits)
             resource_dirs[resource.id] = relative
+            warnings.extend(_bucket_warning(resource))
         elif resource.kind == "local_device" and not Path(resource.source).exists():
             warnings.append(
                 f"local device resource {resource.id}: {resource.source} does not exist on this machine; "
@@ -313,9 +319,7 @@ def _build(
             )
         elif resource.kind == "local_volume":
             if not Path(resource.source).is_dir():
-                warnings.append(
-                    f"local volume resource {resource.id}: {resource.source} is not a folder here"
-                )
+                warnings.append(f"local volume resource {resource.id}: {resource.source} is not a folder here")
             resource_dirs[resource.id] = Path(resource.source)
     shutil.rmtree(downloads, ignore_errors=True)
 
@@ -339,14 +343,20 @@ def _build(
         },
     )
     _write_config(staging / "config", group, loaded.parameters)
-    return Deployment(
-        id=deployment_id,
-        number=number,
-        root=root,
-        directory=staging,
-        group=deployed_group,
-        warnings=tuple(warnings),
-    )
+    return tuple(warnings)
+
+
+def _bucket_warning(resource: Resource) -> list[str]:
+    """The v1 service fetched ML models only from buckets named *greengrass* or *sagemaker* (without a policy)."""
+    if not resource.source.startswith("s3://"):
+        return []
+    bucket = resource.source[len("s3://") :].split("/", 1)[0]
+    if "greengrass" in bucket or "sagemaker" in bucket:
+        return []
+    return [
+        f"resource {resource.id}: bucket {bucket!r} has neither 'greengrass' nor 'sagemaker' in its name; "
+        "in AWS the group role would need an explicit s3:GetObject policy for it"
+    ]
 
 
 def _place_code(function: Function, target: Path, limits: ExtractionLimits) -> None:
@@ -425,7 +435,10 @@ def load_deployment(root: Path = Path(".simcore"), which: str = "current") -> De
     link = root / which
     if not link.is_symlink():
         raise DeployError(f"no {which} deployment under {root}; run `simcore deploy` first")
-    directory = (root / os.readlink(link)).resolve()
+    return _read_deployment(root, (root / os.readlink(link)).resolve())
+
+
+def _read_deployment(root: Path, directory: Path) -> Deployment:
     try:
         record = json.loads((directory / "deployment.json").read_text(encoding="utf-8"))
         group_data = json.loads((directory / "group.json").read_text(encoding="utf-8"))

@@ -47,9 +47,7 @@ from simcore.template import ResolvedTemplate
 ENTRY_ID = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 THING_ARN = re.compile(r"arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:thing/([a-zA-Z0-9:_-]{1,128})")
 CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:cert/[a-f0-9]{64}")
-LAMBDA_ARN = re.compile(
-    r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:([a-zA-Z0-9_-]+)(?::([$a-zA-Z0-9_-]+))?"
-)
+LAMBDA_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:([a-zA-Z0-9_-]+)(?::([$a-zA-Z0-9_-]+))?")
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 VERSION_LINKS = {
     "CoreDefinitionVersionArn": "Core",
@@ -81,6 +79,15 @@ class _Version:
 def build_group(template: ResolvedTemplate) -> Group:
     """The `Group` of the template's one `AWS::Greengrass::Group`."""
     groups = template.existing("AWS::Greengrass::Group")
+    declared = [
+        logical_id for logical_id, body in template.resources.items() if body.get("Type") == "AWS::Greengrass::Group"
+    ]
+    if not groups and declared:
+        condition = template.resources[declared[0]].get("Condition")
+        raise TemplateError(
+            f"group {declared[0]} is not created: its Condition {condition} is false with these parameters",
+            location=f"Resources.{declared[0]}.Condition",
+        )
     if len(groups) != 1:
         raise TemplateError(
             f"the template must create exactly one AWS::Greengrass::Group, it creates {len(groups)}",
@@ -115,15 +122,11 @@ def build_group(template: ResolvedTemplate) -> Group:
     resources = _resources(content["Resource"], template.template_dir) if "Resource" in content else ()
     connectors = _connectors(content["Connector"]) if "Connector" in content else ()
     functions, default_isolation = (
-        _functions(content["Function"], template, resources)
-        if "Function" in content
-        else ((), "GreengrassContainer")
+        _functions(content["Function"], template, resources) if "Function" in content else ((), "GreengrassContainer")
     )
     loggers = _loggers(content["Logger"]) if "Logger" in content else ()
     subscriptions = (
-        _subscriptions(content["Subscription"], functions, connectors, devices)
-        if "Subscription" in content
-        else ()
+        _subscriptions(content["Subscription"], functions, connectors, devices) if "Subscription" in content else ()
     )
     return Group(
         name=str(group_name),
@@ -185,18 +188,14 @@ def _definition_versions(template: ResolvedTemplate) -> dict[str, _Version]:
             arn = template.ids.ref(logical_id, where)
             properties = body.get("Properties") or {}
             content = {
-                key: template.property_value(logical_id, key)
-                for key in properties
-                if key != f"{name}DefinitionId"
+                key: template.property_value(logical_id, key) for key in properties if key != f"{name}DefinitionId"
             }
             versions[arn] = _Version(name, content, f"{where}.Properties")
         elif template.property_value(logical_id, "InitialVersion") is not None:
             arn = template.ids.get_att(logical_id, "LatestVersionArn", where)
             content = template.property_value(logical_id, "InitialVersion")
             if not isinstance(content, Mapping):
-                raise TemplateError(
-                    "InitialVersion must be a mapping", location=f"{where}.Properties.InitialVersion"
-                )
+                raise TemplateError("InitialVersion must be a mapping", location=f"{where}.Properties.InitialVersion")
             versions[arn] = _Version(name, dict(content), f"{where}.Properties.InitialVersion")
     return versions
 
@@ -227,9 +226,7 @@ def _entries(version: _Version, key: str, *, required: bool = True) -> list[tupl
                 location=child_path(entry_path, "Id"),
             )
         if entry_id in seen:
-            raise TemplateError(
-                f"Id {entry_id!r} is used twice in {key}", location=child_path(entry_path, "Id")
-            )
+            raise TemplateError(f"Id {entry_id!r} is used twice in {key}", location=child_path(entry_path, "Id"))
         seen.add(entry_id)
         checked.append(({**entry, "Id": entry_id}, entry_path))
     return checked
@@ -455,9 +452,7 @@ def _loggers(version: _Version) -> tuple[Logger, ...]:
             )
         space = entry.get("Space")
         if space is not None and logger_type != "FileSystem":
-            raise TemplateError(
-                "Space applies only to FileSystem loggers", location=child_path(path, "Space")
-            )
+            raise TemplateError("Space applies only to FileSystem loggers", location=child_path(path, "Space"))
         loggers.append(
             Logger(
                 id=entry["Id"],
@@ -513,8 +508,7 @@ class _LambdaIndex:
             )
         if name not in self.logical_by_name:
             raise TemplateError(
-                f"FunctionArn {arn!r} names no Lambda function of this template "
-                "(simcore runs only local code)",
+                f"FunctionArn {arn!r} names no Lambda function of this template (simcore runs only local code)",
                 location=path,
             )
         if qualifier is None:
@@ -545,19 +539,13 @@ def _lambda_code(template: ResolvedTemplate, logical_id: str) -> tuple[Path, str
         )
     code_dir = (template.template_dir / code).resolve()
     if not code_dir.exists():
-        raise TemplateError(
-            f"{code_key} {code!r}: no such file or directory ({code_dir})", location=code_path
-        )
+        raise TemplateError(f"{code_key} {code!r}: no such file or directory ({code_dir})", location=code_path)
     handler = template.property_value(logical_id, "Handler")
     runtime = template.property_value(logical_id, "Runtime")
     if not handler:
-        raise TemplateError(
-            f"{logical_id} needs Handler", location=template.property_path(logical_id, "Handler")
-        )
+        raise TemplateError(f"{logical_id} needs Handler", location=template.property_path(logical_id, "Handler"))
     if not runtime:
-        raise TemplateError(
-            f"{logical_id} needs Runtime", location=template.property_path(logical_id, "Runtime")
-        )
+        raise TemplateError(f"{logical_id} needs Runtime", location=template.property_path(logical_id, "Runtime"))
     return code_dir, str(handler), str(runtime)
 
 
@@ -577,9 +565,7 @@ def _functions(
         arn_path = child_path(path, "FunctionArn")
         arn = _required(entry, "FunctionArn", path)
         if arn in seen_arns:
-            raise TemplateError(
-                f"FunctionArn {arn!r} appears twice in the function definition", location=arn_path
-            )
+            raise TemplateError(f"FunctionArn {arn!r} appears twice in the function definition", location=arn_path)
         seen_arns.add(arn)
         logical_id = index.function_for(arn, arn_path)
         code_dir, handler, runtime = _lambda_code(template, logical_id)
@@ -604,9 +590,7 @@ def _functions(
 
 def _check_isolation(mode: Any, path: str) -> None:
     if mode not in ("GreengrassContainer", "NoContainer"):
-        raise TemplateError(
-            f"IsolationMode must be GreengrassContainer or NoContainer, got {mode!r}", location=path
-        )
+        raise TemplateError(f"IsolationMode must be GreengrassContainer or NoContainer, got {mode!r}", location=path)
 
 
 def _function(
@@ -624,9 +608,7 @@ def _function(
     environment = config.get("Environment") or {}
     environment_path = child_path(path, "Environment")
     execution = environment.get("Execution") or {}
-    isolation = (
-        execution.get("IsolationMode") or default_execution.get("IsolationMode") or "GreengrassContainer"
-    )
+    isolation = execution.get("IsolationMode") or default_execution.get("IsolationMode") or "GreengrassContainer"
     _check_isolation(isolation, child_path(environment_path, "Execution.IsolationMode"))
     run_as = execution.get("RunAs") or default_execution.get("RunAs") or {}
     memory = config.get("MemorySize")
@@ -646,9 +628,7 @@ def _function(
         raise TemplateError(f"function {function_id}: MemorySize must be positive", location=memory_path)
     timeout = _int(config.get("Timeout", 3), child_path(path, "Timeout"))
     if timeout <= 0:
-        raise TemplateError(
-            f"function {function_id}: Timeout must be positive", location=child_path(path, "Timeout")
-        )
+        raise TemplateError(f"function {function_id}: Timeout must be positive", location=child_path(path, "Timeout"))
     encoding = config.get("EncodingType", "json")
     if encoding not in ("json", "binary"):
         raise TemplateError(
@@ -698,9 +678,7 @@ def _variables(variables: Any, path: str) -> dict[str, str]:
         elif isinstance(value, (str, int, float)):
             result[str(key)] = str(value)
         else:
-            raise TemplateError(
-                f"variable {key} must be a string, got {value!r}", location=child_path(path, key)
-            )
+            raise TemplateError(f"variable {key} must be a string, got {value!r}", location=child_path(path, key))
     return result
 
 

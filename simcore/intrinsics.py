@@ -200,10 +200,14 @@ class Resolver:
         if self.resources.declared(args) or self.resources.declared(base):
             return self.resources.ref(args, path)
         raise TemplateError(
-            f"Unresolved resource dependencies [{args}]: "
-            "Ref names no parameter, pseudo parameter or resource",
+            f"Unresolved resource dependencies [{args}]: Ref names no parameter, pseudo parameter or resource",
             location=path,
         )
+
+    def _is_sam_reference(self, name: str) -> bool:
+        base, _, suffix = name.partition(".")
+        is_sam = getattr(self.resources, "is_sam_function", None)
+        return suffix in ("Alias", "Version") and is_sam is not None and is_sam(base)
 
     def _get_att(self, args: Any, path: str) -> Any:
         logical_id, attribute = split_get_att(args, path)
@@ -222,8 +226,7 @@ class Resolver:
         elif isinstance(args, list) and len(args) == 2 and isinstance(args[1], Mapping):
             template_string = args[0]
             local_values = {
-                str(key): self.resolve(item, child_path(child_path(path, 1), key))
-                for key, item in args[1].items()
+                str(key): self.resolve(item, child_path(child_path(path, 1), key)) for key, item in args[1].items()
             }
         else:
             raise TemplateError("Fn::Sub takes a string or [string, {Var: value}]", location=path)
@@ -239,14 +242,14 @@ class Resolver:
                 value = local_values[variable]
             elif variable in self.pseudo or variable in self.parameters or self.resources.declared(variable):
                 value = self._ref(variable, path)
+            elif self._is_sam_reference(variable):
+                value = self._ref(variable, path)  # SAM resolves ${Fn.Alias} like !Ref Fn.Alias
             elif "." in variable:
                 value = self._get_att(variable, path)
             else:
                 value = self._ref(variable, path)
             if isinstance(value, list):
-                raise TemplateError(
-                    f"Fn::Sub variable ${{{variable}}} is a list, not a string", location=path
-                )
+                raise TemplateError(f"Fn::Sub variable ${{{variable}}} is a list, not a string", location=path)
             return self._as_string(value, path)
 
         return _SUB_VARIABLE.sub(replace, template_string)
@@ -272,9 +275,7 @@ class Resolver:
         except ValueError:
             raise TemplateError(f"Fn::Select index {index_text!r} is not an integer", location=path) from None
         if not 0 <= index < len(values):
-            raise TemplateError(
-                f"Fn::Select index {index} is out of range for a list of {len(values)}", location=path
-            )
+            raise TemplateError(f"Fn::Select index {index} is out of range for a list of {len(values)}", location=path)
         return values[index]
 
     def _split(self, args: Any, path: str) -> list[str]:
@@ -304,9 +305,7 @@ class Resolver:
         if not isinstance(top, Mapping):
             raise TemplateError(f"Fn::FindInMap: mapping {map_name} has no key {top_key!r}", location=path)
         if second_key not in top:
-            raise TemplateError(
-                f"Fn::FindInMap: mapping {map_name}.{top_key} has no key {second_key!r}", location=path
-            )
+            raise TemplateError(f"Fn::FindInMap: mapping {map_name}.{top_key} has no key {second_key!r}", location=path)
         return top[second_key]
 
     def _base64(self, args: Any, path: str) -> str:

@@ -20,8 +20,10 @@ the same ids, so a redeploy keeps the identities Lambdas and shadows were keyed 
   `Ref` of a `*DefinitionVersion` or `GroupVersion` is the version's ARN.
 - IoT: thing `arn:aws:iot:<region>:<account>:thing/<name>`, certificate `...:cert/<id>`, policy
   `...:policy/<name>`. IAM role `arn:aws:iam::<account>:role<Path><name>`.
-- Custom resources: `Ref` is `<stack>-<LogicalId>-<SUFFIX>`; their attributes exist only once their code
-  runs in AWS, so `Fn::GetAtt` on them is an error that names the attribute.
+- Custom resources: what `Ref` gives is whatever their code returns in AWS. simcore gives the 64-hex
+  sha256 of the seed: the shape of an IoT certificate id, which is what certificate-making custom
+  resources (the v1 accelerator's, this project's `ThingCertificate`) return. Their attributes exist only
+  once their code runs, so `Fn::GetAtt` on them is an error that names the attribute.
 - Any other type: `Ref` is a made name; an attribute the CloudFormation schema (cfn-lint's copy) lists is
   refused as "not modelled", one it does not list as unknown.
 """
@@ -109,6 +111,10 @@ class PhysicalIds:
         """True when the template declares `logical_id`."""
         return logical_id in self._resources
 
+    def is_sam_function(self, logical_id: str) -> bool:
+        """True for an `AWS::Serverless::Function` (whose `.Alias`/`.Version` SAM resolves in Ref and Sub)."""
+        return self.declared(logical_id) and self.type_of(logical_id) == "AWS::Serverless::Function"
+
     def exists(self, logical_id: str) -> bool:
         """True when `logical_id` is declared and its Condition holds."""
         return self.declared(logical_id) and self._exists(logical_id)
@@ -133,7 +139,7 @@ class PhysicalIds:
             return self.uuid_for(logical_id, "id")
         if resource_type == "AWS::Greengrass::GroupVersion":
             return self.group_version_arn(logical_id)
-        if resource_type == "AWS::IoT::Certificate":
+        if resource_type == "AWS::IoT::Certificate" or _is_custom(resource_type):
             return self.certificate_id(logical_id)
         return self.name_of(logical_id)
 
@@ -144,7 +150,7 @@ class PhysicalIds:
         value = self._attribute(logical_id, resource_type, attribute)
         if value is not None:
             return value
-        if resource_type == "AWS::CloudFormation::CustomResource" or resource_type.startswith("Custom::"):
+        if _is_custom(resource_type):
             raise TemplateError(
                 f"Fn::GetAtt {logical_id}.{attribute}: a custom resource's attributes exist only once its "
                 "code runs in AWS; simcore cannot provide them",
@@ -152,8 +158,7 @@ class PhysicalIds:
             )
         if attribute in _schema_attributes(resource_type, self.region):
             raise TemplateError(
-                f"Fn::GetAtt {logical_id}.{attribute}: simcore does not model attribute {attribute} "
-                f"of {resource_type}",
+                f"Fn::GetAtt {logical_id}.{attribute}: simcore does not model attribute {attribute} of {resource_type}",
                 location=path,
             )
         raise TemplateError(
@@ -223,9 +228,7 @@ class PhysicalIds:
     def _function_name_property(self, logical_id: str) -> str:
         value = self._read_property(logical_id, "FunctionName")
         if value is None:
-            raise TemplateError(
-                f"{logical_id} needs FunctionName", location=f"Resources.{logical_id}.Properties"
-            )
+            raise TemplateError(f"{logical_id} needs FunctionName", location=f"Resources.{logical_id}.Properties")
         return lambda_name_from_arn(str(value))
 
     def _version_number(self, logical_id: str) -> int:
@@ -240,9 +243,7 @@ class PhysicalIds:
         return number
 
     def _version_arn(self, logical_id: str) -> str:
-        return (
-            f"{self.lambda_arn(self._function_name_property(logical_id))}:{self._version_number(logical_id)}"
-        )
+        return f"{self.lambda_arn(self._function_name_property(logical_id))}:{self._version_number(logical_id)}"
 
     def _alias_arn(self, logical_id: str) -> str:
         alias_name = self._read_property(logical_id, "Name")
@@ -266,9 +267,7 @@ class PhysicalIds:
         id_property = f"{kind}DefinitionId"
         definition_id = self._read_property(logical_id, id_property)
         if definition_id is None:
-            raise TemplateError(
-                f"{logical_id} needs {id_property}", location=f"Resources.{logical_id}.Properties"
-            )
+            raise TemplateError(f"{logical_id} needs {id_property}", location=f"Resources.{logical_id}.Properties")
         collection = GREENGRASS_DEFINITION_KINDS[kind]
         return (
             f"arn:{self.partition}:greengrass:{self.region}:{self.account_id}:/greengrass/definition/"
@@ -336,16 +335,12 @@ class PhysicalIds:
                 "Id": self.certificate_id(logical_id),
             }.get(attribute)
         if resource_type == "AWS::IoT::Policy":
-            return {"Arn": f"{iot}:policy/{self.name_of(logical_id)}", "Id": self.name_of(logical_id)}.get(
-                attribute
-            )
+            return {"Arn": f"{iot}:policy/{self.name_of(logical_id)}", "Id": self.name_of(logical_id)}.get(attribute)
         if resource_type == "AWS::IAM::Role":
             role_path = self._read_property(logical_id, "Path") or "/"
             return {
-                "Arn": f"arn:{self.partition}:iam::{self.account_id}:role"
-                f"{role_path}{self.name_of(logical_id)}",
-                "RoleId": "AROA"
-                + hashlib.sha256(self.seed(logical_id, "role").encode()).hexdigest()[:17].upper(),
+                "Arn": f"arn:{self.partition}:iam::{self.account_id}:role{role_path}{self.name_of(logical_id)}",
+                "RoleId": "AROA" + hashlib.sha256(self.seed(logical_id, "role").encode()).hexdigest()[:17].upper(),
             }.get(attribute)
         if resource_type == "AWS::S3::Bucket":
             bucket = self.name_of(logical_id)
@@ -364,6 +359,10 @@ class PhysicalIds:
                 f"{logical_id} is not created: its Condition is false, so nothing may refer to it here",
                 location=path,
             )
+
+
+def _is_custom(resource_type: str) -> bool:
+    return resource_type == "AWS::CloudFormation::CustomResource" or resource_type.startswith("Custom::")
 
 
 def _schema_attributes(resource_type: str, region: str) -> set[str]:

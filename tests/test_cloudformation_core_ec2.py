@@ -16,7 +16,7 @@ TEMPLATE = cfn_yaml.load(str(Path(__file__).resolve().parents[1] / "cloudformati
 RESOURCES = TEMPLATE["Resources"]
 PARAMETERS = TEMPLATE["Parameters"]
 SAMPLE_VALUES = {
-    "AWS::StackName": "rain-core", "AWS::Region": "eu-west-1", "BundleS3Uri": "s3://artifacts/rain-edge-bundle.tar.gz",
+    "AWS::StackName": "rain-core", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012", "BundleS3Uri": "s3://artifacts/rain-edge-bundle.tar.gz",
     "ModelS3Uri": "s3://artifacts/rain-model.tar.gz", "GroupStackName": "rain", "ThingName": "RainEdgeCore",
     "CoreRuntime": "simcore", "GreengrassCoreTarballUrl": "",
 }
@@ -65,7 +65,10 @@ def test_user_data_sets_up_users_layout_bundle_unit_and_signals() -> None:
     for step in ("groupadd --system ggc_group", "useradd --system --gid ggc_group", "mkdir -p /greengrass/certs",
                  "aws s3 cp --region \"eu-west-1\" \"s3://artifacts/rain-edge-bundle.tar.gz\"",
                  "python -m group.setup --stack \"rain\"", "/etc/systemd/system/rain-edge-core.service",
-                 "python -m simcore run --root /greengrass", "/greengrass/ggc/core/greengrassd start",
+                 "python -m simcore deploy cloudformation/greengrass-group.yaml --root /var/lib/simcore",
+                 "--param ModelS3Uri=s3://artifacts/rain-model.tar.gz",
+                 "python -m simcore run --root /var/lib/simcore --config /greengrass/config/config.json",
+                 "/greengrass/ggc/core/greengrassd start",
                  "systemctl enable rain-edge-core.service", "cfn-signal --exit-code", "signal 0"):
         assert step in script, step
     assert "${" not in script

@@ -154,12 +154,7 @@ def test_every_subscription_end_is_a_function_connector_the_cloud_or_the_shadow_
 def test_simcore_loads_the_group_and_every_subscription_resolves_within_it() -> None:
     from simcore.template import load_group
 
-    try:
-        group = load_group(TEMPLATE_PATH, {"ModelS3Uri": "s3://rain-artifacts/rain-model.tar.gz"})
-    except TemplateError as error:
-        if "CertificateArn" in str(error):
-            pytest.xfail(f"simcore's loader does not yet give the certificate custom resource an id: {error}")
-        raise
+    group = load_group(TEMPLATE_PATH, {"ModelS3Uri": "s3://rain-artifacts/rain-model.tar.gz"})
     ends = {function.arn for function in group.functions} | {c.arn for c in group.connectors}
     ends |= {"cloud", "GGShadowService"}
     assert len(group.subscriptions) == 8
@@ -167,6 +162,15 @@ def test_simcore_loads_the_group_and_every_subscription_resolves_within_it() -> 
         assert {subscription.source, subscription.target} <= ends, subscription
     assert group.core.sync_shadow is True
     assert {r.id: r.kind for r in group.resources} == {"RainModel": "ml_s3", "SensorI2C": "local_device"}
+    # The certificate custom resource's Ref (its certificate id in AWS) makes a well-formed certificate ARN.
+    assert re.fullmatch(r"arn:aws:iot:us-east-1:123456789012:cert/[0-9a-f]{64}", group.core.certificate_arn)
+
+
+def test_simcore_refuses_the_group_when_the_greengrass_service_is_discontinued() -> None:
+    from simcore.template import load_group
+
+    with pytest.raises(TemplateError, match="GreengrassServiceAvailable"):
+        load_group(TEMPLATE_PATH, {"ModelS3Uri": "s3://b/k", "GreengrassV1Service": "discontinued"})
 
 
 def test_core_syncs_its_shadow_and_resources_are_owned_as_v1_requires() -> None:

@@ -7,6 +7,7 @@ of the group template without its cfn-lint suppressions shows the linter finds e
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -47,7 +48,9 @@ def checkov_command() -> str:
                 ".venv-checkov/bin/pip install -r cloudformation/requirements-checkov.txt")
 
 
+@functools.cache
 def checkov(template: Path) -> dict:
+    """checkov's JSON report for one template (run once per template per session: it takes seconds)."""
     completed = subprocess.run(
         [checkov_command(), "--skip-download", "--framework", "cloudformation", "--output", "json",
          "--file", str(template)],

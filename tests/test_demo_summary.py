@@ -68,6 +68,7 @@ def test_missing_predictions_are_lost_unless_the_model_declined_them() -> None:
     state = _state_with_predictions([1, 2, 3, 4])
     lost = build_summary(state, PERIOD, "stalled", 10.0, None, None)
     assert lost.messages_lost == 2
+    assert lost.unanswered_seqs == [5, 6]
     declined = build_summary(state, PERIOD, "complete", 10.0, None,
                              {"counters": {"skipped.no_tendency": 1, "skipped.unchanged": 50}})
     assert declined.messages_lost == 1

@@ -53,7 +53,7 @@ def test_missing_pressure_is_reported_before_missing_tendency():
 def test_missing_field_is_named(field):
     reading = dict(READING)
     del reading[field]
-    with pytest.raises(FeatureError, match="^{}: missing".format(field)):
+    with pytest.raises(FeatureError, match=f"^{field}: missing"):
         build_features(reading)
 
 
@@ -67,7 +67,7 @@ def test_missing_field_is_named(field):
 ])
 @pytest.mark.parametrize("field", ["temperature", "humidity", "pressure", "pressure_tendency_3h"])
 def test_wrong_type_or_non_finite_value_is_named(field, value, message):
-    with pytest.raises(FeatureError, match="^{}: {}".format(field, message)) as caught:
+    with pytest.raises(FeatureError, match=f"^{field}: {message}") as caught:
         build_features(dict(READING, **{field: value}))
     assert caught.value.field == field
 
@@ -79,7 +79,7 @@ def test_wrong_type_or_non_finite_value_is_named(field, value, message):
     ("pressure", 0.0),
 ])
 def test_out_of_range_value_is_named(field, value):
-    with pytest.raises(FeatureError, match="^{}: .* is outside".format(field)):
+    with pytest.raises(FeatureError, match=f"^{field}: .* is outside"):
         build_features(dict(READING, **{field: value}))
 
 

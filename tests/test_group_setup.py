@@ -242,7 +242,7 @@ def test_local_setup_points_the_core_at_the_local_broker(tmp_path: Path, local_c
     assert setup.main(arguments) == 0
 
     config = json.loads((root / "config" / "config.json").read_text())
-    assert config["coreThing"]["thingArn"] == "arn:aws:iot:us-east-1:000000000000:thing/RainEdgeCore"
+    assert config["coreThing"]["thingArn"] == "arn:aws:iot:us-east-1:123456789012:thing/RainEdgeCore"
     assert (config["coreThing"]["iotHost"], config["coreThing"]["ggHost"]) == ("127.0.0.1", "127.0.0.1")
     assert config["coreThing"]["iotMqttPort"] == 18883
     assert (root / "certs" / "root.ca.pem").read_bytes() == local_ca_files["--ca"].read_bytes()

@@ -111,7 +111,7 @@ def d1_without_bool_number_differences(delta: dict, desired: dict, reported: dic
             nested = d1_without_bool_number_differences(value, wanted, have, stats)
             if nested:
                 kept[key] = nested
-        elif have is not _MISSING and wanted == have:  # equal to Python, different in JSON
+        elif have is not _MISSING and wanted == have and not json_equal(wanted, have):
             stats["excluded_d1"] += 1
         else:
             kept[key] = value
@@ -125,10 +125,12 @@ def d2_without_empty_objects(delta: dict, desired: dict, reported: dict, stats: 
     for key, value in delta.items():
         wanted, have = desired.get(key), reported.get(key)
         if isinstance(wanted, dict) and isinstance(have, dict) and isinstance(value, dict):
-            if value == {} and not _python_delta(wanted, have):
+            nested = d2_without_empty_objects(value, wanted, have, stats)
+            # moto's `{}` may itself sit inside a `{"b": {}}` it built for the same reason, level upon level.
+            if not nested and not _python_delta(wanted, have):
                 stats["excluded_d2"] += 1
                 continue
-            kept[key] = d2_without_empty_objects(value, wanted, have, stats)
+            kept[key] = nested
         else:
             kept[key] = value
     return kept

@@ -190,7 +190,8 @@ def fit(model, splits: dict[str, Split], epochs: int, verbose: bool) -> None:
         """One progress bar over the epochs instead of one per epoch."""
 
         def on_train_begin(self, logs=None):
-            self.bar = keras.utils.Progbar(epochs, stateful_metrics=["loss", "pr_auc", "val_loss", "val_pr_auc"])
+            self.bar = keras.utils.Progbar(epochs, stateful_metrics=["loss", "pr_auc", "val_loss", "val_pr_auc"],
+                                           unit_name="epoch")
 
         def on_epoch_end(self, epoch, logs=None):
             self.bar.update(epoch + 1, values=[(key, float(value)) for key, value in (logs or {}).items()])

@@ -169,6 +169,7 @@ class DemoRun:
         state = DemoState(args.thing, total)
         with self.stop:
             try:
+                self._start_web(state)
                 cloud = start_standin(self.root / "cloud", 0, args.thing)
                 deployment = deploy(args.template, template_parameters(args, period), self.root / "core")
                 model_card = load_model_card(deployment.resource_dirs.get(MODEL_RESOURCE))
@@ -178,15 +179,15 @@ class DemoRun:
                     isolation="off", interpreters=python38_interpreters(), cloud_config=cloud.config_path,
                     certs_dir=cloud.certs_dir, spool_storage="FileSystem"))
                 running.shadow_service.listeners.append(state.on_local_shadow)
-                self._start_web(state)
                 title = (f"simcore demo · {args.thing} · replay {period.station} {period.date_from} to "
                          f"{period.date_to} ({total} records) at {args.speed:g} h/s")
                 view = TerminalView(state, title, self.console, self.web.url if self.web else None)
                 view.open()
                 running.start()
                 outcome = self._watch(state, running, observer, view)
-                if outcome == "complete" or self.lambda_metrics is None:
-                    self.lambda_metrics = observer.command("get-metrics") or self.lambda_metrics
+                if outcome != "interrupted":
+                    # The Lambda's final counters: what it declined to predict, for the summary.
+                    self._ask_lambda_metrics(observer, timeout_s=5.0)
             except BaseException:
                 # The run cannot finish: nothing will ever serve a summary, so the page goes too.
                 if self.web is not None:
@@ -216,7 +217,11 @@ class DemoRun:
 
         run_info = {"station": self.period.station, "from": self.period.date_from.isoformat(),
                     "to": self.period.date_to.isoformat(), "speed": self.args.speed}
-        self.web = DemoWebServer(state, self.args.port, run_info)
+        try:
+            self.web = DemoWebServer(state, self.args.port, run_info)
+        except OSError as error:
+            raise DemoSetupError(f"cannot serve the web page on 127.0.0.1:{self.args.port}: {error.strerror}; "
+                                 "choose another --port, or --no-web", location="--port") from error
         self.web.start()
         if self.on_web_ready is not None:
             self.on_web_ready(self.web.url)
@@ -243,6 +248,12 @@ class DemoRun:
             state.wait_for_change(WATCH_INTERVAL_S)
         return "interrupted"
 
+    def _ask_lambda_metrics(self, observer, timeout_s: float) -> None:
+        """Ask the inference Lambda for its metrics (`get-metrics`); keep the last answer that came."""
+        answer = observer.command("get-metrics", timeout_s=timeout_s)
+        if answer and answer.get("ok") and isinstance(answer.get("result"), dict):
+            self.lambda_metrics = answer["result"]
+
     def _declined_by_model(self, observer) -> int:
         """Readings the inference Lambda saw and declined (no tendency, bad reading): asked for at intervals."""
         from simcore.demo.summary import DECLINED_COUNTERS
@@ -250,9 +261,7 @@ class DemoRun:
         now = time.monotonic()
         if now - self._last_metrics_query >= METRICS_QUERY_EVERY_S:
             self._last_metrics_query = now
-            answer = observer.command("get-metrics", timeout_s=2.0)
-            if answer and answer.get("ok"):
-                self.lambda_metrics = answer.get("result")
+            self._ask_lambda_metrics(observer, timeout_s=2.0)
         counters = (self.lambda_metrics or {}).get("counters") or {}
         return sum(int(counters.get(name) or 0) for name in DECLINED_COUNTERS)
 

@@ -18,6 +18,7 @@ from simcore.demo.scoring import Score, confusion, precision, recall, roc_auc
 from simcore.demo.state import DemoState, Prediction
 
 MODEL_CARD_FILE = "model.json"
+MAX_SEQS_LISTED = 20
 DEFAULT_TOLERANCE = 0.005  # the model card's `metric_tolerance` when it has none
 # The inference Lambda's metric counters for readings it saw but did not predict on (not losses).
 DECLINED_COUNTERS = ("skipped.no_tendency", "skipped.paused", "error.feature", "error.model", "error.bad_document")
@@ -41,6 +42,7 @@ class Summary:
     duplicate_predictions: int
     messages_lost: int
     score: Score | None
+    unanswered_seqs: list[int] = field(default_factory=list)  # the first readings with no prediction
     model_card: dict | None = None
     comparison: list[dict] = field(default_factory=list)
     agrees_with_model_card: bool | None = None
@@ -132,6 +134,7 @@ def build_summary(state: DemoState, period: ReplayPeriod, outcome: str, duration
         predictions_received=len(predictions), declined_by_model=declined, declined_detail=declined_detail,
         duplicate_predictions=progress["duplicate_predictions"],
         messages_lost=written - len(predictions) - declined, score=score,
+        unanswered_seqs=state.missing_predictions()[:MAX_SEQS_LISTED],
         model_card={key: model_card.get(key) for key in ("name", "version", "threshold")} if model_card else None,
     )
     card_entry = model_card_figures(model_card, period)

@@ -33,6 +33,8 @@ def print_summary(summary: Summary, console: Console) -> None:
     counts.add_row("readings the model declined", f"{summary.declined_by_model}{detail}")
     lost_style = "bold green" if summary.messages_lost == 0 else "bold red"
     counts.add_row("messages lost", f"[{lost_style}]{summary.messages_lost}[/]")
+    if summary.unanswered_seqs:
+        counts.add_row("readings with no prediction (seq)", ", ".join(map(str, summary.unanswered_seqs)))
     if summary.duplicate_predictions:
         counts.add_row("duplicate deliveries (ignored)", str(summary.duplicate_predictions))
     console.print(counts)

@@ -451,13 +451,13 @@ CASES = {
         "Cores[0].CertificateArn",
         None,
     ),
-    "no_group": (
+    "group_conditioned_out": (
         dict(
             links="        CoreDefinitionVersionArn: !GetAtt CoreDef.LatestVersionArn\n    Condition: Never\n",
             conditions="  Never: !Not [!Condition Always]\n",
         ),
-        "the template must create exactly one AWS::Greengrass::Group, it creates 0",
-        None,
+        "group RainGroup is not created: its Condition Never is false with these parameters",
+        "Resources.RainGroup.Condition",
         None,
     ),
     "link_not_in_template": (

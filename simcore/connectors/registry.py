@@ -1,0 +1,164 @@
+"""The connectors a group uses, built from its `ConnectorDefinition` and keyed by connector ARN.
+
+`build_registry` makes a local implementation of every connector simcore knows (CloudWatchMetrics versions
+1-5, MLFeedback version 1); any other connector is left out and listed in `unsupported`, so the router counts
+messages to it as undeliverable. Sinks: local files under `<runtime_root>/var/connectors/<Name>/` unless
+the core has a cloud (`cloud_available`) and the environment sets SIMCORE_CONNECTORS_AWS=1, in which case
+the connectors call CloudWatch and S3 through boto3 (credentials from boto3's usual chain).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from simcore.connectors.cloudwatch_metrics import CloudWatchMetricsConnector, CloudWatchMetricsSettings
+from simcore.connectors.ml_feedback import SDK_FUNCTION_ARN, MLFeedbackConnector, MLFeedbackSettings
+from simcore.connectors.parameters import ConnectorConfigError, connector_version
+from simcore.connectors.sinks import (
+    Boto3Metrics,
+    Boto3ObjectStore,
+    LocalMetricsFile,
+    LocalObjectStore,
+    local_key_parts,
+)
+from simcore.group import Connector, Group
+
+log = logging.getLogger(__name__)
+
+AWS_ENV = "SIMCORE_CONNECTORS_AWS"
+SUPPORTED_VERSIONS = {"CloudWatchMetrics": range(1, 6), "MLFeedback": range(1, 2)}
+
+Publish = Callable[..., None]
+
+
+class ConnectorImplementation(Protocol):
+    """What every local connector offers the registry."""
+
+    arn: str
+
+    def deliver(self, topic: str, payload: bytes) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class ConnectorRegistry:
+    """Running connectors by ARN: the router's `ConnectorRegistry` (has/deliver), plus the ML SDK's invoke."""
+
+    def __init__(self, implementations: Iterable[ConnectorImplementation], unsupported: Iterable[Connector] = ()):
+        self._by_arn = {implementation.arn: implementation for implementation in implementations}
+        self.unsupported = tuple(unsupported)
+
+    def has(self, connector_arn: str) -> bool:
+        """Whether a local implementation serves `connector_arn`."""
+        return connector_arn in self._by_arn
+
+    def get(self, connector_arn: str) -> ConnectorImplementation:
+        """The implementation serving `connector_arn`; KeyError if none."""
+        return self._by_arn[connector_arn]
+
+    def deliver(self, connector_arn: str, topic: str, payload: bytes) -> None:
+        """Hand a routed message to its connector (KeyError for an ARN the registry does not serve)."""
+        self._by_arn[connector_arn].deliver(topic, payload)
+
+    def _feedback(self) -> MLFeedbackConnector | None:
+        return next((c for c in self._by_arn.values() if isinstance(c, MLFeedbackConnector)), None)
+
+    def has_function(self, function_arn: str) -> bool:
+        """Whether `function_arn` is a connector's invoke address (the ML SDK's `...:aws:function:MLFeedback`)."""
+        return SDK_FUNCTION_ARN.fullmatch(function_arn) is not None and self._feedback() is not None
+
+    def invoke(self, function_arn: str, payload: bytes, client_context: str | bytes | None) -> tuple[bytes, str]:
+        """Serve an IPC invocation of a connector address: (payload, FunctionError "" or "Handled")."""
+        feedback = self._feedback()
+        if feedback is None or SDK_FUNCTION_ARN.fullmatch(function_arn) is None:
+            raise KeyError(function_arn)
+        return feedback.invoke(payload, client_context)
+
+    def stop(self) -> None:
+        """Stop every connector, each flushing what it still holds (buffered metrics, queued samples)."""
+        for implementation in self._by_arn.values():
+            try:
+                implementation.stop()
+            except Exception:  # one connector's failure must not keep the others from flushing
+                log.exception("Stopping connector %s failed", implementation.arn)
+
+    def status(self) -> dict[str, Any]:
+        """Per connector ARN its counters; the unsupported connectors by ARN."""
+        return {
+            "connectors": {arn: implementation.stats() for arn, implementation in self._by_arn.items()},
+            "unsupported": [connector.arn for connector in self.unsupported],
+        }
+
+
+def build_registry(
+    group: Group,
+    runtime_root: Path,
+    *,
+    publish: Publish,
+    cloud_available: bool,
+    environ: Mapping[str, str] | None = None,
+) -> ConnectorRegistry:
+    """Start a local implementation of each connector of `group` that simcore knows.
+
+    `publish(topic, payload, source=connector_arn)` routes a connector's output (e.g. `Core.publish`).
+    ConnectorConfigError (nothing started) when a connector's parameters are wrong.
+    """
+    environ = os.environ if environ is None else environ
+    use_aws = cloud_available and environ.get(AWS_ENV) == "1"
+    root = Path(runtime_root) / "var" / "connectors"
+    # Check every connector's parameters before starting any thread.
+    plans: list[Callable[[], ConnectorImplementation]] = []
+    unsupported = []
+    for connector in group.connectors:
+        versions = SUPPORTED_VERSIONS.get(connector.name)
+        if versions is None or connector_version(connector.arn) not in versions:
+            log.warning("Connector %s has no local implementation: messages to it are undeliverable", connector.arn)
+            unsupported.append(connector)
+        elif connector.name == "CloudWatchMetrics":
+            plans.append(_cloudwatch_plan(connector, group.region, root, publish, use_aws))
+        else:
+            plans.append(_feedback_plan(connector, group.region, root, publish, use_aws))
+    return ConnectorRegistry([start() for start in plans], unsupported)
+
+
+def _cloudwatch_plan(
+    connector: Connector, region: str, root: Path, publish: Publish, use_aws: bool
+) -> Callable[[], ConnectorImplementation]:
+    settings = CloudWatchMetricsSettings.from_connector(connector)
+    publish_region = settings.publish_region or region
+
+    def start() -> ConnectorImplementation:
+        sink: Any
+        if use_aws:
+            sink = Boto3Metrics(publish_region)
+        else:
+            sink = LocalMetricsFile(root / "CloudWatchMetrics" / "metrics.jsonl", publish_region)
+        return CloudWatchMetricsConnector(connector.arn, settings, sink, publish)
+
+    return start
+
+
+def _feedback_plan(
+    connector: Connector, region: str, root: Path, publish: Publish, use_aws: bool
+) -> Callable[[], ConnectorImplementation]:
+    settings = MLFeedbackSettings.from_connector(connector)
+    local_root = root / "MLFeedback"
+    if not use_aws:
+        for configuration in settings.configurations.values():
+            try:
+                local_key_parts(configuration.key_for("sample"))
+            except ValueError as error:
+                location = f"Connectors[{connector.id}].Parameters.FeedbackConfigurationMap.{configuration.config_id}"
+                raise ConnectorConfigError(f"s3-prefix cannot be stored locally: {error}", location=location) from None
+
+    def start() -> ConnectorImplementation:
+        store: Any = Boto3ObjectStore(region) if use_aws else LocalObjectStore(local_root)
+        return MLFeedbackConnector(connector.arn, settings, store, publish)
+
+    return start

@@ -1,0 +1,76 @@
+"""Ctrl-C during `simcore demo`: the Lambda workers stop, the shadows stay on disk, the summary says so."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from simcore.shadow import ShadowEngine
+from tests.test_cloud_support import wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+THING = "RainEdgeCore"
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (the core's Lambda workers)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if re.search(rf"^PPid:\s+{pid}$", status, re.MULTILINE):
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return not re.search(r"^State:\s+Z", state, re.MULTILINE)
+
+
+def test_ctrl_c_stops_workers_and_keeps_the_shadows(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    # Slow enough (2 data hours per second) that the replay is still running when Ctrl-C comes.
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "simcore", "demo", "--no-web", "--root", str(root), "--from", "2013-11-01",
+         "--to", "2013-11-10", "--speed", "2", "--metrics-interval", "1"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
+    reader.start()
+    try:
+        progressed = wait_until(lambda: any(re.search(r"[1-9]\d* predictions received", line) for line in lines),
+                                timeout_s=120, interval_s=0.2)
+        assert progressed, "".join(lines)
+        workers = _children(demo.pid)
+        assert workers, "the core runs its pinned Lambdas as child processes"
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=120) == 130, "".join(lines)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert "replay interrupted" in output
+    assert not [pid for pid in workers if _alive(pid)], "Lambda workers outlived the demo"
+    summary = json.loads((root / "demo-summary.json").read_text())
+    assert summary["outcome"] == "interrupted"
+    assert 0 < summary["readings_written"] < summary["total_records"]
+    with ShadowEngine(root / "core" / "var" / "shadows.sqlite") as shadows:
+        reported = shadows.get(THING)["state"]["reported"]
+    # The last reading written before the stop is the one the local shadow kept.
+    assert reported["seq"] == summary["readings_written"]
+    assert (root / "core" / "var" / "spool.sqlite").exists()

@@ -1,0 +1,90 @@
+"""The spool's disk is really full: a 64 KB tmpfs under the FileSpooler, not a simulated limit.
+
+Every append either returns a sequence number (and the message is then on disk, in order, surviving a
+new spooler instance) or is refused with a log line that names the file and the cause, and counted in
+`dropped` — which the cloud link reports as its own `dropped`. tests/test_cloud_spooler.py covers the same
+with SQLite's page limit; this one mounts a filesystem (root only; skipped with the reason otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from simcore.cloud.link import CloudLink, LinkSettings
+from simcore.cloud.spooler import FileSpooler
+
+TOPIC = "rain/DiskCore/inference/output"
+MESSAGE_BYTES = 4000
+
+
+@pytest.fixture
+def tiny_disk(tmp_path) -> Iterator[Path]:
+    """A 64 KB tmpfs mounted in tmp_path, unmounted afterwards."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def _link(spooler: FileSpooler, tmp_path: Path) -> CloudLink:
+    """A cloud link that is never started: publish() only spools, which is what the disk decides."""
+    settings = LinkSettings(client_id="DiskCore", host="127.0.0.1", port=8883, ca_path=tmp_path / "ca.pem",
+                            cert_path=tmp_path / "cert.pem", key_path=tmp_path / "key.pem")
+    return CloudLink(settings, spooler)
+
+
+def test_a_full_disk_refuses_new_messages_clearly_counts_them_and_keeps_what_it_accepted(
+        tiny_disk, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="simcore.cloud.spooler")
+    path = tiny_disk / "spool.sqlite"
+    spooler = FileSpooler(path, max_bytes=50_000_000)  # the byte limit is far away: only the disk is full
+    link = _link(spooler, tmp_path)
+    outcomes = []
+    for number in range(40):  # 160 KB of messages for a 64 KB filesystem
+        payload = f"{number:04d}".encode() + b"x" * (MESSAGE_BYTES - 4)
+        outcomes.append((payload, link.publish(TOPIC, payload)))
+    accepted = [payload for payload, ok in outcomes if ok]
+    refused = [payload for payload, ok in outcomes if not ok]
+    assert accepted, "the disk took nothing at all"
+    assert refused, "a 64 KB disk took 160 KB"
+    assert spooler.dropped == len(refused)
+    assert link.stats().dropped == len(refused)
+    assert f"cannot write {path}" in caplog.text and "full" in caplog.text
+    # What was accepted is all there, in order, and survives a new spooler on the same file.
+    assert [message.payload for message in spooler.after(0, 100)] == accepted
+    spooler.close()
+    reopened = FileSpooler(path, max_bytes=50_000_000)
+    try:
+        assert [message.payload for message in reopened.after(0, 100)] == accepted
+    finally:
+        reopened.close()
+
+
+def test_once_space_is_freed_the_same_spooler_accepts_again_without_a_restart(tiny_disk, tmp_path):
+    spooler = FileSpooler(tiny_disk / "spool.sqlite", max_bytes=50_000_000)
+    try:
+        accepted = []
+        while (seq := spooler.append(TOPIC, f"{len(accepted)}".encode() * 1000)) is not None:
+            accepted.append(seq)
+        assert accepted and spooler.dropped == 1
+        # The operator frees space (here: the filesystem grows); nothing restarts.
+        subprocess.run(["mount", "-o", "remount,size=1m", str(tiny_disk)], check=True)
+        later = spooler.append(TOPIC, b"after the disk was freed")
+        assert later is not None and later > accepted[-1]  # order continues after the refusal
+        assert [m.seq for m in spooler.after(0, 100)] == [*accepted, later]
+        for seq in [*accepted, later]:  # the broker acknowledges: the spool drains
+            spooler.ack(seq)
+        assert len(spooler) == 0 and spooler.dropped == 1
+    finally:
+        spooler.close()
