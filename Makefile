@@ -2,8 +2,10 @@
 PY311 ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-# The Lambdas' own interpreter (a v1 core's newest runtime), when the machine has one.
-PY38 ?= $(shell command -v python3.8 || ls /root/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null | head -n1)
+# The Lambdas' own interpreter (a v1 core's newest runtime), when the machine has one that runs
+# (a pyenv shim for a version that is not installed does not).
+PY38 ?= $(shell for candidate in $$HOME/.pyenv/versions/3.8*/bin/python3.8 $$(command -v python3.8); do \
+  "$$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null && echo "$$candidate" && break; done)
 VENV38 := .venv-py38
 
 .PHONY: venv venv38 venv-checkov test test-fast lint demo model bench package clean
@@ -38,8 +40,17 @@ venv38: $(VENV38)/.installed
 
 venv-checkov: .venv-checkov/.installed
 
+# The Lambdas' unit tests run under Python 3.8 too (a v1 core's newest runtime), and vermin checks
+# statically that the Lambdas and the runtime modules need nothing newer.
+LAMBDA_TESTS := tests/test_sensor_*.py tests/test_inference_*.py tests/test_features.py tests/test_tendency.py
+
 test: venv venv38 venv-checkov
 	$(PY) -m ruff check .
+	$(VENV)/bin/vermin -t=3.8- --no-tips --violations lambdas/ simcore/runtime/
+	@if [ -x $(VENV38)/bin/python ]; then \
+	  echo "== Lambda unit tests under Python 3.8"; \
+	  $(VENV38)/bin/python -m pytest -q -p no:cacheprovider $(LAMBDA_TESTS); \
+	fi
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv

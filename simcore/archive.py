@@ -7,7 +7,8 @@ or broken archive leaves nothing behind. Refused, with a message naming the memb
 - symbolic links whose target is absolute or leaves the tree; hard links to anything but an earlier
   regular file; members that sit below a symbolic link of the same archive;
 - device files, FIFOs and other special files;
-- duplicate names (zip), entries whose data overlap (the overlapping-file zip bomb);
+- duplicate names (except a folder listed twice), zip entries whose data overlap (the overlapping-file
+  zip bomb);
 - more than `max_members` members, a member above `max_member_bytes`, a total above `max_total_bytes`
   (uncompressed, as the headers declare it and as actually written), and zip members larger than
   `ratio_floor_bytes` whose compression ratio exceeds `max_ratio` (a zip bomb).
@@ -73,9 +74,7 @@ def archive_format(path: Path) -> str | None:
         return None
 
 
-def extract_archive(
-    archive: Path, destination: Path, limits: ExtractionLimits = DEFAULT_LIMITS
-) -> ExtractionResult:
+def extract_archive(archive: Path, destination: Path, limits: ExtractionLimits = DEFAULT_LIMITS) -> ExtractionResult:
     """Extract `archive` (tar or zip) into `destination`, which must not exist yet."""
     archive = Path(archive)
     destination = Path(destination)
@@ -87,11 +86,7 @@ def extract_archive(
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
-        result = (
-            _extract_tar(archive, staging, limits)
-            if kind == "tar"
-            else _extract_zip(archive, staging, limits)
-        )
+        result = _extract_tar(archive, staging, limits) if kind == "tar" else _extract_zip(archive, staging, limits)
         os.chmod(staging, 0o755)  # mkdtemp made it 0700; functions running as other users must read it
         os.replace(staging, destination)
     except BaseException:
@@ -147,21 +142,19 @@ def _extract_tar(archive: Path, staging: Path, limits: ExtractionLimits) -> Extr
             try:
                 tar.extractall(staging, members=members, filter="data")
             except tarfile.FilterError as error:
-                raise DeployError(
-                    f"archive refused by tarfile's data filter: {error}", location=str(archive)
-                ) from None
+                raise DeployError(f"archive refused by tarfile's data filter: {error}", location=str(archive)) from None
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DeployError(f"cannot read tar archive: {error}", location=str(archive)) from None
     files = [member for member in members if member.isreg()]
     return ExtractionResult(files=len(files), total_bytes=sum(member.size for member in files))
 
 
-def _checked_tar_members(
-    archive: Path, tar: tarfile.TarFile, limits: ExtractionLimits
-) -> list[tarfile.TarInfo]:
+def _checked_tar_members(archive: Path, tar: tarfile.TarFile, limits: ExtractionLimits) -> list[tarfile.TarInfo]:
     members: list[tarfile.TarInfo] = []
     regular_files: set[str] = set()
     symlinks: set[str] = set()
+    directories: set[str] = set()
+    hard_links: set[str] = set()
     total = 0
     for member in tar:  # lazily: stop before reading past a member that breaks a limit
         if len(members) >= limits.max_members:
@@ -170,11 +163,16 @@ def _checked_tar_members(
         if problem:
             raise _refuse(archive, member.name, problem)
         name = _normal(member.name)
+        # A later member replacing an earlier one (a file by a link, a link by a file) is how several
+        # tar attacks start; the same folder listed twice is harmless and common.
+        replaces = name in regular_files or name in symlinks or name in hard_links
+        if replaces or (name in directories and not member.isdir()):
+            raise _refuse(archive, member.name, "duplicate entry")
+        if member.isdir():
+            directories.add(name)
         if member.issym():
             if _link_escapes(name, member.linkname):
-                raise _refuse(
-                    archive, member.name, f"symbolic link to {member.linkname!r} leaves the archive's tree"
-                )
+                raise _refuse(archive, member.name, f"symbolic link to {member.linkname!r} leaves the archive's tree")
             symlinks.add(name)
         elif member.islnk():
             target = _normal(member.linkname) if not check_member_name(member.linkname) else None
@@ -184,6 +182,7 @@ def _checked_tar_members(
                     member.name,
                     f"hard link to {member.linkname!r}, which is not an earlier regular file",
                 )
+            hard_links.add(name)
         elif member.isreg():
             if member.size > limits.max_member_bytes:
                 raise _refuse(
@@ -251,9 +250,7 @@ def _check_zip_members(archive: Path, infos: list[zipfile.ZipInfo], limits: Extr
         total += info.file_size
         if total > limits.max_total_bytes:
             raise _refuse(archive, info.filename, f"archive expands beyond {limits.max_total_bytes} bytes")
-        if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_ratio * max(
-            info.compress_size, 1
-        ):
+        if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
             raise _refuse(
                 archive,
                 info.filename,
@@ -294,9 +291,7 @@ def _write_zip_members(
             with zipped.open(info) as stream:
                 link_target = stream.read(4097).decode("utf-8", errors="replace")
             if len(link_target) > 4096 or _link_escapes(name, link_target):
-                raise _refuse(
-                    archive, info.filename, f"symbolic link to {link_target!r} leaves the archive's tree"
-                )
+                raise _refuse(archive, info.filename, f"symbolic link to {link_target!r} leaves the archive's tree")
             os.symlink(link_target, target)
             continue
         written = 0
@@ -305,9 +300,7 @@ def _write_zip_members(
                 written += len(chunk)
                 # The central directory may lie about sizes: count what is really written.
                 if written > info.file_size or total + written > limits.max_total_bytes:
-                    raise _refuse(
-                        archive, info.filename, "expands beyond its declared size or the total limit"
-                    )
+                    raise _refuse(archive, info.filename, "expands beyond its declared size or the total limit")
                 output.write(chunk)
         mode = (info.external_attr >> 16) & 0o777
         os.chmod(target, 0o755 if mode & 0o100 else 0o644)
@@ -316,9 +309,7 @@ def _write_zip_members(
     return ExtractionResult(files=files, total_bytes=total)
 
 
-def copy_model_folder(
-    source: Path, destination: Path, limits: ExtractionLimits = DEFAULT_LIMITS
-) -> ExtractionResult:
+def copy_model_folder(source: Path, destination: Path, limits: ExtractionLimits = DEFAULT_LIMITS) -> ExtractionResult:
     """Copy a model folder with the archive rules: no links out of it, no special files, the same limits."""
     source = Path(source).resolve()
     destination = Path(destination)

@@ -119,6 +119,7 @@ class Core:
             work_source=self.workers,
             shadow_service=self.shadow_service,
             secret_store=secret_store,
+            connector_functions=connectors if hasattr(connectors, "has_function") else None,
         )
         self._started = False
         for notice in self.log_sinks.notices:

@@ -17,6 +17,7 @@ from typing import Any
 from simcore.cloud.link import CloudLink
 from simcore.cloud.spooler import make_spooler
 from simcore.cloud.sync import ShadowSync
+from simcore.connectors import build_registry
 from simcore.control import ControlServer
 from simcore.core import Core
 from simcore.deploy import Deployment
@@ -51,12 +52,16 @@ class RunningCore:
         (root / "var").mkdir(parents=True, exist_ok=True)
         self.shadow_engine = ShadowEngine(root / "var" / "shadows.sqlite")
         self.shadow_service = ShadowService(self.shadow_engine)
+        self.connectors = build_registry(
+            deployment.group, root, publish=self._connector_publish, cloud_available=options.cloud_config is not None
+        )
         self.core = Core(
             deployment.group,
             runtime_root=root,
             code_dirs=deployment.function_dirs,
             resource_dirs=deployment.resource_dirs,
             shadow_service=self.shadow_service,
+            connectors=self.connectors,
             isolation=options.isolation,
             interpreters=options.interpreters,
             ipc_port=options.ipc_port,
@@ -97,6 +102,9 @@ class RunningCore:
             self.shadow_service.listeners.append(self.sync.on_local_change)
         self.core.set_cloud(self.link)
 
+    def _connector_publish(self, topic: str, payload: bytes, source: str) -> None:
+        self.core.publish(topic, payload, source=source)
+
     def _from_cloud(self, topic: str, payload: bytes) -> None:
         try:
             self.core.publish(topic, payload, source=CLOUD)
@@ -125,6 +133,8 @@ class RunningCore:
         if self.sync is not None:
             self.sync.stop()
         self.core.stop()
+        # After the workers (nothing new arrives) and before the link (their last statuses reach the spool).
+        self.connectors.stop()
         if self.link is not None:
             self.link.stop()
             self.link.spooler.close()
@@ -134,6 +144,7 @@ class RunningCore:
         """The core's status, with the cloud link and sync when present."""
         status = self.core.status()
         status["deployment"] = {"id": self.deployment.id, "number": self.deployment.number}
+        status["connectors"] = self.connectors.status()
         if self.link is not None:
             status["cloud"] = self.link.stats().__dict__
         if self.sync is not None:

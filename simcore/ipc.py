@@ -137,6 +137,14 @@ class QueueWorkSource:
             return self._held.pop(invocation_id)
 
 
+class ConnectorFunctions(Protocol):
+    """Connectors reached by an invoke rather than a subscription (the ML Feedback connector)."""
+
+    def has_function(self, function_arn: str) -> bool: ...
+
+    def invoke(self, function_arn: str, payload: bytes, client_context: str | None) -> tuple[bytes, str]: ...
+
+
 class ShadowHandler(Protocol):
     """`simcore.shadow_service.ShadowService`: `handle(topic, payload)` → `.response`, `.publications`."""
 
@@ -231,8 +239,10 @@ class IPCDispatcher:
         work_source: WorkSource | None = None,
         shadow_service: ShadowHandler | None = None,
         secret_store: SecretStore | None = None,
+        connector_functions: ConnectorFunctions | None = None,
     ):
         self.router = router
+        self.connector_functions = connector_functions
         self.work_queue = work_queue
         self.function_timeouts = dict(function_timeouts)
         self.tokens = tokens or TokenRegistry()
@@ -297,6 +307,10 @@ class IPCDispatcher:
             raise IPCError(404, f"System function {system_name} is not available on this core")
         if len(payload) > MAX_INVOKE_BYTES:
             raise IPCError(413, f"The payload is {len(payload)} bytes; the limit is {MAX_INVOKE_BYTES}")
+        if self.connector_functions is not None and self.connector_functions.has_function(function_arn):
+            # A connector's invoke address (the ML SDK's `...:aws:function:MLFeedback`): served in-process.
+            body, function_error = self.connector_functions.invoke(function_arn, payload, client_context)
+            return self._finished(caller, invocation_type, body, function_error)
         target = self.resolve_function(function_arn)
         result = InvocationResult() if invocation_type == "RequestResponse" else None
         item = WorkItem(

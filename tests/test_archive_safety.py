@@ -175,7 +175,7 @@ _MEMBERS = st.lists(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(members=_MEMBERS)
 def test_whatever_a_tar_holds_nothing_lands_outside_the_destination(tmp_path_factory, members):
     base = tmp_path_factory.mktemp("prop")

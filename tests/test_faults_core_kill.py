@@ -65,8 +65,22 @@ def shadow_row(root: Path) -> tuple[int, dict] | None:
     return (rows[0][0], json.loads(rows[0][1])) if rows else None
 
 
+def worker_pids(root: Path) -> list[int]:
+    """Processes working in a directory under `root`: the core's Lambda workers (their cwd is their code)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd.startswith(f"{root}/"):
+                found.append(int(entry.name))
+    return found
+
+
 class CoreProcess:
-    """`python -m simcore run` in its own session, so its workers can be cleaned up after a SIGKILL."""
+    """`python -m simcore run` as a child process, with its log in a file."""
 
     def __init__(self, root: Path, cloud: RunningCloud, log_path: Path):
         command = [sys.executable, "-m", "simcore", "run", "--root", str(root), "--config", str(cloud.config_path),
@@ -82,8 +96,8 @@ class CoreProcess:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(30)
 
-    def stop(self) -> None:
-        """SIGTERM (a clean stop) if still running; then make sure no worker of its session is left."""
+    def stop(self, root: Path) -> None:
+        """SIGTERM (a clean stop) if still running; then no worker of this core may be left running."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -91,8 +105,9 @@ class CoreProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # the orphaned workers of a killed core
+        for pid in worker_pids(root):  # only if a test failed before its workers were seen to exit
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.log.close()
 
 
@@ -139,9 +154,12 @@ def test_kill_9_of_the_core_keeps_shadows_and_spool_and_a_restart_delivers_every
                           DEADLINE_S, interval_s=0.2), (tmp_path / "first-run.log").read_text()[-3000:]
         before_spool = spooled(root)
         before_version, before_state = shadow_row(root)
+        assert worker_pids(root), "the Lambdas' workers are not running"
         first.kill_core_only()
+        # The orphaned workers notice at their next IPC call (a long poll that fails at once) and exit.
+        assert wait_until(lambda: not worker_pids(root), 30, interval_s=0.2), worker_pids(root)
     finally:
-        first.stop()
+        first.stop(root)
 
     # Intact: the files are consistent, and everything seen before the kill is still there.
     for database in ("spool.sqlite", "shadows.sqlite"):
@@ -165,6 +183,6 @@ def test_kill_9_of_the_core_keeps_shadows_and_spool_and_a_restart_delivers_every
         # The restarted core continues the same shadow: its versions go on from where the kill left them.
         assert wait_until(lambda: shadow_row(root)[0] > after_version, DEADLINE_S, interval_s=0.2)
     finally:
-        second.stop()
+        second.stop(root)
         subscriber.link.stop()
     assert second.process.returncode == 0  # SIGTERM: a clean stop
