@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from simcore.control import ControlError, call
+from simcore.control import ControlError, call, wait_for_signal
 from simcore.errors import SimcoreError
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_RUNNING = 1, 3, 4
@@ -79,17 +78,6 @@ def run_options(args: argparse.Namespace):
         certs_dir=args.certs_dir,
         spool_storage=args.spool,
     )
-
-
-def wait_for_signal(stopped: threading.Event) -> None:
-    """Block until SIGINT/SIGTERM or until `stopped` is set (e.g. by `simcore stop`)."""
-    def handle(signum: int, _frame: object) -> None:
-        stopped.set()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-    while not stopped.wait(0.5):
-        pass
 
 
 def cmd_run(args: argparse.Namespace) -> int:

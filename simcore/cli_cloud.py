@@ -29,7 +29,7 @@ def start_standin(state_dir: Path, port: int, thing_name: str):
 
 def cmd_cloud_start(args: argparse.Namespace) -> int:
     """Run the stand-in cloud until Ctrl-C."""
-    from simcore.cli import wait_for_signal
+    from simcore.control import wait_for_signal
 
     cloud = start_standin(args.state_dir, args.port, args.thing)
     print(f"stand-in cloud ({cloud.broker.kind}) on 127.0.0.1:{cloud.port}; core config: {cloud.config_path}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 import threading
 import urllib.error
 import urllib.request
@@ -130,3 +131,14 @@ def call(root: Path, command: str, arguments: dict[str, Any] | None = None, time
         raise ControlError(body.get("error", f"HTTP {error.code}"), code=body.get("code")) from None
     except OSError as error:
         raise ControlError(f"cannot reach the core on port {record['port']}: {error}") from None
+
+
+def wait_for_signal(stopped: threading.Event) -> None:
+    """Block until SIGINT/SIGTERM or until `stopped` is set (e.g. by `simcore stop`)."""
+    def handle(signum: int, _frame: object) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    while not stopped.wait(0.5):
+        pass
