@@ -267,6 +267,21 @@ def _abandon(client: AWSIoTMQTTClient) -> None:
         log.debug("stopping an abandoned MQTT client: %s", error)
 
 
+def _disable_nagle(client: AWSIoTMQTTClient) -> None:
+    """Set TCP_NODELAY on the client's socket (the SDK never does).
+
+    Without it a small PUBLISH written while an earlier segment is unacknowledged waits for the broker's
+    delayed ACK: about 40 ms per prediction once shadow sync shares the connection (bench/cloud_path.py).
+    The socket sits behind SDK internals; if they move, the link still works, only slower.
+    """
+    try:
+        paho = client._mqtt_core._internal_async_client._paho_client
+        sock = paho._ssl or paho._sock
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError) as error:
+        log.debug("cloud link: cannot set TCP_NODELAY: %s", error)
+
+
 @dataclass
 class LinkStats:
     """Counters a status command shows; `dropped` counts refused messages (spool full, too large)."""
@@ -452,6 +467,7 @@ class CloudLink:
                 outcome.append(None if accepted else MqttConnectRefused(int(data)))
                 done.set()
             if accepted:
+                _disable_nagle(client)
                 self._set_connected(True)
 
         def on_offline() -> None:
