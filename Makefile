@@ -8,7 +8,7 @@ PY38 ?= $(shell for candidate in $$HOME/.pyenv/versions/3.8*/bin/python3.8 $$(co
   "$$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null && echo "$$candidate" && break; done)
 VENV38 := .venv-py38
 
-.PHONY: venv venv38 venv-checkov test test-fast lint demo model bench package clean
+.PHONY: venv venv38 venv-checkov test test-fast lint demo model bench package screenshot clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt
 	$(PY311) -m venv $(VENV)
@@ -71,5 +71,9 @@ bench: venv
 package: venv
 	$(PY) -m group.package $(PACKAGE_ARGS)
 
+# Renew the README's screenshot of the demo page (headless Chromium during a real replay).
+screenshot: venv
+	DEMO_SCREENSHOT=docs/demo-screenshot.png $(PY) -m pytest -q tests/test_demo_web_browser.py
+
 clean:
-	rm -rf .simcore build
+	rm -rf .simcore .simcore-demo .simcore-cloud build

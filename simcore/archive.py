@@ -114,12 +114,28 @@ def check_member_name(name: str) -> str | None:
     return None
 
 
-def _link_escapes(member_name: str, target: str) -> bool:
-    """True when a symlink at `member_name` pointing to `target` resolves outside the tree (lexically)."""
-    if target.startswith("/") or "\\" in target or "\x00" in target:
-        return True
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(member_name), target))
-    return resolved == ".." or resolved.startswith("../") or resolved.startswith("/")
+def check_link_target(name: str, target: str, symlinks: set[str]) -> str | None:
+    """Why the symlink `name` -> `target` is refused, or None.
+
+    The target is walked component by component from the link's folder, as the kernel would: it may not
+    climb above the tree, and may not pass through any symlink of the archive (whatever order they are
+    extracted in), which also rules out loops and links to links.
+    """
+    if not target or target.startswith("/") or "\\" in target or "\x00" in target:
+        return f"symbolic link to {target!r} leaves the archive's tree"
+    stack = name.split("/")[:-1]
+    for component in target.split("/"):
+        if component in ("", "."):
+            continue
+        if component == "..":
+            if not stack:
+                return f"symbolic link to {target!r} leaves the archive's tree"
+            stack.pop()
+            continue
+        stack.append(component)
+        if "/".join(stack) in symlinks:
+            return f"symbolic link to {target!r} passes through the symbolic link {'/'.join(stack)!r}"
+    return None
 
 
 def _under_symlink(name: str, symlinks: set[str]) -> str | None:
@@ -143,6 +159,8 @@ def _extract_tar(archive: Path, staging: Path, limits: ExtractionLimits) -> Extr
                 tar.extractall(staging, members=members, filter="data")
             except tarfile.FilterError as error:
                 raise DeployError(f"archive refused by tarfile's data filter: {error}", location=str(archive)) from None
+            except (tarfile.TarError, EOFError, OSError, RecursionError) as error:
+                raise DeployError(f"cannot extract tar archive: {error}", location=str(archive)) from None
     except (tarfile.TarError, EOFError, OSError) as error:
         raise DeployError(f"cannot read tar archive: {error}", location=str(archive)) from None
     files = [member for member in members if member.isreg()]
@@ -165,14 +183,14 @@ def _checked_tar_members(archive: Path, tar: tarfile.TarFile, limits: Extraction
         name = _normal(member.name)
         # A later member replacing an earlier one (a file by a link, a link by a file) is how several
         # tar attacks start; the same folder listed twice is harmless and common.
+        if name == "." and not member.isdir():
+            raise _refuse(archive, member.name, "names the extraction folder itself")
         replaces = name in regular_files or name in symlinks or name in hard_links
         if replaces or (name in directories and not member.isdir()):
             raise _refuse(archive, member.name, "duplicate entry")
         if member.isdir():
             directories.add(name)
         if member.issym():
-            if _link_escapes(name, member.linkname):
-                raise _refuse(archive, member.name, f"symbolic link to {member.linkname!r} leaves the archive's tree")
             symlinks.add(name)
         elif member.islnk():
             target = _normal(member.linkname) if not check_member_name(member.linkname) else None
@@ -196,11 +214,18 @@ def _checked_tar_members(archive: Path, tar: tarfile.TarFile, limits: Extraction
             regular_files.add(name)
         elif not member.isdir():
             raise _refuse(archive, member.name, "device file, FIFO or other special file")
+        # Extract under the very names that were checked ("a/./b/." is written as "a/b").
+        member.name = name
+        if member.islnk():
+            member.linkname = _normal(member.linkname)
         members.append(member)
     for member in members:
         ancestor = _under_symlink(_normal(member.name), symlinks)
         if ancestor:
             raise _refuse(archive, member.name, f"lies below the symbolic link {ancestor!r}")
+        problem = check_link_target(_normal(member.name), member.linkname, symlinks) if member.issym() else None
+        if problem:
+            raise _refuse(archive, member.name, problem)
     return members
 
 
@@ -216,13 +241,16 @@ def _extract_zip(archive: Path, staging: Path, limits: ExtractionLimits) -> Extr
     try:
         with zipfile.ZipFile(archive) as zipped:
             infos = zipped.infolist()
-            symlinks = _check_zip_members(archive, infos, limits)
-            return _write_zip_members(archive, zipped, infos, symlinks, staging, limits)
+            link_targets = _check_zip_members(archive, zipped, infos, limits)
+            return _write_zip_members(archive, zipped, infos, link_targets, staging, limits)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
         raise DeployError(f"cannot read zip archive: {error}", location=str(archive)) from None
 
 
-def _check_zip_members(archive: Path, infos: list[zipfile.ZipInfo], limits: ExtractionLimits) -> set[str]:
+def _check_zip_members(
+    archive: Path, zipped: zipfile.ZipFile, infos: list[zipfile.ZipInfo], limits: ExtractionLimits
+) -> dict[str, str]:
+    """Check every entry before anything is written; returns the symlinks' targets by entry name."""
     if len(infos) > limits.max_members:
         raise _refuse(archive, infos[limits.max_members].filename, f"more than {limits.max_members} members")
     names: set[str] = set()
@@ -233,6 +261,8 @@ def _check_zip_members(archive: Path, infos: list[zipfile.ZipInfo], limits: Extr
         if problem:
             raise _refuse(archive, info.filename, problem)
         name = _normal(info.filename)
+        if name == "." and not info.is_dir():
+            raise _refuse(archive, info.filename, "names the extraction folder itself")
         if name in names:
             raise _refuse(archive, info.filename, "duplicate entry")
         names.add(name)
@@ -263,18 +293,27 @@ def _check_zip_members(archive: Path, infos: list[zipfile.ZipInfo], limits: Extr
         end = current.header_offset + 30 + _zip_name_length(current) + current.compress_size
         if end > following.header_offset:
             raise _refuse(archive, following.filename, "its data overlaps another entry's (a zip bomb)")
+    link_targets: dict[str, str] = {}
     for info in infos:
-        ancestor = _under_symlink(_normal(info.filename), symlinks)
+        name = _normal(info.filename)
+        ancestor = _under_symlink(name, symlinks)
         if ancestor:
             raise _refuse(archive, info.filename, f"lies below the symbolic link {ancestor!r}")
-    return symlinks
+        if name in symlinks:
+            if info.file_size > 4096:
+                raise _refuse(archive, info.filename, "symbolic link target longer than 4096 bytes")
+            link_targets[name] = zipped.read(info).decode("utf-8", errors="replace")
+            problem = check_link_target(name, link_targets[name], symlinks)
+            if problem:
+                raise _refuse(archive, info.filename, problem)
+    return link_targets
 
 
 def _write_zip_members(
     archive: Path,
     zipped: zipfile.ZipFile,
     infos: list[zipfile.ZipInfo],
-    symlinks: set[str],
+    link_targets: dict[str, str],
     staging: Path,
     limits: ExtractionLimits,
 ) -> ExtractionResult:
@@ -287,12 +326,8 @@ def _write_zip_members(
             target.mkdir(parents=True, exist_ok=True)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        if name in symlinks:
-            with zipped.open(info) as stream:
-                link_target = stream.read(4097).decode("utf-8", errors="replace")
-            if len(link_target) > 4096 or _link_escapes(name, link_target):
-                raise _refuse(archive, info.filename, f"symbolic link to {link_target!r} leaves the archive's tree")
-            os.symlink(link_target, target)
+        if name in link_targets:
+            os.symlink(link_targets[name], target)
             continue
         written = 0
         with zipped.open(info) as stream, open(target, "xb") as output:
@@ -330,7 +365,8 @@ def copy_model_folder(source: Path, destination: Path, limits: ExtractionLimits 
                 entry_stat = entry.lstat()
                 if stat.S_ISLNK(entry_stat.st_mode):
                     link = os.readlink(entry)
-                    if _link_escapes(relative, link):
+                    resolved = os.path.realpath(entry)
+                    if os.path.isabs(link) or os.path.commonpath([str(source), resolved]) != str(source):
                         raise _refuse(source, relative, f"symbolic link to {link!r} leaves the folder")
                     (staging / relative).parent.mkdir(parents=True, exist_ok=True)
                     os.symlink(link, staging / relative)

@@ -74,7 +74,7 @@ def add_cloud_commands(commands: argparse._SubParsersAction, _sub: Callable) -> 
     start = verbs.add_parser("start", help="start the stand-in: a local CA, a mutual-TLS MQTT broker, shadows")
     start.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     start.add_argument("--port", type=int, default=8883, help="MQTT over TLS port (0: any free port)")
-    start.add_argument("--thing", default="RainCore", help="the core thing to issue a certificate for")
+    start.add_argument("--thing", default="RainEdgeCore", help="the core thing to issue a certificate for")
     start.set_defaults(handler=cmd_cloud_start)
 
     for verb, handler, help_text in (

@@ -198,6 +198,15 @@ def _deployment_numbers(root: Path) -> list[int]:
     return sorted(int(entry.name) for entry in folder.iterdir() if entry.name.isdigit() and entry.is_dir())
 
 
+def _remove_abandoned_staging(root: Path) -> None:
+    """Staging folders of a deploy that was killed; safe to remove because the caller holds the lock."""
+    folder = root / "deployments"
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name.startswith(".staging-"):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
 def _swap_symlink(link: Path, target: str) -> None:
     """Point `link` at `target` atomically: a reader sees the old or the new target, never none."""
     temporary = link.with_name(f".{link.name}.{os.getpid()}.{uuid.uuid4().hex}")
@@ -224,6 +233,7 @@ def deploy(
     root = Path(root).absolute()
     template_path = Path(template_path).absolute()
     with _deploy_lock(root):
+        _remove_abandoned_staging(root)
         numbers = _deployment_numbers(root)
         number = (numbers[-1] if numbers else 0) + 1
         deployment_id = str(uuid.uuid4())

@@ -24,7 +24,6 @@ from simcore.intrinsics import (
     NO_VALUE,
     PSEUDO_PARAMETERS,
     Resolver,
-    child_path,
     find_unsupported_functions,
     intrinsic_name,
     referenced_names,
@@ -440,14 +439,3 @@ def _raise_on_cycle(graph: Mapping[str, list[str]]) -> None:
     for node in graph:
         if node not in state:
             visit(node)
-
-
-__all__ = [
-    "LoadedGroup",
-    "ResolvedTemplate",
-    "child_path",
-    "load_group",
-    "load_parameters",
-    "read_template",
-    "resolve_template",
-]

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import tarfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -176,8 +177,8 @@ _MEMBERS = st.lists(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(members=_MEMBERS)
-def test_whatever_a_tar_holds_nothing_lands_outside_the_destination(tmp_path_factory, members):
+@given(members=_MEMBERS, archive_kind=st.sampled_from(["tar", "zip"]))
+def test_whatever_an_archive_holds_nothing_lands_outside_the_destination(tmp_path_factory, members, archive_kind):
     base = tmp_path_factory.mktemp("prop")
     fields_by_kind = {
         "file": lambda target: {},
@@ -185,8 +186,17 @@ def test_whatever_a_tar_holds_nothing_lands_outside_the_destination(tmp_path_fac
         "symlink": lambda target: {"type": tarfile.SYMTYPE, "linkname": target},
         "hardlink": lambda target: {"type": tarfile.LNKTYPE, "linkname": target},
     }
-    archive = base / "archive.tar"
-    archive.write_bytes(_tar_bytes([(name, b"x", fields_by_kind[kind](target)) for kind, name, target in members], "w"))
+    archive = base / "archive.bin"
+    if archive_kind == "tar":
+        members_with_fields = [(name, b"x", fields_by_kind[kind](target)) for kind, name, target in members]
+        archive.write_bytes(_tar_bytes(members_with_fields, "w"))
+    else:
+        with zipfile.ZipFile(archive, "w") as zipped, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # duplicate names are part of what is being tried
+            for kind, name, target in members:
+                info = zipfile.ZipInfo(name + "/" if kind == "dir" else name)
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16 if kind == "symlink" else 0
+                zipped.writestr(info, target if kind == "symlink" else "x")
     destination = base / "out" / "model"
     try:
         extract_archive(archive, destination)
@@ -197,6 +207,6 @@ def test_whatever_a_tar_holds_nothing_lands_outside_the_destination(tmp_path_fac
         for path in destination.rglob("*"):
             # realpath, not Path.resolve: an in-tree symlink loop is harmless and must not raise here.
             assert os.path.commonpath([root, os.path.realpath(path)]) == root, path
-    assert {entry.name for entry in base.iterdir()} <= {"archive.tar", "out"}
+    assert {entry.name for entry in base.iterdir()} <= {"archive.bin", "out"}
     if (base / "out").exists():
         assert [entry.name for entry in (base / "out").iterdir()] in ([], ["model"])

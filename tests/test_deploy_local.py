@@ -182,3 +182,23 @@ def test_one_lambda_under_two_qualifiers_is_copied_once(workspace, root):
 def test_load_deployment_without_a_deployment_says_what_to_do(root):
     with pytest.raises(DeployError, match="run `simcore deploy` first"):
         load_deployment(root)
+
+
+def test_staging_left_by_a_killed_deploy_is_cleaned_up(workspace, root):
+    abandoned = root / "deployments" / ".staging-1-killed"
+    abandoned.mkdir(parents=True)
+    (abandoned / "group.json").write_text("{}")
+    deployment = deploy(workspace / "sam_group.yaml", None, root)
+    assert deployment.number == 1
+    assert not abandoned.exists()
+
+
+def test_concurrent_deploys_get_distinct_numbers(workspace, root):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(deploy, workspace / "sam_group.yaml", None, root) for _ in range(2)]
+        numbers = sorted(future.result().number for future in futures)
+    assert numbers == [1, 2]
+    assert os.readlink(root / "current") == "deployments/2"
+    assert os.readlink(root / "previous") == "deployments/1"

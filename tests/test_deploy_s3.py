@@ -128,3 +128,10 @@ def test_bucket_the_v1_service_would_not_read_is_a_warning(aws, template, tmp_pa
     aws.put_object(Bucket=BUCKET, Key="model.tar.gz", Body=_model_tar("fine"))
     deployment = deploy(template, {"ModelS3Uri": f"s3://{BUCKET}/model.tar.gz"}, tmp_path / "ggc")
     assert not [warning for warning in deployment.warnings if "bucket" in warning]
+
+
+def test_s3_endpoint_from_the_environment_is_used(aws, template, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+    with pytest.raises(DeployError, match=r"http://127\.0\.0\.1:9"):
+        deploy(template, {"ModelS3Uri": f"s3://{BUCKET}/rain/model.tar.gz"}, tmp_path / "ggc")

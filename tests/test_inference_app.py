@@ -7,6 +7,7 @@ record what would be sent.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ from rain_inference.settings import load_settings
 DOCUMENTS = "$aws/things/rain-thing/shadow/update/documents"
 OUTPUT = "rain/rain-thing/inference/output"
 COMMANDS = "rain/rain-thing/command/input"
-FEEDBACK = "rain/rain-thing/feedback"
+FEEDBACK_ARN = "arn:aws:lambda:us-east-1:aws:function:MLFeedback"
 
 DRY = {"temperature": 25.0, "humidity": 35.0, "pressure": 1025.0, "pressure_tendency_3h": 1.5}
 WET = {"temperature": 8.0, "humidity": 97.0, "pressure": 995.0, "pressure_tendency_3h": -4.0}
@@ -30,8 +31,10 @@ class Recorder:
     def __init__(self):
         self.published = []
         self.shadow_updates = []
+        self.invocations = []
         self.fail_publish = False
         self.fail_shadow = False
+        self.invoke_answer = {"Payload": b'{"id": "r-1", "queued": true}', "FunctionError": ""}
         self.changed = threading.Condition()
 
     def publish(self, topic, payload):
@@ -46,6 +49,13 @@ class Recorder:
             raise Exception('Request for shadow state returned error code 413 with message "too big"')
         self.shadow_updates.append((thing_name, json.loads(payload)))
 
+    def invoke(self, function_arn, client_context, payload):
+        """greengrasssdk Lambda.invoke's part: record the call, answer (or raise) as told."""
+        self.invocations.append((function_arn, json.loads(base64.b64decode(client_context)), json.loads(payload)))
+        if isinstance(self.invoke_answer, Exception):
+            raise self.invoke_answer
+        return self.invoke_answer
+
     def on(self, topic):
         return [message for published_topic, message in self.published if published_topic == topic]
 
@@ -53,8 +63,8 @@ class Recorder:
 def make_app(model_dir, **environ):
     recorder = Recorder()
     settings = load_settings(dict({"THING_NAME": "rain-thing", "MODEL_DIR": str(model_dir),
-                                   "FEEDBACK_TOPIC": FEEDBACK}, **environ))
-    app = InferenceApp(settings, recorder.publish, recorder.update_shadow)
+                                   "FEEDBACK_CONNECTOR_ARN": FEEDBACK_ARN}, **environ))
+    app = InferenceApp(settings, recorder.publish, recorder.update_shadow, invoke=recorder.invoke)
     assert app.predictor.load()
     return app, recorder
 
@@ -146,20 +156,60 @@ def test_the_local_inference_service_answers_p_dry_p_rain_like_the_documents_pat
     assert app.metrics.snapshot()["counters"]["invocations"] == 1
 
 
-def test_a_low_confidence_sample_goes_to_the_feedback_connector(model_dir):
+def low_confidence_app(model_dir):
+    """An app whose threshold sits on WET's probability, so a WET reading is a low-confidence sample."""
     app, recorder = make_app(model_dir)
     p_rain = app.handle(dict(WET), None)[1]
     app.handle({"id": 1, "command": "set-threshold", "args": {"threshold": min(0.99, max(0.01, p_rain))}},
                COMMANDS)
+    return app, recorder, p_rain
+
+
+def test_a_low_confidence_sample_is_invoked_on_the_feedback_connector(model_dir):
+    app, recorder, p_rain = low_confidence_app(model_dir)
     app.handle(documents(None, reading(WET, 9, observed_rain=True)), DOCUMENTS)
-    (sample,) = recorder.on(FEEDBACK)
-    assert sample["ConfigId"] == "rain-low-confidence"
-    assert sample["ModelPrediction"] == pytest.approx([1 - p_rain, p_rain])
-    assert sample["Metadata"]["seq"] == 9 and sample["Metadata"]["observed_rain"] is True
+    ((function_arn, context, model_input),) = recorder.invocations
+    assert function_arn == FEEDBACK_ARN
+    custom = context["custom"]
+    assert set(custom) == {"ConfigId", "ModelPrediction", "Metadata"}
+    assert custom["ConfigId"] == "rain-low-confidence"
+    assert custom["ModelPrediction"] == pytest.approx([1 - p_rain, p_rain])
+    assert custom["Metadata"]["seq"] == 9 and custom["Metadata"]["observed_rain"] is True
+    assert model_input == WET, "the payload is the reading the model saw"
+    assert recorder.on("rain/rain-thing/feedback") == [], "nothing goes over MQTT"
+    assert app.metrics.snapshot()["counters"]["feedback.samples"] == 1
     p_dry_weather = app.handle(dict(DRY), None)[1]
     assert abs(p_dry_weather - p_rain) > 0.1, "the two readings must be far apart for this test"
     app.handle(documents(reading(WET, 9), reading(DRY, 10)), DOCUMENTS)
-    assert len(recorder.on(FEEDBACK)) == 1  # far from the threshold: nothing to learn from
+    assert len(recorder.invocations) == 1  # far from the threshold: nothing to learn from
+
+
+def test_without_a_connector_arn_no_feedback_is_sent(model_dir):
+    app, recorder = make_app(model_dir, FEEDBACK_CONNECTOR_ARN="", FEEDBACK_BAND="0.5")
+    app.handle({"id": 1, "command": "set-threshold", "args": {"threshold": 0.5}}, COMMANDS)
+    assert app.handle(documents(None, reading(WET, 1)), DOCUMENTS)["ok"] is True
+    assert recorder.invocations == [] and app.feedback is None
+
+
+@pytest.mark.parametrize("answer, wording", [
+    (Exception("Failed to invoke function due to [Errno 111] Connection refused"), "Connection refused"),
+    ({"Payload": b'{"errorMessage": "Argument Metadata must be of type dict", "errorType": "ValueError"}',
+      "FunctionError": "Handled"}, "FunctionError Handled: ValueError: Argument Metadata must be of type dict"),
+    ({"Payload": b"Task timed out after 10 seconds", "FunctionError": "Unhandled"},
+     "FunctionError Unhandled: Task timed out after 10 seconds"),
+    ({"Payload": b'{"id": "r-2", "queued": false}', "FunctionError": ""}, "request queue is full"),
+], ids=["invoke-raises", "handled", "unhandled", "queue-full"])
+def test_a_refused_feedback_invoke_is_logged_and_counted_and_the_prediction_stands(model_dir, answer, wording,
+                                                                                    caplog):
+    app, recorder, _ = low_confidence_app(model_dir)
+    recorder.invoke_answer = answer
+    result = app.handle(documents(None, reading(WET, 4)), DOCUMENTS)
+    assert result["ok"] is True and recorder.on(OUTPUT) == [result["prediction"]]
+    assert len(recorder.invocations) == 1
+    snapshot = app.metrics.snapshot()
+    assert snapshot["counters"]["error.feedback"] == 1 and "feedback.samples" not in snapshot["counters"]
+    assert wording in snapshot["last_error"]
+    assert f"feedback sample of seq 4 not taken by {FEEDBACK_ARN}" in caplog.text
 
 
 def test_metrics_are_published_with_their_cloudwatch_form(model_dir):

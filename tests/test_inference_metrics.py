@@ -8,7 +8,7 @@ import random
 
 import pytest
 from rain_inference.cloudwatch import metric_message, metrics_messages
-from rain_inference.feedback import feedback_message, is_low_confidence
+from rain_inference.feedback import feedback_invocation, is_low_confidence
 from rain_inference.metrics import AUC_BINS, RunningMetrics, Scoring, percentile
 from rain_inference.settings import CONFIG_ID_PATTERN, load_settings
 
@@ -150,14 +150,22 @@ def test_low_confidence_is_a_band_around_the_threshold():
     assert not is_low_confidence(0.5, 0.5, 0.0)
 
 
-def test_a_feedback_sample_carries_the_ml_sdk_publish_arguments():
+def test_a_feedback_invocation_carries_the_ml_sdk_publish_arguments():
     reading = {"temperature": 20.0, "humidity": 90.0, "pressure": 1001.0, "pressure_tendency_3h": -2.0}
-    message = feedback_message("rain-low-confidence", reading, 0.45, {"seq": 3})
-    assert set(message) == {"ConfigId", "ModelInput", "ModelPrediction", "Metadata"}
-    assert CONFIG_ID_PATTERN.match(message["ConfigId"])
-    assert json.loads(base64.b64decode(message["ModelInput"])) == reading
-    assert message["ModelPrediction"] == pytest.approx([0.55, 0.45])
-    assert message["Metadata"]["seq"] == 3 and message["Metadata"]["content-type"] == "application/json"
+    invocation = feedback_invocation("rain-low-confidence", reading, 0.45, {"seq": 3})
+    context = json.loads(base64.b64decode(invocation.client_context, validate=True))
+    assert list(context) == ["custom"]
+    custom = context["custom"]
+    assert set(custom) == {"ConfigId", "ModelPrediction", "Metadata"}
+    assert CONFIG_ID_PATTERN.match(custom["ConfigId"])
+    assert custom["ModelPrediction"] == pytest.approx([0.55, 0.45])
+    assert custom["Metadata"] == {"seq": 3}
+    assert isinstance(invocation.payload, bytes) and json.loads(invocation.payload) == reading
+
+
+def test_a_non_finite_value_cannot_become_a_feedback_invocation():
+    with pytest.raises(ValueError):
+        feedback_invocation("rain-low-confidence", {"temperature": float("nan")}, 0.5, {})
 
 
 def test_inference_settings_name_bad_values_and_fall_back():
@@ -168,11 +176,36 @@ def test_inference_settings_name_bad_values_and_fall_back():
             "FEEDBACK_BAND": "0.9",
             "FEEDBACK_CONFIG_ID": "-bad",
             "CLOUDWATCH_NAMESPACE": "AWS/IoT",
+            "FEEDBACK_CONNECTOR_ARN": "MLFeedback",
+            "FEEDBACK_TOPIC": "rain/t/feedback",
         }
     )
     assert settings.metrics_interval_s == 60.0 and settings.feedback_band == 0.1
     assert settings.feedback_config_id == "rain-low-confidence"
     assert settings.cloudwatch_namespace == "RainEdge"
-    assert len(settings.problems) == 4
+    assert settings.feedback_connector_arn is None, "a malformed ARN turns feedback off"
+    assert len(settings.problems) == 6
+    assert any("FEEDBACK_TOPIC is ignored" in problem for problem in settings.problems)
     assert load_settings({"AWS_IOT_THING_NAME": "core"}).thing_name == "core"
     assert load_settings({}).model_dir == "/ml/rain"
+
+
+@pytest.mark.parametrize("arn", [
+    "arn:aws:lambda:us-east-1:aws:function:MLFeedback",
+    "arn:aws-cn:lambda:cn-north-1:aws:function:MLFeedback",
+    "arn:aws:lambda:eu-west-1:123456789012:function:OtherFeedback:live",
+])
+def test_feedback_connector_arn_takes_function_arns_as_greengrasssdk_parses_them(arn):
+    settings = load_settings({"THING_NAME": "t", "FEEDBACK_CONNECTOR_ARN": arn})
+    assert settings.feedback_connector_arn == arn and settings.problems == []
+
+
+@pytest.mark.parametrize("arn", [
+    "arn:aws:greengrass:us-east-1::/connectors/MLFeedback/versions/1",  # the connector's own ARN
+    "arn:aws:lambda:us-east-1:aws:function:MLFeedback\n",
+    "arn:aws:lambda:us-east-1:aws:function:ML Feedback",
+])
+def test_feedback_connector_arn_that_is_not_a_function_arn_is_a_problem(arn):
+    settings = load_settings({"THING_NAME": "t", "FEEDBACK_CONNECTOR_ARN": arn})
+    assert settings.feedback_connector_arn is None
+    assert [problem.split(" must ")[0] for problem in settings.problems] == ["FEEDBACK_CONNECTOR_ARN"]

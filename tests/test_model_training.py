@@ -8,7 +8,7 @@ import tarfile
 import pytest
 from conftest import REPO_ROOT
 
-if sys.version_info < (3, 11):
+if sys.version_info < (3, 11):  # noqa: UP036 (tests also run under the Lambdas' Python 3.8)
     pytest.skip("training runs on the tools' Python 3.11", allow_module_level=True)
 pd = pytest.importorskip("pandas")
 sys.path.insert(0, str(REPO_ROOT / "resources" / "rain_model"))

@@ -28,7 +28,7 @@ from simcore.cloud.link import CloudLink, LinkSettings, load_settings
 from simcore.cloud.service import CloudShadowService, ShadowHandler
 from simcore.errors import ShadowError
 
-DEFAULT_THING = "RainCore"
+DEFAULT_THING = "RainEdgeCore"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
 REQUEST_TIMEOUT_S = 5.0

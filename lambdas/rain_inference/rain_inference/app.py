@@ -1,7 +1,8 @@
 """Assembles the inference Lambda and answers what the group routes to it, told apart by topic.
 
 - `$aws/things/<thing>/shadow/update/documents`: predict when the sensor's fields changed, publish
-  `rain/<thing>/inference/output`, write `reported.rain`, score, and send low-confidence samples to feedback.
+  `rain/<thing>/inference/output`, write `reported.rain`, score, and invoke the ML Feedback connector
+  (FEEDBACK_CONNECTOR_ARN) with low-confidence samples.
 - `rain/<thing>/command/input`: run a command, answer on `rain/<thing>/command/output`.
 - no topic (a RequestResponse invoke), or a payload holding every reading field: the local inference service.
 Nothing raises out of `handle`: every failure is logged, counted and answered with an error value.
@@ -25,7 +26,7 @@ from rain_inference.commands import (
 )
 from rain_inference.documents import DocumentError, NewReading, new_reading
 from rain_inference.features import FeatureError, TendencyUnavailableError
-from rain_inference.feedback import feedback_message, is_low_confidence
+from rain_inference.feedback import FeedbackSender, InvokeCall, is_low_confidence
 from rain_inference.invoke import InvokeError, error_payload, looks_like_invoke, parse_invoke
 from rain_inference.metrics import RunningMetrics
 from rain_inference.predictor import ModelUnavailable, PredictionError, Predictor
@@ -46,7 +47,8 @@ class InferenceApp:
     """One inference Lambda: its model, metrics, and message handling."""
 
     def __init__(self, settings: InferenceSettings, publish: PublishCall, update_shadow: UpdateShadowCall,
-                 predictor: Optional[Predictor] = None, clock: Callable[[], float] = time.time) -> None:
+                 predictor: Optional[Predictor] = None, clock: Callable[[], float] = time.time,
+                 invoke: Optional[InvokeCall] = None) -> None:
         self.settings = settings
         for problem in settings.problems:
             log.error("configuration: %s", problem)
@@ -56,6 +58,10 @@ class InferenceApp:
         self._clock = clock
         self.predictor = predictor if predictor is not None else Predictor(settings.model_dir)
         self.topics = topics_for(settings.thing_name) if settings.thing_name else None
+        self.feedback: Optional[FeedbackSender] = None
+        if settings.feedback_connector_arn and invoke is not None:
+            self.feedback = FeedbackSender(invoke, settings.feedback_connector_arn, settings.feedback_config_id,
+                                           self.metrics)
         self._last_predicted: Optional[tuple] = None
         self._last_cloudwatch: Optional[Dict[str, object]] = None
         self.stop_requested = threading.Event()
@@ -63,9 +69,9 @@ class InferenceApp:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], publish: PublishCall,
-                         update_shadow: UpdateShadowCall) -> "InferenceApp":
+                         update_shadow: UpdateShadowCall, invoke: Optional[InvokeCall] = None) -> "InferenceApp":
         """Build from the Lambda's environment variables."""
-        return cls(load_settings(environ), publish, update_shadow)
+        return cls(load_settings(environ), publish, update_shadow, invoke=invoke)
 
     def start(self) -> None:
         """Load the model (once; failure is logged and counted) and start the metrics thread."""
@@ -155,15 +161,12 @@ class InferenceApp:
                                        found.observed_rain)
         self.publisher.publish_json(topics.output, output)
         self._write_back(found.seq, prediction.p_rain, prediction.raining)
-        if self.settings.feedback_topic and is_low_confidence(
+        if self.feedback is not None and is_low_confidence(
                 prediction.p_rain, prediction.threshold, self.settings.feedback_band):
             metadata = {"thing": topics.thing, "seq": found.seq, "ts": found.ts,
                         "model_version": model.version, "threshold": prediction.threshold,
                         "observed_rain": found.observed_rain}
-            message = feedback_message(self.settings.feedback_config_id, found.reading, prediction.p_rain,
-                                       metadata)
-            if self.publisher.publish_json(self.settings.feedback_topic, message):
-                self.metrics.note("feedback.samples")
+            self.feedback.send(found.reading, prediction.p_rain, metadata)
         return output
 
     def _write_back(self, seq: Optional[int], p_rain: float, raining: bool) -> None:

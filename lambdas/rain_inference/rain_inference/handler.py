@@ -1,8 +1,11 @@
 """The inference Lambda's entry point (`rain_inference.handler.function_handler`), kept thin.
 
-The core imports this module once, at start (a pinned function): that import creates the SDK client, loads
-the model from MODEL_DIR and starts the metrics thread. The handler receives shadow documents, commands and
-local inference requests, told apart by `context.client_context.custom['subject']`.
+The core imports this module once, at start (a pinned function): that import creates the SDK clients, loads
+the model from MODEL_DIR and starts the metrics thread. Every SDK call lives here: iot-data's publish and
+update_thing_shadow, and the Lambda client's invoke that hands low-confidence samples to the ML Feedback
+connector (as greengrass_machine_learning_sdk's feedback client does; see rain_inference.feedback).
+The handler receives shadow documents, commands and local inference requests, told apart by
+`context.client_context.custom['subject']`.
 """
 
 import logging
@@ -14,6 +17,7 @@ from rain_inference.app import InferenceApp
 
 log = logging.getLogger(__name__)
 iot_data = greengrasssdk.client("iot-data")
+lambda_client = greengrasssdk.client("lambda")
 
 
 def _publish(topic, payload):
@@ -24,7 +28,13 @@ def _update_shadow(thing_name, payload):
     return iot_data.update_thing_shadow(thingName=thing_name, payload=payload)
 
 
-app = InferenceApp.from_environment(os.environ, _publish, _update_shadow)
+def _invoke(function_arn, client_context, payload):
+    # RequestResponse, as the ML SDK's feedback client: the answer says whether the connector took the sample.
+    return lambda_client.invoke(FunctionName=function_arn, InvocationType="RequestResponse",
+                                ClientContext=client_context, Payload=payload)
+
+
+app = InferenceApp.from_environment(os.environ, _publish, _update_shadow, _invoke)
 app.start()
 
 

@@ -37,7 +37,10 @@ def litert_available() -> bool:
 
 
 class RainModel:
-    """A loaded rain model: `predict_proba(features)` -> P(rain), with `threshold`, `version`, `backend`."""
+    """A loaded rain model: `predict_proba(features)` -> P(rain), with `threshold`, `version`, `backend`.
+
+    Not thread-safe: predictions reuse one set of buffers, so callers on several threads hold a lock.
+    """
 
     def __init__(self, metadata: Dict[str, Any], backend: str, evaluator: Any) -> None:
         self.metadata = metadata

@@ -1,7 +1,8 @@
 """The inference Lambda's settings, read from its environment (the group's FunctionConfiguration variables).
 
 Precedence: the function's own variable, then the core's (`AWS_IOT_THING_NAME` for the thing), then the
-default below. A malformed value is named in `problems` (logged by the caller) and the default is used.
+default below. A malformed value is named in `problems` (logged by the caller) and the default is used;
+FEEDBACK_CONNECTOR_ARN has no default: unset or malformed, no feedback samples are sent.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ DEFAULT_FEEDBACK_CONFIG_ID = "rain-low-confidence"
 DEFAULT_CLOUDWATCH_NAMESPACE = "RainEdge"
 # The ML Feedback connector's ConfigId pattern (greengrass_machine_learning_sdk's feedback client).
 CONFIG_ID_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{1,62}$")
+# A Lambda function ARN as greengrasssdk's invoke parses it (greengrass_common's FunctionArnFields), whole.
+FUNCTION_ARN_PATTERN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:lambda:[a-z]{2}(?:-[a-z]+)+-\d:[0-9a-zA-Z]*:function:[a-zA-Z0-9-_]+"
+    r"(?::(?:\$LATEST|[a-zA-Z0-9-_]+))?")
 
 
 class InferenceSettings(NamedTuple):
@@ -25,7 +30,7 @@ class InferenceSettings(NamedTuple):
     thing_name: Optional[str]
     model_dir: str
     metrics_interval_s: float
-    feedback_topic: Optional[str]
+    feedback_connector_arn: Optional[str]  # None: no feedback samples are sent
     feedback_band: float
     feedback_config_id: str
     cloudwatch_namespace: str
@@ -62,6 +67,15 @@ def load_settings(environ: Mapping[str, str]) -> InferenceSettings:
         problems.append("FEEDBACK_CONFIG_ID must match {}, got {!r}; using {}".format(
             CONFIG_ID_PATTERN.pattern, config_id, DEFAULT_FEEDBACK_CONFIG_ID))
         config_id = DEFAULT_FEEDBACK_CONFIG_ID
+    connector_arn = environ.get("FEEDBACK_CONNECTOR_ARN") or None
+    if connector_arn is not None and not FUNCTION_ARN_PATTERN.fullmatch(connector_arn):
+        problems.append("FEEDBACK_CONNECTOR_ARN must be a Lambda function ARN (the ML Feedback connector's is "
+                        "arn:aws:lambda:<region>:aws:function:MLFeedback), got {!r}; feedback is off".format(
+                            connector_arn))
+        connector_arn = None
+    if environ.get("FEEDBACK_TOPIC"):
+        problems.append("FEEDBACK_TOPIC is ignored: the ML Feedback connector takes no MQTT input; samples go "
+                        "by invoke to FEEDBACK_CONNECTOR_ARN")
     namespace = environ.get("CLOUDWATCH_NAMESPACE") or DEFAULT_CLOUDWATCH_NAMESPACE
     if namespace.startswith("AWS/") or namespace.startswith(":"):
         problems.append("CLOUDWATCH_NAMESPACE {!r} is reserved or invalid; using {}".format(
@@ -71,7 +85,7 @@ def load_settings(environ: Mapping[str, str]) -> InferenceSettings:
         thing_name=thing_name,
         model_dir=environ.get("MODEL_DIR") or DEFAULT_MODEL_DIR,
         metrics_interval_s=metrics_interval_s,
-        feedback_topic=environ.get("FEEDBACK_TOPIC") or None,
+        feedback_connector_arn=connector_arn,
         feedback_band=feedback_band,
         feedback_config_id=config_id,
         cloudwatch_namespace=namespace,
