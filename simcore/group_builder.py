@@ -42,7 +42,7 @@ from simcore.group import (
 )
 from simcore.intrinsics import child_path
 from simcore.physical_ids import LAMBDA_TYPES, definition_kind, lambda_name_from_arn
-from simcore.template import ResolvedTemplate
+from simcore.resolved_template import ResolvedTemplate
 
 ENTRY_ID = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 THING_ARN = re.compile(r"arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:thing/([a-zA-Z0-9:_-]{1,128})")
