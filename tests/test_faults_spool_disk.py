@@ -9,6 +9,7 @@ with SQLite's page limit; this one mounts a filesystem (root only; skipped with 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from simcore.cloud.link import CloudLink, LinkSettings
 from simcore.cloud.spooler import FileSpooler
 
 TOPIC = "rain/DiskCore/inference/output"
+CLOUD_TOPIC = "rain/RainCore/inference/output"  # the stand-in's core thing is RainCore
 MESSAGE_BYTES = 4000
 
 
@@ -41,8 +43,19 @@ def _mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", str(mount_point)], check=True)
 
 
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A 256 KB tmpfs: room for SQLite's shared-memory file, a WAL and a few messages."""
+    yield from _mounted_tmpfs(tmp_path / "disk", "256k")
+
+
 def _fill(disk: Path) -> Path:
-    """Fill what is left of `disk` with one file, byte-exact; the file, to delete to free the space."""
+    """Fill what is left of `disk` with one file, byte-exact; the file, to delete to free the space.
+
+    Only ever a tiny tmpfs mounted by this module: filling any other filesystem would fill a shared disk.
+    """
+    usage = os.statvfs(disk)
+    assert os.path.ismount(disk) and usage.f_blocks * usage.f_frsize <= 1024 * 1024, f"{disk} is not a tiny mount"
     filler = disk / "filler"
     with filler.open("wb", buffering=0) as handle:
         try:
@@ -106,27 +119,27 @@ def test_once_space_is_freed_the_same_spooler_accepts_again_without_a_restart(ti
         spooler.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, reported: FileSpooler.ack raises sqlite3.OperationalError on a full disk inside the MQTT "
-    "client's PUBACK callback (CloudLink._on_puback), which kills AWSIoTPythonSDK's event thread: no more "
-    "PUBACKs or inbound messages until the core restarts. Remove this marker once fixed."))
-def test_the_cloud_link_recovers_when_the_disk_was_full_as_acknowledgements_arrived(tmp_path):
-    disk = next(_mounted_tmpfs(tmp_path / "disk", "256k"))
+def test_the_cloud_link_recovers_when_the_disk_was_full_as_acknowledgements_arrived(small_disk, tmp_path):
+    disk = small_disk
     cloud, _engine = start_test_cloud(tmp_path / "cloud")
     spooler = FileSpooler(disk / "spool.sqlite", max_bytes=50_000_000)
     collector = Collector(cloud, "rain/RainCore/#")
     inbound: list[bytes] = []
-    link = CloudLink(core_settings(cloud), spooler)
+    # A short acknowledgement timeout: a message whose acknowledgement could not be recorded is sent again.
+    link = CloudLink(core_settings(cloud, ack_timeout_s=2.0), spooler)
     link.subscribe("rain/RainCore/command/input", lambda _topic, payload: inbound.append(payload))
     try:
-        spooled = [spooler.append(TOPIC, f"before {n}".encode()) for n in range(5)]
+        spooled = [spooler.append(CLOUD_TOPIC, f"before {n}".encode()) for n in range(5)]
         assert None not in spooled
+        # The cloud-side subscriber is live (it hears its own probe) before the core sends anything.
+        assert wait_until(lambda: collector.link.send_now("rain/RainCore/probe", b"probe", 1.0)
+                          and b"probe" in collector.payloads(), 30, interval_s=0.2)
         filler = _fill(disk)  # the broker's acknowledgements now arrive on a full disk
         link.start()
-        assert link.wait_connected(10) and collector.link.wait_connected(10)
+        assert link.wait_connected(10)
         assert wait_until(lambda: {f"before {n}".encode() for n in range(5)} <= set(collector.payloads()), 30)
         filler.unlink()  # space is freed; nothing restarts
-        assert link.publish(TOPIC, b"after the disk was freed")
+        assert link.publish(CLOUD_TOPIC, b"after the disk was freed")
         assert link.wait_drained(30), f"{len(spooler)} messages never acknowledged"
         assert collector.link.send_now("rain/RainCore/command/input", b"still listening", 10)
         assert wait_until(lambda: inbound == [b"still listening"], 30)
@@ -135,4 +148,3 @@ def test_the_cloud_link_recovers_when_the_disk_was_full_as_acknowledgements_arri
         collector.stop()
         cloud.stop()
         spooler.close()
-        subprocess.run(["umount", str(disk)], check=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import sqlite3
 import ssl
 import threading
 import time
@@ -627,7 +628,12 @@ class CloudLink:
         return True
 
     def _on_puback(self, seq: int) -> None:
-        self.spooler.ack(seq)
+        # Runs on the SDK's event thread: an exception here would kill it (no more PUBACKs, no inbound).
+        try:
+            self.spooler.ack(seq)
+        except sqlite3.Error as error:  # e.g. the disk is full: the message stays in flight and is resent
+            log.warning("cloud link: acknowledgement of #%d not recorded (%s); it will be sent again", seq, error)
+            return
         with self._condition:
             self._inflight.pop(seq, None)
             self._stats.acked += 1
