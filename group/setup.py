@@ -35,6 +35,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from simcore.cloud.config import core_config
+
 DEFAULT_ROOT = Path("/greengrass")
 CERT_FILE = "core.cert.pem"
 KEY_FILE = "core.private.key"
@@ -83,28 +85,8 @@ def build_config(
         raise ValueError(f"certs_dir must be absolute (the core resolves it), got {str(certs_dir)!r}")
     if gg_host is None:
         gg_host = f"greengrass-ats.iot.{match['region']}.amazonaws.com"
-    key_uri = (directory / key_file).as_uri()
-    return {
-        "coreThing": {
-            "caPath": ca_file,
-            "certPath": cert_file,
-            "keyPath": key_file,
-            "thingArn": thing_arn,
-            "iotHost": iot_host,
-            "ggHost": gg_host,
-            "iotMqttPort": iot_mqtt_port,
-            "keepAlive": keep_alive_s,
-        },
-        "runtime": {"cgroup": {"useSystemd": "yes" if use_systemd else "no"}},
-        "managedRespawn": False,
-        "crypto": {
-            "caPath": (directory / ca_file).as_uri(),
-            "principals": {
-                "IoTCertificate": {"privateKeyPath": key_uri, "certificatePath": (directory / cert_file).as_uri()},
-                "SecretsManager": {"privateKeyPath": key_uri},
-            },
-        },
-    }
+    return core_config(thing_arn, iot_host, iot_mqtt_port, ca_file, cert_file, key_file, certs_dir=directory,
+                       region=match["region"], keep_alive_s=keep_alive_s, use_systemd=use_systemd, gg_host=gg_host)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         parameters,
         args.root,
         s3_endpoint_url=args.s3_endpoint_url,
+        secrets_endpoint_url=args.secrets_endpoint_url,
+        secrets_file=args.secrets_file,
         region=args.region,
         account_id=args.account_id,
         stack_name=args.stack_name,
@@ -196,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--account-id", default="123456789012")
     deploy.add_argument("--stack-name", default="rain-edge")
     deploy.add_argument("--s3-endpoint-url", help="S3 endpoint for s3:// ML resources (e.g. a local S3)")
+    deploy.add_argument("--secrets-endpoint-url", help="Secrets Manager endpoint for the group's secret resources")
+    deploy.add_argument("--secrets-file", type=Path, help="secret values from a local JSON file instead of AWS "
+                        "(see docs/secrets.md; also SIMCORE_SECRETS_FILE)")
 
     sub("rollback", cmd_rollback, "make the previous deployment current again")
 

@@ -22,6 +22,7 @@ from simcore.control import ControlServer
 from simcore.core import Core
 from simcore.deploy import Deployment
 from simcore.group import CLOUD
+from simcore.group_secrets import load_secret_store
 from simcore.shadow import ShadowEngine
 from simcore.shadow_service import ShadowService
 
@@ -62,6 +63,7 @@ class RunningCore:
             resource_dirs=deployment.resource_dirs,
             shadow_service=self.shadow_service,
             connectors=self.connectors,
+            secret_store=load_secret_store(deployment.group, deployment.directory),
             isolation=options.isolation,
             interpreters=options.interpreters,
             ipc_port=options.ipc_port,

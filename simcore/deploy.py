@@ -11,6 +11,7 @@
     template/<template file>      the template this deployment came from
     lambda/<FunctionName>/        each function's code
     resources/<resource id>/      each ML resource, extracted
+    secrets/<resource id>.json    each Secrets Manager secret resource's versions (0600, folder 0700)
     config/config.json            the core's config (coreThing, runtime)
     config/parameters.json        the effective parameters
   var/log/system, var/log/user    log folders (simcore.logs writes in them)
@@ -59,6 +60,7 @@ from simcore.group import (
     ResourceAccess,
     Subscription,
 )
+from simcore.group_secrets import SECRETS_DIR, fetch_secrets, secret_warnings
 from simcore.template import resolve_template
 
 STATUS_FILE = "status.json"
@@ -111,6 +113,12 @@ def group_from_json(data: Mapping[str, Any], base: Path | None = None) -> Group:
         values["resource_access"] = tuple(ResourceAccess(**access) for access in values["resource_access"])
         return Function(**values)
 
+    def resource(item: Mapping[str, Any]) -> Resource:
+        values = dict(item)
+        # JSON has no tuples; a group.json from before secrets had no labels at all.
+        values["additional_staging_labels"] = tuple(values.get("additional_staging_labels", ()))
+        return Resource(**values)
+
     try:
         return Group(
             name=data["name"],
@@ -119,7 +127,7 @@ def group_from_json(data: Mapping[str, Any], base: Path | None = None) -> Group:
             cores=tuple(Core(**item) for item in data["cores"]),
             devices=tuple(Device(**item) for item in data["devices"]),
             functions=tuple(function(item) for item in data["functions"]),
-            resources=tuple(Resource(**item) for item in data["resources"]),
+            resources=tuple(resource(item) for item in data["resources"]),
             subscriptions=tuple(Subscription(**item) for item in data["subscriptions"]),
             loggers=tuple(Logger(**item) for item in data["loggers"]),
             connectors=tuple(Connector(**item) for item in data["connectors"]),
@@ -220,6 +228,8 @@ def deploy(
     root: Path = Path(".simcore"),
     *,
     s3_endpoint_url: str | None = None,
+    secrets_endpoint_url: str | None = None,
+    secrets_file: str | Path | None = None,
     limits: ExtractionLimits = DEFAULT_LIMITS,
     keep: int = 3,
     **template_kw: Any,
@@ -227,6 +237,8 @@ def deploy(
     """Build a new deployment of the group in `template_path` under `root` and make it current.
 
     `template_kw` goes to `simcore.template.load_group` (region, account_id, stack_name).
+    Secret resources come from Secrets Manager (`secrets_endpoint_url`) or from `secrets_file` /
+    `SIMCORE_SECRETS_FILE` (see `simcore.group_secrets`).
     Raises `TemplateError` for a bad template, `DeployError` when code or resources cannot be placed;
     either way `deployments/status.json` records the failure and `current` is unchanged.
     """
@@ -250,6 +262,8 @@ def deploy(
                 s3_endpoint_url,
                 limits,
                 template_kw,
+                secrets_endpoint_url=secrets_endpoint_url,
+                secrets_file=secrets_file,
             )
             final = root / "deployments" / str(number)
             os.replace(staging, final)
@@ -285,6 +299,9 @@ def _build(
     s3_endpoint_url: str | None,
     limits: ExtractionLimits,
     template_kw: Mapping[str, Any],
+    *,
+    secrets_endpoint_url: str | None = None,
+    secrets_file: str | Path | None = None,
 ) -> tuple[str, ...]:
     """Fill `staging` with the whole deployment; returns its warnings."""
     loaded = resolve_template(template_path, parameters, **template_kw)
@@ -332,6 +349,8 @@ def _build(
                 warnings.append(f"local volume resource {resource.id}: {resource.source} is not a folder here")
             resource_dirs[resource.id] = Path(resource.source)
     shutil.rmtree(downloads, ignore_errors=True)
+    fetch_secrets(group, staging / SECRETS_DIR, endpoint_url=secrets_endpoint_url, secrets_file=secrets_file)
+    warnings.extend(secret_warnings(group))
 
     deployed_group = dataclasses.replace(group, functions=tuple(deployed_functions))
     created_at = _now()

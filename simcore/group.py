@@ -82,6 +82,7 @@ class Resource:
     `source` is where the data comes from: an `s3://`/`file://` URI or local path (ML models), a SageMaker
     job ARN, a `/dev/...` path (local devices), a host directory (volumes) or a secret ARN.
     `destination_path` is where a function sees it (ML models, volumes; devices keep their own path).
+    `additional_staging_labels` are a secret's `AdditionalStagingLabelsToDownload` (AWSCURRENT is implied).
     """
 
     id: str
@@ -92,6 +93,7 @@ class Resource:
     group_owner: str | None = None
     group_permission: Permission | None = None
     auto_add_group_owner: bool = False
+    additional_staging_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

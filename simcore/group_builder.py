@@ -408,6 +408,13 @@ def _resources(version: _Version, template_dir: Path) -> tuple[Resource, ...]:
                 fields["group_owner"] = str(owner_setting["GroupOwner"])
         else:
             fields["source"] = _required(data, "ARN", data_path)
+            labels = data.get("AdditionalStagingLabelsToDownload", [])
+            if not isinstance(labels, list) or not all(isinstance(label, str) and label for label in labels):
+                raise TemplateError(
+                    "AdditionalStagingLabelsToDownload must be a list of staging labels",
+                    location=child_path(data_path, "AdditionalStagingLabelsToDownload"),
+                )
+            fields["additional_staging_labels"] = tuple(labels)
         resources.append(Resource(**fields))
     return tuple(resources)
 

@@ -172,7 +172,11 @@ def test_zip_code_uri_is_extracted(workspace, root):
 
 
 def test_one_lambda_under_two_qualifiers_is_copied_once(workspace, root):
-    deployment = deploy(workspace / "plain_group.yaml", {"ThingName": "plain"}, root)
+    # plain_group.yaml has a secret resource: its value comes from a local file, not Secrets Manager.
+    secrets_file = workspace / "secrets.json"
+    secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:token-AbCdEf"
+    secrets_file.write_text(json.dumps({secret_arn: {"SecretString": "token"}}))
+    deployment = deploy(workspace / "plain_group.yaml", {"ThingName": "plain"}, root, secrets_file=secrets_file)
     alias, version = deployment.group.functions
     assert alias.code_dir == version.code_dir
     assert (alias.code_dir / "sensor" / "handler.py").is_file()

@@ -12,8 +12,12 @@ from pathlib import Path
 
 def core_config(thing_arn: str, iot_host: str, iot_port: int, ca_file: str, cert_file: str, key_file: str,
                 certs_dir: Path = Path("/greengrass/certs"), region: str = "us-east-1",
-                keep_alive_s: int = 600, use_systemd: bool = True) -> dict:
-    """The config.json document a v1 core reads, for the core thing `thing_arn`."""
+                keep_alive_s: int = 600, use_systemd: bool = True, gg_host: str | None = None) -> dict:
+    """The config.json document a v1 core reads, for the core thing `thing_arn`.
+
+    `gg_host` defaults to the region's Greengrass ATS endpoint. `group.setup.build_config` checks its
+    arguments and calls this, so the stand-in cloud and a real stack write the same document.
+    """
     def uri(name: str) -> str:
         return f"file://{Path(certs_dir) / name}"
 
@@ -24,7 +28,7 @@ def core_config(thing_arn: str, iot_host: str, iot_port: int, ca_file: str, cert
             "keyPath": key_file,
             "thingArn": thing_arn,
             "iotHost": iot_host,
-            "ggHost": f"greengrass-ats.iot.{region}.amazonaws.com",
+            "ggHost": gg_host or f"greengrass-ats.iot.{region}.amazonaws.com",
             "iotMqttPort": iot_port,
             "keepAlive": keep_alive_s,
         },
