@@ -12,6 +12,8 @@ from __future__ import annotations
 import csv
 import datetime
 import json
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -125,15 +127,39 @@ class GroupRun:
         return cloud_shadow_get(self.cloud.config_path, THING, certs_dir=self.cloud.certs_dir)
 
 
-def deploy_replay(root: Path) -> Deployment:
+def deploy_replay(root: Path, device_path: str | None = None) -> Deployment:
     """The group template deployed with the replay parameters into `root`."""
-    return deploy(TEMPLATE, {
+    parameters = {
         "ThingName": THING,
         "ModelS3Uri": str(MODEL_ARCHIVE),
         "SensorSource": f"replay:{STATION}:{FIRST_DAY}:{LAST_DAY}",
         "ReplaySpeed": REPLAY_SPEED,
         "MetricsIntervalSeconds": "1",
-    }, root)
+    }
+    if device_path is not None:
+        parameters["SensorDevicePath"] = device_path
+    return deploy(TEMPLATE, parameters, root)
+
+
+I2C_MAJOR = 89  # the kernel's i2c-dev character devices
+
+
+def stand_in_i2c_device() -> Path | None:
+    """A spare /dev/i2c-N node (root only), so GreengrassContainer has a real device to grant.
+
+    The replaying sensor never opens it: it only has to exist, as /dev/i2c-1 would on a Pi. None when the
+    node cannot be made (not root, read-only /dev).
+    """
+    for bus in range(90, 100):
+        path = Path(f"/dev/i2c-{bus}")
+        if path.exists():
+            continue
+        try:
+            os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(I2C_MAJOR, bus))
+        except OSError:
+            return None
+        return path
+    return None
 
 
 def missing_devices(deployment: Deployment) -> list[str]:
@@ -152,9 +178,14 @@ def group_run(request, tmp_path_factory, lambda_path_features) -> Iterator[Group
             pytest.skip(str(error))
     base = tmp_path_factory.mktemp(f"e2e-{isolation}")
     deployment = deploy_replay(base / "core")
+    device = None
     if isolation == "container" and missing_devices(deployment):
-        pytest.skip(f"GreengrassContainer must grant the sensor's device {missing_devices(deployment)}, "
-                    "which this machine lacks (no I2C bus)")
+        device = stand_in_i2c_device()
+        if device is None:
+            pytest.skip(f"GreengrassContainer must grant the sensor's device {missing_devices(deployment)}, "
+                        "which this machine lacks (no I2C bus), and no stand-in node could be made")
+        request.addfinalizer(lambda: device.unlink(missing_ok=True))
+        deployment = deploy_replay(base / "core", str(device))
     cloud = start_standin(base / "cloud", 0, THING)
     subscriber = CloudSubscriber(cloud)
     running = None
