@@ -13,10 +13,10 @@ import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from simcore.group import CLOUD, Group
-from simcore.ipc import IPCDispatcher, IPCServer, SecretStore, ShadowHandler, TokenRegistry
+from simcore.ipc import ConnectorFunctions, IPCDispatcher, IPCServer, SecretStore, ShadowHandler, TokenRegistry
 from simcore.router import (
     DEFAULT_MAX_WORK_ITEMS,
     CloudPort,
@@ -28,6 +28,10 @@ from simcore.router import (
 from simcore.workers import LaunchPlanner, LogSinks, WorkerManager, WorkerSettings, isolation_planner
 
 log = logging.getLogger(__name__)
+
+
+class Connectors(ConnectorRegistry, ConnectorFunctions, Protocol):
+    """The local connectors: reached by subscriptions (the router) and by invokes (IPC)."""
 
 
 class _SerialShadow:
@@ -64,7 +68,7 @@ class Core:
         resource_dirs: Mapping[str, Path] | None = None,
         shadow_service: ShadowHandler | None = None,
         cloud: CloudPort | None = None,
-        connectors: ConnectorRegistry | None = None,
+        connectors: Connectors | None = None,
         secret_store: SecretStore | None = None,
         isolation: str | None = "off",
         launch_planner: LaunchPlanner | None = None,
@@ -119,7 +123,7 @@ class Core:
             work_source=self.workers,
             shadow_service=self.shadow_service,
             secret_store=secret_store,
-            connector_functions=connectors if hasattr(connectors, "has_function") else None,
+            connector_functions=connectors,
         )
         self._started = False
         for notice in self.log_sinks.notices:

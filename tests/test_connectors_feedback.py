@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
-from rain_inference.feedback import feedback_message
+from rain_inference.feedback import model_input
 
 from simcore.connectors import AWS_ENV, ConnectorConfigError, build_registry
 from simcore.connectors.ml_feedback import (
@@ -69,6 +69,16 @@ class Outputs:
                 self._changed.wait(remaining)
 
 
+def feedback_message(config_id: str, reading: dict, p_rain: float, metadata: dict) -> dict:
+    """One sample in the connector's message form (simcore's extension: `ModelInput` base64 of the model input)."""
+    return {
+        "ConfigId": config_id,
+        "ModelInput": base64.b64encode(model_input(reading)).decode("ascii"),
+        "ModelPrediction": [1.0 - p_rain, p_rain],
+        "Metadata": dict(metadata, **{"content-type": "application/json", "encoding": "base64"}),
+    }
+
+
 @pytest.fixture
 def outputs() -> Outputs:
     return Outputs()
@@ -92,7 +102,7 @@ def make_connector(tmp_path: Path, outputs: Outputs, feedback_map: str | None = 
 
 
 def lambda_message(p_rain: float = 0.47, config_id: str = "rain-low-confidence") -> bytes:
-    """Exactly what the inference Lambda publishes on FEEDBACK_TOPIC."""
+    """A sample in the message form, as a group that routes feedback from a topic would send it."""
     message = feedback_message(config_id, READING, p_rain, {"thing": "RainEdgeCore", "seq": 7, "threshold": 0.5})
     return json.dumps(message).encode()
 

@@ -6,7 +6,7 @@ or a dict) and `Metadata` (an object). Two ways in:
   `arn:aws:lambda:<region>:aws:function:MLFeedback` with the model input as payload and
   ClientContext base64(`{"custom": {"ConfigId", "ModelPrediction", "Metadata"}}`);
 - `deliver`: the same four fields as one JSON message on a topic a subscription routes here, `ModelInput`
-  base64-encoded (JSON has no bytes), as `rain_inference.feedback.feedback_message` builds it.
+  base64-encoded (JSON has no bytes), as `tests/test_connectors_feedback.py` builds it.
 
 Requests wait in a queue of `RequestLimit` (0 or omitted: unbounded); past it a request is dropped with the
 connector's own `Queue.Full` status. For each request the configuration's sampling strategy decides; a kept

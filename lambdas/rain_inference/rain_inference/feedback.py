@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from typing import Callable, Dict, Mapping, NamedTuple, Optional
+from typing import Callable, Mapping, NamedTuple, Optional
 
 from rain_inference.metrics import RunningMetrics
 
@@ -51,18 +51,6 @@ def feedback_invocation(config_id: str, reading: Mapping[str, object], p_rain: f
     custom = {"ConfigId": config_id, "ModelPrediction": [1.0 - p_rain, p_rain], "Metadata": dict(metadata)}
     context = json.dumps({"custom": custom}, sort_keys=True, allow_nan=False).encode("utf-8")
     return FeedbackInvocation(base64.b64encode(context), model_input(reading))
-
-
-def feedback_message(config_id: str, reading: Mapping[str, object], p_rain: float,
-                     metadata: Mapping[str, object]) -> Dict[str, object]:
-    """The same sample as one JSON message (`ModelInput` base64): the form simcore's connector also takes
-    on a topic. The Lambda itself no longer sends it; kept for the connector's message-path tests."""
-    return {
-        "ConfigId": config_id,
-        "ModelInput": base64.b64encode(model_input(reading)).decode("ascii"),
-        "ModelPrediction": [1.0 - p_rain, p_rain],
-        "Metadata": dict(metadata, **{"content-type": "application/json", "encoding": "base64"}),
-    }
 
 
 def _payload_bytes(payload: object) -> bytes:
