@@ -46,7 +46,7 @@ LAMBDA_TESTS := tests/test_sensor_*.py tests/test_inference_*.py tests/test_feat
 
 test: venv venv38 venv-checkov
 	$(PY) -m ruff check .
-	$(VENV)/bin/vermin -t=3.8- --no-tips --violations lambdas/ simcore/runtime/
+	$(VENV)/bin/vermin -t=3.8- --no-tips --violations lambdas/ simcore/lambda_side/
 	@if [ -x $(VENV38)/bin/python ]; then \
 	  echo "== Lambda unit tests under Python 3.8"; \
 	  $(VENV38)/bin/python -m pytest -q -p no:cacheprovider $(LAMBDA_TESTS); \

@@ -46,7 +46,7 @@ if str(REPO_ROOT) not in sys.path:
 MODEL_ARCHIVE = REPO_ROOT / "resources" / "rain_model" / "dist" / "rain-model.tar.gz"
 INFERENCE_CODE = REPO_ROOT / "lambdas" / "rain_inference"
 SENSOR_CODE = REPO_ROOT / "lambdas" / "sensor_to_shadow"
-RUNTIME_DIR = REPO_ROOT / "simcore" / "runtime"
+RUNTIME_DIR = REPO_ROOT / "simcore" / "lambda_side"
 PY38 = REPO_ROOT / ".venv-py38" / "bin" / "python"
 
 READINGS = 300
@@ -145,7 +145,7 @@ def extract_model(target: Path) -> Path:
 
 def bench_deployment(root: Path, model_dir: Path):
     """A deployment of the template's inference path: the sensor (this process), the inference Lambda."""
-    from simcore.deploy import Deployment
+    from simcore.deploy.deployment import Deployment
     from simcore.group import CLOUD, SHADOW_SERVICE, Core, Function, Group, Subscription
 
     core = Core("core", THING, f"arn:aws:iot:{REGION}:{ACCOUNT}:thing/{THING}",
@@ -244,9 +244,9 @@ class CloudPathBench:
     """The stand-in cloud, the running core, the subscriber and the sensor's SDK client, started."""
 
     def __init__(self, scratch: Path, readings: int):
-        from simcore.cli_cloud import start_standin
         from simcore.cloud.link import CloudLink
-        from simcore.daemon import RunningCore, RunOptions
+        from simcore.cloud.standin import start_standin
+        from simcore.service.running import RunningCore, RunOptions
 
         self.states = weather_readings(readings + WARMUP + 1)  # seq wraps round them if warm-up runs long
         self.cloud = start_standin(scratch / "cloud", 0, THING)

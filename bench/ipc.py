@@ -28,7 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from simcore.core import Core  # noqa: E402
+from simcore.core.assemble import Core  # noqa: E402
 from simcore.group import CLOUD, Function, Group, Subscription  # noqa: E402
 from simcore.group import Core as CoreThing  # noqa: E402
 
@@ -214,7 +214,7 @@ def _sdk_client(core: Core):
     os.environ["MY_FUNCTION_ARN"] = PUBLISHER
     os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = core.issue_token(PUBLISHER)
     os.environ["GG_DAEMON_PORT"] = str(core.ipc_port)
-    runtime_dir = str(REPO_ROOT / "simcore" / "runtime")
+    runtime_dir = str(REPO_ROOT / "simcore" / "lambda_side")
     if runtime_dir not in sys.path:
         sys.path.append(runtime_dir)
     import greengrasssdk

@@ -35,7 +35,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from simcore.cloud.config import core_config
+from simcore.core_config import core_config
 
 DEFAULT_ROOT = Path("/greengrass")
 CERT_FILE = "core.cert.pem"

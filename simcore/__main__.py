@@ -1,5 +1,5 @@
 """`python -m simcore`: the command line."""
 
-from simcore.cli import main
+from simcore.cli.main import main
 
 raise SystemExit(main())

@@ -55,3 +55,21 @@ class RuntimeConfigError(SimcoreError):
     """The core cannot run a function as configured (isolation, interpreter, user)."""
 
     code = "RuntimeConfigError"
+
+
+class RoutingError(SimcoreError):
+    """A publish was refused; `status` is the HTTP status the IPC server answers with."""
+
+    code = "RoutingError"
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class QueueFullError(RoutingError):
+    """The work queue has no room for an item (or, for AllOrError, for all of a publish's items)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, status=429)

@@ -1,6 +1,6 @@
 """What a Greengrass v1 group is, as simcore runs it: plain values, no behaviour, no I/O.
 
-`simcore.template` builds a `Group` from the CloudFormation template; every other part of the core reads it.
+`simcore.template.loader` builds a `Group` from the CloudFormation template; every other part of the core reads it.
 Field names follow the AWS::Greengrass::* properties they come from, in snake_case.
 """
 

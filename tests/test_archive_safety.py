@@ -1,4 +1,4 @@
-"""simcore.archive: hostile archives are refused and leave nothing behind; honest ones extract whole."""
+"""simcore.deploy.archive: hostile archives are refused and leave nothing behind; honest ones extract whole."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simcore.archive import ExtractionLimits, check_member_name, copy_model_folder, extract_archive
+from simcore.deploy.archive import ExtractionLimits, check_member_name, copy_model_folder, extract_archive
 from simcore.errors import DeployError
 
 CORPUS = Path(__file__).parent / "corpus" / "archives"

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from simcore.cli import main
-from simcore.cli_cloud import start_standin
+from simcore.cli.main import main
 from simcore.cloud.link import CloudLink
-from simcore.control import CONTROL_FILE
+from simcore.cloud.standin import start_standin
+from simcore.service.control import CONTROL_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 CLI_GROUP = REPO / "tests" / "fixtures" / "cli" / "group.yaml"

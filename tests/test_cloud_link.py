@@ -16,12 +16,13 @@ import pytest
 from test_cloud_support import Collector, TcpGate, core_settings, start_test_cloud, wait_until
 
 from simcore.cloud.ca import LocalCA
-from simcore.cloud.config import core_config, write_core_config
-from simcore.cloud.link import CloudConfigError, CloudLink, load_settings
+from simcore.cloud.link import CloudLink
+from simcore.cloud.settings import CloudConfigError, load_settings
 from simcore.cloud.spooler import FileSpooler, MemorySpooler
 from simcore.cloud.sync import ShadowSync
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService
+from simcore.core_config import core_config, write_core_config
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService
 
 OUTPUT_TOPIC = "rain/RainCore/inference/output"
 SHADOW_UPDATE = "$aws/things/RainCore/shadow/update"
@@ -236,7 +237,8 @@ def test_broker_outage_under_10_readings_per_second_loses_nothing(cloud, tmp_pat
 _KILLED_PUBLISHER = """
 import json, sys
 from pathlib import Path
-from simcore.cloud.link import CloudLink, load_settings
+from simcore.cloud.link import CloudLink
+from simcore.cloud.settings import load_settings
 from simcore.cloud.spooler import FileSpooler
 config, spool, start = sys.argv[1], sys.argv[2], int(sys.argv[3])
 link = CloudLink(load_settings(Path(config), backoff_base_s=0.2, backoff_max_s=1.0), FileSpooler(Path(spool)))

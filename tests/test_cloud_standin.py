@@ -11,11 +11,12 @@ from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTShadowClient
 from test_cloud_support import core_settings, start_test_cloud, wait_until
 
 from simcore.cloud.ca import LocalCA
-from simcore.cloud.link import CloudLink, thing_name_from_arn
+from simcore.cloud.link import CloudLink
+from simcore.cloud.settings import thing_name_from_arn
 from simcore.cloud.standin import cloud_shadow_get, cloud_shadow_update, start_cloud, watch
 from simcore.errors import ShadowError
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService
 
 THING = "RainCore"
 

@@ -16,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from simcore.cloud.link import CloudLink, LinkSettings
+from simcore.cloud.link import CloudLink
+from simcore.cloud.settings import LinkSettings
 from simcore.cloud.standin import RunningCloud, start_cloud
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService
 
 FAST_BACKOFF = {"backoff_base_s": 0.2, "backoff_max_s": 1.0, "connect_timeout_s": 5.0}
 

@@ -13,8 +13,8 @@ from simcore.cloud.standin import cloud_shadow_update
 from simcore.cloud.sync import MISSING, ShadowSync, merge_states, merge_three_way, state_patch, synced_things
 from simcore.errors import ShadowError
 from simcore.group import Core, Device, Group
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService
 
 THING = "RainCore"
 UPDATE = f"$aws/things/{THING}/shadow/update"

@@ -152,7 +152,7 @@ def test_every_subscription_end_is_a_function_connector_the_cloud_or_the_shadow_
 
 
 def test_simcore_loads_the_group_and_every_subscription_resolves_within_it() -> None:
-    from simcore.template import load_group
+    from simcore.template.loader import load_group
 
     group = load_group(TEMPLATE_PATH, {"ModelS3Uri": "s3://rain-artifacts/rain-model.tar.gz"})
     ends = {function.arn for function in group.functions} | {c.arn for c in group.connectors}
@@ -167,7 +167,7 @@ def test_simcore_loads_the_group_and_every_subscription_resolves_within_it() -> 
 
 
 def test_simcore_refuses_the_group_when_the_greengrass_service_is_discontinued() -> None:
-    from simcore.template import load_group
+    from simcore.template.loader import load_group
 
     with pytest.raises(TemplateError, match="GreengrassServiceAvailable"):
         load_group(TEMPLATE_PATH, {"ModelS3Uri": "s3://b/k", "GreengrassV1Service": "discontinued"})

@@ -20,10 +20,11 @@ from lambdas_fixtures.harness import (
 
 from simcore.connectors import ConnectorConfigError, build_registry
 from simcore.connectors.ml_feedback import MLFeedbackConnector
-from simcore.core import Core
+from simcore.core.assemble import Core
+from simcore.core.router import Router
+from simcore.core.work_queue import WorkQueue
 from simcore.group import CLOUD, Connector
-from simcore.router import Router, WorkQueue
-from simcore.template import load_group
+from simcore.template.loader import load_group
 
 REPO = Path(__file__).resolve().parents[1]
 CLOUDWATCH = "arn:aws:greengrass:us-east-1::/connectors/CloudWatchMetrics/versions/4"

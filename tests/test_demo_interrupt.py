@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from simcore.shadow import ShadowEngine
+from simcore.shadow.engine import ShadowEngine
 from tests.test_cloud_support import wait_until
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from simcore.cloud.link import CloudLink
 from simcore.cloud.standin import cloud_shadow_update
 from simcore.demo.observer import CloudObserver
 from simcore.demo.state import DemoState
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService
 from tests.test_cloud_support import FAST_BACKOFF, start_test_cloud, wait_until
 
 THING = "RainEdgeCore"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from simcore.demo.state import FINISHED_STATUS, DemoState
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService
 
 THING = "RainEdgeCore"
 

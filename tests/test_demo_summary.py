@@ -12,8 +12,8 @@ from simcore.demo.records import ReplayPeriod
 from simcore.demo.state import FINISHED_STATUS, DemoState
 from simcore.demo.summary import build_summary, load_model_card, model_card_figures
 from simcore.demo.view_summary import print_summary
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService
 
 THING = "RainEdgeCore"
 PERIOD = ReplayPeriod("JFK", datetime.date(2013, 11, 1), datetime.date(2013, 12, 31))

@@ -10,8 +10,8 @@ from rich.console import Console
 
 from simcore.demo.state import DemoState
 from simcore.demo.view_terminal import TerminalView, rain_bar
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService
 
 THING = "RainEdgeCore"
 

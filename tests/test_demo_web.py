@@ -10,8 +10,8 @@ import pytest
 
 from simcore.demo.state import DemoState
 from simcore.demo.web import DemoWebServer
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService
 
 THING = "RainEdgeCore"
 

@@ -1,4 +1,4 @@
-"""simcore.deploy with local artifacts: the /greengrass/ggc-like layout, versions, status and rollback."""
+"""simcore.deploy.deployment with local artifacts: the /greengrass/ggc-like layout, versions, status and rollback."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from simcore.deploy import deploy, group_from_json, group_to_json, load_deployment, read_status, rollback
+from simcore.deploy.deployment import deploy, group_from_json, group_to_json, load_deployment, read_status, rollback
 from simcore.errors import DeployError, TemplateError
-from simcore.template import load_group
+from simcore.template.loader import load_group
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
 SENSOR_ALIAS = "arn:aws:lambda:us-east-1:123456789012:function:rain-edge-sensor-to-shadow:live"

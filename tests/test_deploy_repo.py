@@ -8,7 +8,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from simcore.deploy import deploy, load_deployment, read_status
+from simcore.deploy.deployment import deploy, load_deployment, read_status
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "cloudformation" / "greengrass-group.yaml"

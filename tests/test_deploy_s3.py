@@ -1,4 +1,4 @@
-"""simcore.deploy fetching ML resources from S3 and SageMaker through boto3 (moto's in-process AWS)."""
+"""simcore.deploy.deployment fetching ML resources from S3 and SageMaker through boto3 (moto's in-process AWS)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from simcore.deploy import deploy, read_status
+from simcore.deploy.deployment import deploy, read_status
 from simcore.errors import DeployError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
@@ -66,7 +66,7 @@ def test_missing_s3_object_fails_with_the_aws_code(aws, template, tmp_path):
 
 
 def test_s3_object_above_the_limit_is_not_downloaded(aws, template, tmp_path):
-    from simcore.archive import ExtractionLimits
+    from simcore.deploy.archive import ExtractionLimits
 
     aws.put_object(Bucket=BUCKET, Key="big.tar.gz", Body=b"\x00" * 2048)
     with pytest.raises(DeployError, match="2048 bytes, above the 1024-byte limit"):

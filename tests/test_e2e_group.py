@@ -23,13 +23,12 @@ import pytest
 from conftest import MODEL_ARCHIVE, REPO_ROOT, weather_csv
 from test_cloud_support import FAST_BACKOFF, wait_until
 
-from simcore.cli_cloud import start_standin
 from simcore.cloud.link import CloudLink
-from simcore.cloud.standin import RunningCloud, cloud_shadow_get, cloud_shadow_update
-from simcore.daemon import RunningCore, RunOptions
-from simcore.deploy import Deployment, deploy
+from simcore.cloud.standin import RunningCloud, cloud_shadow_get, cloud_shadow_update, start_standin
+from simcore.core.isolation import check_available
+from simcore.deploy.deployment import Deployment, deploy
 from simcore.errors import ShadowError, SimcoreError
-from simcore.isolation import check_available
+from simcore.service.running import RunningCore, RunOptions
 
 TEMPLATE = REPO_ROOT / "cloudformation" / "greengrass-group.yaml"
 PY38 = REPO_ROOT / ".venv-py38" / "bin" / "python"

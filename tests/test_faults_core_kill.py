@@ -25,10 +25,9 @@ import pytest
 from conftest import MODEL_ARCHIVE, REPO_ROOT
 from test_cloud_support import FAST_BACKOFF, wait_until
 
-from simcore.cli_cloud import start_standin
 from simcore.cloud.link import CloudLink
-from simcore.cloud.standin import RunningCloud
-from simcore.deploy import deploy
+from simcore.cloud.standin import RunningCloud, start_standin
+from simcore.deploy.deployment import deploy
 
 TEMPLATE = REPO_ROOT / "cloudformation" / "greengrass-group.yaml"
 PY38 = REPO_ROOT / ".venv-py38" / "bin" / "python"

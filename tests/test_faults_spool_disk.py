@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from test_cloud_support import Collector, core_settings, start_test_cloud, wait_until
 
-from simcore.cloud.link import CloudLink, LinkSettings
+from simcore.cloud.link import CloudLink
+from simcore.cloud.settings import LinkSettings
 from simcore.cloud.spooler import FileSpooler
 
 TOPIC = "rain/DiskCore/inference/output"

@@ -21,7 +21,7 @@ from lambdas_fixtures.harness import (
 )
 
 from simcore.connectors import build_registry
-from simcore.core import Core
+from simcore.core.assemble import Core
 from simcore.group import CLOUD, SHADOW_SERVICE, Connector, Function
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,10 +8,13 @@ import logging
 
 import pytest
 from lambdas_fixtures.harness import IPCClient, IPCException, function_arn
+from support.work_source import QueueWorkSource
 
+from simcore.core.ipc.dispatch import IPCDispatcher
+from simcore.core.ipc.http import IPCServer
+from simcore.core.router import Router
+from simcore.core.work_queue import WorkQueue
 from simcore.group import CLOUD, Subscription
-from simcore.ipc import IPCDispatcher, IPCServer
-from simcore.router import Router, WorkQueue
 
 A = function_arn("a")
 B = function_arn("b")
@@ -22,7 +25,7 @@ ROUTER = "arn:aws:lambda:::function:GGRouter"
 def ipc():
     queue = WorkQueue()
     router = Router([Subscription("s", A, "t/#", CLOUD)], [A, B], queue)
-    dispatcher = IPCDispatcher(router, queue, {A: 3.0, B: 3.0})
+    dispatcher = IPCDispatcher(router, queue, {A: 3.0, B: 3.0}, QueueWorkSource(queue))
     server = IPCServer(dispatcher, get_work_poll_s=0.2)
     server.start()
     yield server, dispatcher, queue
@@ -37,7 +40,7 @@ def client_for(server, token):
 
 def test_a_call_without_a_token_is_refused_401_and_logged(ipc, caplog):
     server, dispatcher, queue = ipc
-    with caplog.at_level(logging.WARNING, logger="simcore.ipc"), pytest.raises(IPCException, match="401"):
+    with caplog.at_level(logging.WARNING, logger="simcore.core.ipc.dispatch"), pytest.raises(IPCException, match="401"):
         client_for(server, "").post_work(B, b"{}", b"", "Event")
     assert len(queue) == 0
     assert dispatcher.refused_calls == 1
@@ -46,7 +49,7 @@ def test_a_call_without_a_token_is_refused_401_and_logged(ipc, caplog):
 
 def test_an_unknown_token_is_refused_403_and_logged(ipc, caplog):
     server, dispatcher, queue = ipc
-    with caplog.at_level(logging.WARNING, logger="simcore.ipc"), pytest.raises(IPCException, match="403"):
+    with caplog.at_level(logging.WARNING, logger="simcore.core.ipc.dispatch"), pytest.raises(IPCException, match="403"):
         client_for(server, "f" * 64).post_work(B, b"{}", b"", "Event")
     assert len(queue) == 0
     assert "unknown token" in caplog.text
@@ -56,7 +59,7 @@ def test_a_worker_cannot_take_another_functions_work(ipc, caplog):
     server, dispatcher, queue = ipc
     a = client_for(server, dispatcher.tokens.issue(A))
     a.post_work(B, b'{"for": "b"}', b"", "Event")
-    with caplog.at_level(logging.WARNING, logger="simcore.ipc"), pytest.raises(IPCException, match="403"):
+    with caplog.at_level(logging.WARNING, logger="simcore.core.ipc.dispatch"), pytest.raises(IPCException, match="403"):
         a.get_work(B)
     assert queue.pending(B) == 1
     assert f"{A} may not get work for {B}" in caplog.text
@@ -68,7 +71,7 @@ def test_a_worker_cannot_post_results_for_another_function(ipc, caplog):
     b = client_for(server, dispatcher.tokens.issue(B))
     invocation_id = a.post_work(B, b"{}", b"", "RequestResponse")
     assert b.get_work(B).invocation_id == invocation_id
-    with caplog.at_level(logging.WARNING, logger="simcore.ipc"), pytest.raises(IPCException, match="403"):
+    with caplog.at_level(logging.WARNING, logger="simcore.core.ipc.dispatch"), pytest.raises(IPCException, match="403"):
         a.post_handler_err(B, invocation_id, "forged")
     assert f"{A} may not post results for {B}" in caplog.text
 
@@ -86,7 +89,7 @@ def test_publishing_as_another_source_is_refused_and_logged(ipc, caplog):
     server, dispatcher, _ = ipc
     b = client_for(server, dispatcher.tokens.issue(B))
     context = base64.b64encode(json.dumps({"custom": {"source": A, "subject": "t/x"}}).encode())
-    with caplog.at_level(logging.WARNING, logger="simcore.ipc"), pytest.raises(IPCException, match="403"):
+    with caplog.at_level(logging.WARNING, logger="simcore.core.ipc.dispatch"), pytest.raises(IPCException, match="403"):
         b.post_work(ROUTER, b"{}", context, "Event")
     assert dispatcher.router.counters()["undeliverable"] == 0
     assert dispatcher.router.counters()["dropped_unmatched"] == 0

@@ -9,10 +9,14 @@ import threading
 
 import pytest
 from lambdas_fixtures.harness import IPCClient, IPCException, WorkItem, function_arn
+from support.work_source import QueueWorkSource
 
+from simcore.core.ipc.dispatch import IPCDispatcher
+from simcore.core.ipc.http import IPCServer
+from simcore.core.router import Router
+from simcore.core.secrets import SecretStore, SecretValue
+from simcore.core.work_queue import WorkQueue
 from simcore.group import CLOUD, Subscription
-from simcore.ipc import IPCDispatcher, IPCServer, SecretStore, SecretValue
-from simcore.router import Router, WorkQueue
 
 CALLER = function_arn("caller")
 WORKER = function_arn("worker")
@@ -50,7 +54,9 @@ def ipc():
             )
         ]
     )
-    dispatcher = IPCDispatcher(router, queue, {CALLER: 3.0, WORKER: 3.0, LATEST: 3.0, SLOW: 0.3}, secret_store=secrets)
+    dispatcher = IPCDispatcher(
+        router, queue, {CALLER: 3.0, WORKER: 3.0, LATEST: 3.0, SLOW: 0.3}, QueueWorkSource(queue), secret_store=secrets
+    )
     server = IPCServer(dispatcher, get_work_poll_s=0.2)
     server.start()
     yield server, dispatcher, cloud

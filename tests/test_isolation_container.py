@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from test_isolation_fixtures import device_resource, function, group_with, inference_group
 
+from simcore.core.isolation import LAUNCHER, check_available, plan_launch
 from simcore.errors import RuntimeConfigError
 from simcore.group import ResourceAccess
-from simcore.isolation import LAUNCHER, check_available, plan_launch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -243,7 +243,7 @@ def test_a_non_root_simcore_gets_a_rootless_container(shared_dir: Path, destinat
         import json, subprocess, sys
         sys.path.insert(0, {str(REPO)!r})
         from pathlib import Path
-        from simcore.isolation import check_available, plan_launch
+        from simcore.core.isolation import check_available, plan_launch
         sys.path.insert(0, {str(REPO / "tests")!r})
         from test_isolation_fixtures import inference_group
         check_available("container")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from test_isolation_fixtures import device_resource, function, group_with, inference_group, model_resource
 
-from simcore import isolation
+from simcore.core import isolation
+from simcore.core.isolation import LAUNCHER, check_available, mode_for, plan_launch, rewrite_environment
 from simcore.errors import RuntimeConfigError
 from simcore.group import ResourceAccess
-from simcore.isolation import LAUNCHER, check_available, mode_for, plan_launch, rewrite_environment
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from simcore.logs import LogLayout, LogWriter, format_line, logging_handler, normalize_level
+from simcore.core.logs import LogLayout, LogWriter, format_line, logging_handler, normalize_level
 
 LINE = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\]\[([A-Z]+)\]-([^:]+):(\d+),(.*)$", re.S)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simcore.logs import LogWriter
+from simcore.core.logs import LogWriter
 
 
 def _total_bytes(writer: LogWriter) -> int:

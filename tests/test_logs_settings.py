@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from simcore.core.logs import DEFAULT_LEVEL, DEFAULT_SPACE_KB, logger_settings
 from simcore.errors import RuntimeConfigError
 from simcore.group import Group, Logger
-from simcore.logs import DEFAULT_LEVEL, DEFAULT_SPACE_KB, logger_settings
 
 
 def _group(*loggers: Logger) -> Group:

@@ -6,10 +6,12 @@ import json
 
 import pytest
 
+from simcore.core.router import ALL_OR_ERROR, BEST_EFFORT, Router
+from simcore.core.work_queue import WorkItem, WorkQueue
+from simcore.errors import QueueFullError
 from simcore.group import CLOUD, SHADOW_SERVICE, Subscription
-from simcore.router import ALL_OR_ERROR, BEST_EFFORT, QueueFullError, Router, WorkItem, WorkQueue
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService
 
 A = "arn:aws:lambda:us-east-1:123456789012:function:a:live"
 B = "arn:aws:lambda:us-east-1:123456789012:function:b:live"

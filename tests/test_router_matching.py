@@ -7,16 +7,11 @@ import json
 
 import pytest
 
+from simcore.core.router import Router
+from simcore.core.work_queue import WorkQueue, routed_client_context
+from simcore.errors import RoutingError
 from simcore.group import CLOUD, Subscription
-from simcore.router import (
-    Router,
-    RoutingError,
-    WorkQueue,
-    routed_client_context,
-    topic_matches,
-    validate_filter,
-    validate_topic,
-)
+from simcore.topics import topic_matches, validate_filter, validate_topic
 
 A = "arn:aws:lambda:us-east-1:123456789012:function:a:live"
 B = "arn:aws:lambda:us-east-1:123456789012:function:b:live"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from lambdas_fixtures.harness import PY38, RUNTIME_DIR
 
-# Importable once the harness has put simcore/runtime on sys.path, as a worker's PYTHONPATH does.
+# Importable once the harness has put simcore/lambda_side on sys.path, as a worker's PYTHONPATH does.
 env_vars = importlib.import_module("greengrass_common.env_vars")
 lambda_runtime = importlib.import_module("lambda_runtime")
 FunctionArnFields = importlib.import_module("greengrass_common.function_arn_fields").FunctionArnFields

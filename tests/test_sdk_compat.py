@@ -22,9 +22,9 @@ from lambdas_fixtures.harness import (
     wait_until,
 )
 
-from simcore.core import Core
+from simcore.core.assemble import Core
+from simcore.core.secrets import SecretStore, SecretValue
 from simcore.group import CLOUD
-from simcore.ipc import SecretStore, SecretValue
 
 DRIVER = function_arn("compat-driver")
 ECHO = function_arn("compat-echo")

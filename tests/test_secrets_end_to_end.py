@@ -16,8 +16,8 @@ import pytest
 from lambdas_fixtures.harness import PY38, IPCClient, function_arn
 from moto import mock_aws
 
-from simcore.daemon import RunningCore, RunOptions
-from simcore.deploy import deploy
+from simcore.deploy.deployment import deploy
+from simcore.service.running import RunningCore, RunOptions
 
 TEMPLATE = Path(__file__).parent / "fixtures" / "secrets" / "secret_group.yaml"
 READER = function_arn("secret-reader")

@@ -1,4 +1,4 @@
-"""simcore.group_secrets at deploy: secret resources fetched from Secrets Manager (moto, in-process) or a file."""
+"""simcore.deploy.secrets at deploy: secret resources fetched from Secrets Manager (moto, in-process) or a file."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from simcore.deploy import deploy, load_deployment, read_status
+from simcore.core.secrets import secret_store_from_records
+from simcore.deploy.deployment import deploy, load_deployment, read_status
+from simcore.deploy.secrets import SECRETS_FILE_ENV, fetch_secrets, read_stored_secrets
 from simcore.errors import DeployError, TemplateError
 from simcore.group import Group, Resource, ResourceAccess
-from simcore.group_secrets import SECRETS_FILE_ENV, fetch_secrets, load_secret_store
-from simcore.template import load_group
+from simcore.template.loader import load_group
 
 TEMPLATE = Path(__file__).parent / "fixtures" / "secrets" / "secret_group.yaml"
 READER = "arn:aws:lambda:us-east-1:123456789012:function:secret-reader:live"
@@ -54,6 +55,12 @@ def no_aws(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+
+def load_secret_store(group, deployment_dir):
+    """What the running core serves: the deployment's stored secrets as GGSecretManager's store."""
+    return secret_store_from_records(group, read_stored_secrets(group, deployment_dir))
 
 
 def _mode(path: Path) -> int:

@@ -31,7 +31,7 @@ from lambdas_fixtures.harness import (
     wait_until,
 )
 
-from simcore.core import Core
+from simcore.core.assemble import Core
 from simcore.group import CLOUD
 
 CORPUS = Path(__file__).parent / "corpus" / "publish"
@@ -41,7 +41,7 @@ IPC_CASES = sorted(name for name, case in CASES.items() if case["via"] == "ipc")
 PUBLISHER = function_arn("corpus-publisher")
 ROUTER_ARN = "arn:aws:lambda:::function:GGRouter"
 CONTROL_TOPIC = "corpus/ok"
-RUNTIME_DIR = Path(__file__).resolve().parents[1] / "simcore" / "runtime"
+RUNTIME_DIR = Path(__file__).resolve().parents[1] / "simcore" / "lambda_side"
 HTTP_ERROR = re.compile(r"HTTP Error (\d{3}): (.*)", re.DOTALL)
 
 # The client: greengrasssdk exactly as a Lambda uses it. Each case is followed by a good control publish.

@@ -21,7 +21,7 @@ from lambdas_fixtures.harness import (
     wait_until,
 )
 
-from simcore.core import Core
+from simcore.core.assemble import Core
 from simcore.group import CLOUD
 
 ECHO = function_arn("security-echo")

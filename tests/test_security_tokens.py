@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from lambdas_fixtures.harness import function_arn, make_group, wait_until
 
-from simcore.core import Core
+from simcore.core.assemble import Core
+from simcore.core.isolation import check_available
 from simcore.errors import SimcoreError
 from simcore.group import Function
-from simcore.isolation import check_available
 
 WORKER_UID = WORKER_GID = 54321
 STRANGER_UID = 54322

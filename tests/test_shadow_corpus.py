@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService, ShadowTopicError, parse_shadow_topic
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService, ShadowTopicError, parse_shadow_topic
 
 CORPUS = Path(__file__).parent / "corpus" / "shadow"
 CASE_FILES = sorted(CORPUS.glob("*.yaml"))

@@ -25,7 +25,7 @@ from moto.iot.models import iot_backends
 from moto.iotdata.models import iotdata_backends
 
 from simcore.errors import ShadowError
-from simcore.shadow import ShadowEngine, json_equal
+from simcore.shadow.engine import ShadowEngine, json_equal
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 # SHADOW_DIFF_SEQUENCES lowers the count for a quick local run; CI runs the full 10,000.
@@ -350,7 +350,7 @@ def test_checker_excuses_each_documented_divergence(operations_list, excluded):
 
 
 def test_checker_catches_a_delta_that_is_not_nested(monkeypatch):
-    import simcore.shadow as shadow_module
+    import simcore.shadow.engine as shadow_module
 
     def flat_delta(desired: dict, reported: dict) -> dict:
         return {key: value for key, value in desired.items() if not json_equal(value, reported.get(key))}
@@ -362,7 +362,7 @@ def test_checker_catches_a_delta_that_is_not_nested(monkeypatch):
 
 
 def test_checker_catches_a_merge_that_replaces_nested_objects(monkeypatch):
-    import simcore.shadow as shadow_module
+    import simcore.shadow.engine as shadow_module
 
     def shallow_merge(target: dict, target_metadata: dict, patch: dict, now: int) -> None:
         for key, value in patch.items():

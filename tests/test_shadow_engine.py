@@ -7,7 +7,7 @@ import json
 import pytest
 
 from simcore.errors import ShadowError
-from simcore.shadow import ShadowEngine
+from simcore.shadow.engine import ShadowEngine
 
 
 class FakeClock:

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from simcore.shadow import ShadowEngine
-from simcore.shadow_service import ShadowService, ShadowTopicError, parse_shadow_topic
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService, ShadowTopicError, parse_shadow_topic
 
 PREFIX = "$aws/things/rain-core/shadow"
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from simcore.errors import ShadowError
-from simcore.shadow import ShadowEngine
+from simcore.shadow.engine import ShadowEngine
 
 
 def test_shadow_survives_a_new_engine_on_the_same_database(tmp_path):

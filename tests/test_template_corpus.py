@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from simcore.errors import TemplateError
-from simcore.template import load_group
+from simcore.template.loader import load_group
 
 CORPUS = Path(__file__).parent / "corpus" / "templates"
 CASES = sorted(CORPUS.glob("*.yaml"))

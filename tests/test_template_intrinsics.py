@@ -1,4 +1,4 @@
-"""simcore.intrinsics and simcore.physical_ids: CloudFormation's functions and the ids simcore invents."""
+"""simcore.template.intrinsics and .physical_ids: CloudFormation's functions and the ids simcore invents."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import re
 import pytest
 
 from simcore.errors import TemplateError
-from simcore.intrinsics import NO_VALUE, Resolver, find_unsupported_functions, referenced_names
-from simcore.physical_ids import PhysicalIds
+from simcore.template.intrinsics import NO_VALUE, Resolver, find_unsupported_functions, referenced_names
+from simcore.template.physical_ids import PhysicalIds
 
 
 class FakeIds:

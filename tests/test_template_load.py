@@ -1,4 +1,4 @@
-"""simcore.template: fixture groups load into the Group the template describes, parameters and all."""
+"""simcore.template.loader: fixture groups load into the Group the template describes, parameters and all."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from simcore.errors import TemplateError
 from simcore.group import CLOUD, SHADOW_SERVICE
-from simcore.template import load_group, load_parameters, resolve_template
+from simcore.template.loader import load_group, load_parameters, resolve_template
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"
 SAM_GROUP = FIXTURES / "sam_group.yaml"

@@ -9,7 +9,7 @@ import pytest
 
 from simcore.errors import TemplateError
 from simcore.group import CLOUD, SHADOW_SERVICE
-from simcore.template import load_group
+from simcore.template.loader import load_group
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "cloudformation" / "greengrass-group.yaml"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from lambdas_fixtures.harness import make_function, make_group
 
-from simcore.environment import function_environment
+from simcore.core.environment import function_environment
+from simcore.core.interpreters import resolve_interpreter
 from simcore.errors import RuntimeConfigError
-from simcore.workers import resolve_interpreter
 
 RUNTIME = Path("/opt/runtime")
 
@@ -99,7 +99,7 @@ def test_an_explicit_interpreter_that_does_not_exist_is_a_clear_error(tmp_path):
 
 
 def test_a_core_whose_function_sets_a_reserved_variable_does_not_start(tmp_path):
-    from simcore.core import Core
+    from simcore.core.assemble import Core
 
     function = make_function("f", "faults", "faults.relay", pinned=True, environment={"PYTHONPATH": "/x"})
     core = Core(make_group([function]), runtime_root=tmp_path / "ggc")

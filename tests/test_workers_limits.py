@@ -8,7 +8,7 @@ import os
 import pytest
 from lambdas_fixtures.harness import IPCClient, IPCException, function_arn, make_function, make_group, wait_until
 
-from simcore.core import Core
+from simcore.core.assemble import Core
 
 HOG = function_arn("hog")
 SLEEPER = function_arn("sleeper")
@@ -100,7 +100,7 @@ def test_a_token_of_no_worker_process_cannot_take_work(core):
 def test_on_demand_workers_are_capped_and_reused(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from simcore.workers import WorkerSettings
+    from simcore.core.workers import WorkerSettings
 
     group = make_group(
         [

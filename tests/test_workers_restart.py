@@ -9,9 +9,9 @@ import signal
 import pytest
 from lambdas_fixtures.harness import RecordingCloud, function_arn, make_function, make_group, wait_until
 
-from simcore.core import Core
+from simcore.core.assemble import Core
+from simcore.core.workers import FunctionWorkers, WorkerManager, WorkerSettings
 from simcore.group import CLOUD
-from simcore.workers import FunctionWorkers, WorkerManager, WorkerSettings
 
 RELAY = function_arn("relay")
 

@@ -13,11 +13,9 @@ with the same backoff, re-subscribes and retransmits unacknowledged QoS 1 messag
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import sqlite3
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -33,230 +31,19 @@ from AWSIoTPythonSDK.exception.AWSIoTExceptions import (
 )
 from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient
 
+from simcore.cloud.failures import MqttConnectRefused, describe_connect_failure, names_its_cause, probe_connection
+from simcore.cloud.settings import ALPN_PORT, LinkSettings, load_settings
 from simcore.cloud.spooler import MemorySpooler, Spooler
-from simcore.errors import SimcoreError
 
 MessageHandler = Callable[[str, bytes], None]
 ConnectionListener = Callable[[bool], None]
 
 # AWS IoT Core refuses (and disconnects on) messages above 128 KB; refusing them here keeps the link up.
 MAX_PAYLOAD_BYTES = 128 * 1024
-ALPN_PORT = 443
-ALPN_PROTOCOL = "x-amzn-mqtt-ca"
 INFLIGHT_WINDOW = 200
 RETRY_NOT_READY_S = 0.05
 
 log = logging.getLogger(__name__)
-
-
-class CloudConfigError(SimcoreError):
-    """The core's config.json cannot configure the cloud link; `location` names the file and field."""
-
-    code = "CloudConfigError"
-
-
-@dataclass(frozen=True)
-class LinkSettings:
-    """Where and as whom the link connects. Paths are absolute once built by `from_config`."""
-
-    client_id: str
-    host: str
-    port: int
-    ca_path: Path
-    cert_path: Path
-    key_path: Path
-    keep_alive_s: int = 600
-    alpn: bool | None = None  # None: ALPN exactly when the port is 443, as the SDK and a v1 core do
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 32.0
-    stable_connection_s: float = 20.0
-    connect_timeout_s: float = 10.0
-    ack_timeout_s: float = 30.0
-    thing_arn: str = ""
-
-    @property
-    def uses_alpn(self) -> bool:
-        """Whether the TLS handshake offers ALPN `x-amzn-mqtt-ca`."""
-        return self.port == ALPN_PORT if self.alpn is None else self.alpn
-
-
-def thing_name_from_arn(thing_arn: str) -> str:
-    """`arn:aws:iot:<region>:<account>:thing/<name>` → `<name>`."""
-    marker = ":thing/"
-    if marker not in thing_arn:
-        raise ValueError(f"not a thing ARN: {thing_arn!r}")
-    return thing_arn.split(marker, 1)[1]
-
-
-def _resolve_cert_path(value: str, certs_dir: Path) -> Path:
-    # v1 config.json names files relative to /greengrass/certs; `file://` URIs appear in `crypto`.
-    if value.startswith("file://"):
-        value = value[len("file://"):]
-    path = Path(value)
-    return path if path.is_absolute() else certs_dir / path
-
-
-def settings_from_config(config: dict, certs_dir: Path, *, location: str = "config.json",
-                         **overrides) -> LinkSettings:
-    """LinkSettings from a v1 core config (`coreThing`), cert paths resolved against `certs_dir`.
-
-    `overrides` replaces any LinkSettings field (backoff timings in tests, for example).
-    """
-    core_thing = config.get("coreThing")
-    if not isinstance(core_thing, dict):
-        raise CloudConfigError("missing object coreThing", location=location)
-    values = {}
-    for key in ("caPath", "certPath", "keyPath", "iotHost"):
-        value = core_thing.get(key)
-        if not isinstance(value, str) or not value:
-            raise CloudConfigError(f"coreThing.{key} must be a non-empty string",
-                                   location=f"{location}:coreThing.{key}")
-        values[key] = value
-    port = core_thing.get("iotMqttPort", 8883)
-    try:
-        port = int(port)
-    except (TypeError, ValueError) as error:
-        raise CloudConfigError(f"coreThing.iotMqttPort must be a port number, not {port!r}",
-                               location=f"{location}:coreThing.iotMqttPort") from error
-    if not 0 < port < 65536:
-        raise CloudConfigError(f"coreThing.iotMqttPort {port} is out of range",
-                               location=f"{location}:coreThing.iotMqttPort")
-    thing_arn = str(core_thing.get("thingArn", ""))
-    try:
-        client_id = thing_name_from_arn(thing_arn)
-    except ValueError as error:
-        raise CloudConfigError(str(error), location=f"{location}:coreThing.thingArn") from error
-    settings: dict = {
-        "client_id": client_id,
-        "host": values["iotHost"],
-        "port": port,
-        "ca_path": _resolve_cert_path(values["caPath"], certs_dir),
-        "cert_path": _resolve_cert_path(values["certPath"], certs_dir),
-        "key_path": _resolve_cert_path(values["keyPath"], certs_dir),
-        "keep_alive_s": int(core_thing.get("keepAlive", 600)),
-        "thing_arn": thing_arn,
-    }
-    settings.update(overrides)
-    return LinkSettings(**settings)
-
-
-def load_settings(config_path: Path, certs_dir: Path | None = None, **overrides) -> LinkSettings:
-    """LinkSettings from a config.json file; certs default to `<config dir>/../certs` (/greengrass/certs)."""
-    config_path = Path(config_path)
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, ValueError) as error:
-        raise CloudConfigError(f"cannot read the core config: {error}", location=str(config_path)) from error
-    if certs_dir is None:
-        certs_dir = config_path.resolve().parent.parent / "certs"
-    return settings_from_config(config, Path(certs_dir), location=str(config_path), **overrides)
-
-
-def describe_connect_failure(error: BaseException, settings: LinkSettings) -> str:
-    """One log line saying why a connection attempt failed, naming the files and endpoint involved."""
-    endpoint = f"{settings.host}:{settings.port}"
-    text = str(error)
-    lowered = text.lower()
-    if isinstance(error, ssl.SSLCertVerificationError):
-        return (f"TLS handshake with {endpoint} failed: the server certificate was not accepted "
-                f"({error.verify_message}); it is not signed by the CA in {settings.ca_path} or does not "
-                f"name {settings.host}")
-    if isinstance(error, ssl.SSLError) and any(
-        marker in lowered for marker in ("unknown ca", "bad certificate", "certificate required",
-                                         "certificate unknown", "unsupported certificate", "access denied")
-    ):
-        return (f"TLS handshake with {endpoint} failed: the endpoint refused this thing's certificate "
-                f"{settings.cert_path} ({getattr(error, 'reason', None) or text}); it is not signed by a CA "
-                f"the endpoint trusts, or it is inactive/revoked")
-    if isinstance(error, ssl.SSLError) and ("pem" in lowered or "key values mismatch" in lowered):
-        return f"cannot load the thing's certificate/key ({settings.cert_path}, {settings.key_path}): {text}"
-    if isinstance(error, ssl.SSLError):
-        return f"TLS handshake with {endpoint} failed: {text}"
-    if isinstance(error, FileNotFoundError):
-        return f"a certificate file is missing: {error.filename or text}"
-    if isinstance(error, ConnectionRefusedError):
-        return f"nothing accepts connections on {endpoint} (connection refused)"
-    if isinstance(error, MqttConnectRefused):
-        return f"{endpoint} refused the MQTT connection as {settings.client_id!r}: {error}"
-    if isinstance(error, (ConnectionResetError, BrokenPipeError)):
-        return (f"{endpoint} closed the connection during the TLS/MQTT handshake; the endpoint may have "
-                f"refused the certificate {settings.cert_path}")
-    return f"cannot connect to {endpoint}: {type(error).__name__}: {text}"
-
-
-class MqttConnectRefused(ConnectionError):
-    """The broker answered CONNECT with a non-zero CONNACK return code."""
-
-    REASONS = {1: "unacceptable protocol version", 2: "client identifier rejected", 3: "server unavailable",
-               4: "bad user name or password", 5: "not authorized"}
-
-    def __init__(self, return_code: int):
-        self.return_code = return_code
-        super().__init__(f"CONNACK {return_code}: {self.REASONS.get(return_code, 'refused')}")
-
-
-def _mqtt_connect_packet(client_id: str, keep_alive_s: int) -> bytes:
-    """An MQTT 3.1.1 CONNECT with a clean session and no credentials."""
-    encoded_id = client_id.encode()
-    body = (b"\x00\x04MQTT\x04\x02" + min(keep_alive_s, 65535).to_bytes(2, "big")
-            + len(encoded_id).to_bytes(2, "big") + encoded_id)
-    length, remaining = b"", len(body)
-    while True:
-        digit, remaining = remaining % 128, remaining // 128
-        length += bytes([digit | (0x80 if remaining else 0)])
-        if not remaining:
-            break
-    return b"\x10" + length + body
-
-
-def probe_connection(settings: LinkSettings, timeout_s: float | None = None) -> BaseException | None:
-    """Connect once the way the SDK does (TLS with the thing certificate, MQTT CONNECT) and say what failed.
-
-    None means the endpoint accepted the certificate and answered CONNACK 0. Used to name the cause
-    when the SDK only saw a closed connection.
-    """
-    timeout_s = timeout_s or settings.connect_timeout_s
-    try:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.load_verify_locations(str(settings.ca_path))
-        context.load_cert_chain(str(settings.cert_path), str(settings.key_path))
-        # The SDK checks the host name only on its ALPN path; the probe must judge the same way.
-        context.check_hostname = settings.uses_alpn
-        if settings.uses_alpn:
-            context.set_alpn_protocols([ALPN_PROTOCOL])
-        with socket.create_connection((settings.host, settings.port), timeout_s) as raw, \
-                context.wrap_socket(raw, server_hostname=settings.host) as tls:
-            try:
-                tls.sendall(_mqtt_connect_packet(settings.client_id, settings.keep_alive_s))
-            except OSError as write_error:
-                # A refused certificate closes the connection with an alert: reading surfaces the alert.
-                try:
-                    tls.recv(1)
-                except OSError as read_error:
-                    return read_error
-                return write_error
-            connack = b""
-            while len(connack) < 4:
-                chunk = tls.recv(4 - len(connack))
-                if not chunk:
-                    return ConnectionResetError("the endpoint closed the connection before CONNACK")
-                connack += chunk
-            if connack[0] != 0x20:
-                return ConnectionError(f"unexpected answer to CONNECT: {connack.hex()}")
-            if connack[3] != 0:
-                return MqttConnectRefused(connack[3])
-            tls.sendall(b"\xe0\x00")  # DISCONNECT
-    except Exception as error:
-        return error
-    return None
-
-
-def _names_its_cause(error: BaseException) -> bool:
-    """Whether a connect error says why by itself (a TLS alert, a bad server certificate, no listener)."""
-    if isinstance(error, (ssl.SSLCertVerificationError, ConnectionRefusedError, FileNotFoundError,
-                          MqttConnectRefused)):
-        return True
-    return isinstance(error, ssl.SSLError) and "ALERT" in str(getattr(error, "reason", "") or "")
 
 
 def _abandon(client: AWSIoTMQTTClient) -> None:
@@ -444,7 +231,7 @@ class CloudLink:
                     self._condition.notify_all()
                 return
             _abandon(client)
-            if not _names_its_cause(error):
+            if not names_its_cause(error):
                 # The SDK saw the connection close without saying why (with TLS 1.3 a refused client
                 # certificate shows up only after the handshake): ask the endpoint directly.
                 error = probe_connection(self.settings) or error

@@ -23,10 +23,12 @@ from typing import Any, TextIO
 
 from simcore.cloud.broker import BrokerTLS, make_broker
 from simcore.cloud.ca import CA_FILE, LocalCA
-from simcore.cloud.config import core_config, write_core_config
-from simcore.cloud.link import CloudLink, LinkSettings, load_settings
-from simcore.cloud.service import CloudShadowService, ShadowHandler
+from simcore.cloud.link import CloudLink
+from simcore.cloud.settings import LinkSettings, load_settings
+from simcore.cloud.shadow_service import CloudShadowService
+from simcore.core_config import core_config, write_core_config
 from simcore.errors import ShadowError
+from simcore.shadow.service import ShadowHandler
 
 DEFAULT_THING = "RainEdgeCore"
 DEFAULT_REGION = "us-east-1"
@@ -215,3 +217,13 @@ def cloud_shadow_update(config_path: Path, thing: str, document: dict | str, *,
         raise ShadowError(400, "Invalid JSON")
     body.pop("clientToken", None)
     return _shadow_request(config_path, thing, "update", body, certs_dir, timeout_s)
+
+
+def start_standin(state_dir: Path, port: int, thing_name: str):
+    """Start the stand-in cloud with its own SQLite-backed shadow engine; returns the RunningCloud."""
+    from simcore.shadow.engine import ShadowEngine
+    from simcore.shadow.service import ShadowService
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    shadows = ShadowService(ShadowEngine(state_dir / "cloud-shadows.sqlite"))
+    return start_cloud(state_dir, port, shadow_service=shadows, thing_name=thing_name)

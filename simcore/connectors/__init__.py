@@ -1,7 +1,7 @@
 """Local implementations of the Greengrass v1 connectors the group template uses.
 
 `build_registry(group, runtime_root, publish=..., cloud_available=...)` starts them and returns the
-`ConnectorRegistry` that `simcore.core.Core(..., connectors=...)` hands to the router.
+`ConnectorRegistry` that `simcore.core.assemble.Core(..., connectors=...)` hands to the router.
 """
 
 from simcore.connectors.parameters import ConnectorConfigError

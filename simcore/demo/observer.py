@@ -11,7 +11,8 @@ import json
 import threading
 import uuid
 
-from simcore.cloud.link import CloudLink, LinkSettings
+from simcore.cloud.link import CloudLink
+from simcore.cloud.settings import LinkSettings
 from simcore.demo.state import DemoState
 
 

@@ -152,11 +152,11 @@ class DemoRun:
 
     def run(self) -> Summary:
         """Everything, start to summary; stops cleanly whatever happens."""
-        from simcore.cli_cloud import start_standin
-        from simcore.daemon import RunningCore, RunOptions
+        from simcore.cloud.standin import start_standin
         from simcore.demo.observer import CloudObserver
         from simcore.demo.view_terminal import TerminalView
-        from simcore.deploy import deploy
+        from simcore.deploy.deployment import deploy
+        from simcore.service.running import RunningCore, RunOptions
 
         args, period = self.args, self.period
         check_inputs(args)

@@ -13,7 +13,7 @@ from simcore.group import Function, Group, Subscription
 
 FIXTURES = Path(__file__).resolve().parent
 REPO = FIXTURES.parent.parent
-RUNTIME_DIR = REPO / "simcore" / "runtime"
+RUNTIME_DIR = REPO / "simcore" / "lambda_side"
 PY38 = REPO / ".venv-py38" / "bin" / "python"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

@@ -1,0 +1,85 @@
+"""`simcore cloud ...`: start the local stand-in cloud, watch its topics, read and write its shadows.
+
+`watch` and `shadow` take any v1 `config.json`, so they work against AWS IoT Core too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+DEFAULT_STATE_DIR = Path(".simcore-cloud")
+DEFAULT_CONFIG = DEFAULT_STATE_DIR / "config" / "config.json"
+
+
+def cmd_cloud_start(args: argparse.Namespace) -> int:
+    """Run the stand-in cloud until Ctrl-C."""
+    from simcore.cloud.standin import start_standin
+    from simcore.service.signals import wait_for_signal
+
+    cloud = start_standin(args.state_dir, args.port, args.thing)
+    print(f"stand-in cloud ({cloud.broker.kind}) on 127.0.0.1:{cloud.port}; core config: {cloud.config_path}",
+          flush=True)
+    try:
+        wait_for_signal(threading.Event())
+    finally:
+        cloud.stop()
+    return 0
+
+
+def cmd_cloud_watch(args: argparse.Namespace) -> int:
+    """Print cloud messages matching a topic filter until Ctrl-C (or --count / --timeout)."""
+    from simcore.cloud.standin import watch
+
+    watch(args.config, args.topic_filter, sys.stdout, certs_dir=args.certs_dir, max_messages=args.count,
+          timeout_s=args.timeout)
+    return 0
+
+
+def cmd_cloud_shadow(args: argparse.Namespace) -> int:
+    """get|update a cloud shadow."""
+    from simcore.cloud.standin import cloud_shadow_get, cloud_shadow_update
+
+    if args.operation == "get":
+        document = cloud_shadow_get(args.config, args.thing, certs_dir=args.certs_dir)
+    else:
+        if not args.payload:
+            print("simcore: cloud shadow update needs a JSON payload", file=sys.stderr)
+            return 3
+        document = cloud_shadow_update(args.config, args.thing, args.payload, certs_dir=args.certs_dir)
+    print(json.dumps(document, indent=2))
+    return 0
+
+
+def add_cloud_commands(commands: argparse._SubParsersAction, _sub: Callable) -> None:
+    """Add `simcore cloud start|watch|shadow`."""
+    cloud = commands.add_parser("cloud", help="the local stand-in cloud, or any IoT endpoint by config.json",
+                                description=__doc__)
+    verbs = cloud.add_subparsers(dest="cloud_command", required=True, metavar="VERB")
+
+    start = verbs.add_parser("start", help="start the stand-in: a local CA, a mutual-TLS MQTT broker, shadows")
+    start.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    start.add_argument("--port", type=int, default=8883, help="MQTT over TLS port (0: any free port)")
+    start.add_argument("--thing", default="RainEdgeCore", help="the core thing to issue a certificate for")
+    start.set_defaults(handler=cmd_cloud_start)
+
+    for verb, handler, help_text in (
+        ("watch", cmd_cloud_watch, "print cloud messages matching a topic filter"),
+        ("shadow", cmd_cloud_shadow, "get or update a cloud shadow"),
+    ):
+        command = verbs.add_parser(verb, help=help_text, description=help_text)
+        command.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="a v1 config.json")
+        command.add_argument("--certs-dir", type=Path, help="where its cert paths lie (default: beside it)")
+        command.set_defaults(handler=handler)
+        if verb == "watch":
+            command.add_argument("topic_filter")
+            command.add_argument("--count", type=int, help="stop after this many messages")
+            command.add_argument("--timeout", type=float, help="stop after this many seconds")
+        else:
+            command.add_argument("operation", choices=["get", "update"])
+            command.add_argument("thing")
+            command.add_argument("payload", nargs="?")

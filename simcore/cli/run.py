@@ -1,0 +1,59 @@
+"""`simcore run`: the current deployment as a long-running core (and the flags `demo` shares)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from pathlib import Path
+
+from simcore.cli.common import key_values
+from simcore.service.signals import wait_for_signal
+
+
+def run_options(args: argparse.Namespace):
+    """The RunOptions the `run` and `demo` flags describe."""
+    from simcore.service.running import RunOptions
+
+    return RunOptions(
+        isolation=None if args.isolation == "group" else args.isolation,
+        interpreters=key_values(args.runtime, "--runtime"),
+        ipc_port=args.ipc_port,
+        cloud_config=args.config,
+        certs_dir=args.certs_dir,
+        spool_storage=args.spool,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the current deployment until Ctrl-C, SIGTERM or `simcore stop`."""
+    from simcore.deploy.deployment import load_deployment
+    from simcore.service.running import RunningCore
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    deployment = load_deployment(args.root)
+    running = RunningCore(deployment, run_options(args))
+    running.start()
+    print(f"core running deployment {deployment.number}; IPC on 127.0.0.1:{running.core.ipc_port}; "
+          "Ctrl-C to stop", flush=True)
+    stop_requested = threading.Event()
+    threading.Thread(target=lambda: (running.stopped.wait(), stop_requested.set()), daemon=True).start()
+    wait_for_signal(stop_requested)
+    if not running.stopped.is_set():
+        running.stop()
+    print("core stopped; shadows and spool kept on disk")
+    return 0
+
+
+def add_run_flags(command: argparse.ArgumentParser) -> None:
+    """The flags `run` and `demo` share."""
+    command.add_argument("--isolation", choices=["off", "container", "nocontainer", "group"], default="off",
+                         help="off: resources under the root (default, works everywhere); container: a mount "
+                         "namespace as GreengrassContainer; group: each function's own IsolationMode")
+    command.add_argument("--runtime", action="append", default=[], metavar="python3.8=PATH",
+                         help="the interpreter for a Lambda Runtime")
+    command.add_argument("--ipc-port", type=int, default=0, help="IPC port (default: any free port)")
+    command.add_argument("--config", type=Path, help="a v1 config.json: link to that IoT endpoint")
+    command.add_argument("--certs-dir", type=Path, help="where config.json's cert paths lie (default: beside it)")
+    command.add_argument("--spool", choices=["Memory", "FileSystem"], default="FileSystem",
+                         help="the cloud spooler's storage (FileSystem survives restarts)")

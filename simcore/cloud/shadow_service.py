@@ -1,0 +1,59 @@
+"""The stand-in cloud's shadow service: AWS IoT's shadow topics served over MQTT by a local shadow engine.
+
+It connects to the stand-in broker as a client with its own certificate, subscribes to
+`$aws/things/+/shadow/{get,update,delete}` and answers each request through the shadow service handed
+to it (`handle(topic, payload) -> outcome` with `.publications`, the same adapter the core's
+GGShadowService uses), publishing `accepted`/`rejected`, `delta` and `documents` as AWS IoT does.
+Requests are answered in arrival order; answers leave in the same order (one spooled link).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from simcore.cloud.link import CloudLink
+from simcore.cloud.settings import LinkSettings
+from simcore.cloud.spooler import MemorySpooler
+from simcore.shadow.service import ShadowHandler
+
+REQUEST_FILTERS = (
+    "$aws/things/+/shadow/get",
+    "$aws/things/+/shadow/update",
+    "$aws/things/+/shadow/delete",
+)
+ANSWER_SPOOL_BYTES = 64 * 1024 * 1024
+
+log = logging.getLogger(__name__)
+
+
+class CloudShadowService:
+    """Serves the shadow request topics of every thing on the broker `settings` points at."""
+
+    def __init__(self, shadow_service: ShadowHandler, settings: LinkSettings):
+        self.shadow_service = shadow_service
+        self.link = CloudLink(settings, MemorySpooler(ANSWER_SPOOL_BYTES))
+        self.requests = 0
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Connect and subscribe; raise RuntimeError if the broker is not reachable within `timeout_s`."""
+        for topic_filter in REQUEST_FILTERS:
+            self.link.subscribe(topic_filter, self._on_request)
+        self.link.start()
+        if not self.link.wait_connected(timeout_s):
+            error = self.link.stats().last_error
+            self.link.stop()
+            raise RuntimeError(f"the cloud shadow service cannot reach the broker: {error or 'timed out'}")
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self.link.stop()
+
+    def _on_request(self, topic: str, payload: bytes) -> None:
+        self.requests += 1
+        try:
+            outcome = self.shadow_service.handle(topic, payload)
+        except Exception:  # one bad request must not stop the service
+            log.exception("cloud shadow service: request on %s failed", topic)
+            return
+        for reply_topic, reply in outcome.publications:
+            self.link.publish(reply_topic, reply)

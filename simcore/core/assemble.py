@@ -1,0 +1,202 @@
+"""One running core: the IPC server, the router and its work queue, the workers, the shadow service, wired.
+
+`Core(group, runtime_root=...)` builds the parts; `start()` opens the IPC server and starts the pinned
+workers (their module-level code runs then); `publish()` injects a message as `cloud` (or any source: the
+CLI's `simcore publish`, the cloud link's inbound path); `set_cloud()` attaches the cloud link later;
+`status()` reports workers and counters; `stop()` stops workers, then the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from simcore.core.ipc.dispatch import ConnectorFunctions, IPCDispatcher
+from simcore.core.ipc.http import IPCServer
+from simcore.core.ipc.tokens import TokenRegistry
+from simcore.core.isolation import LaunchPlanner, isolation_planner
+from simcore.core.logs import LogSinks
+from simcore.core.router import CloudPort, ConnectorRegistry, RouteOutcome, Router
+from simcore.core.secrets import SecretStore
+from simcore.core.work_queue import DEFAULT_MAX_WORK_ITEMS, WorkQueue
+from simcore.core.workers import WorkerManager, WorkerSettings
+from simcore.group import CLOUD, Group
+from simcore.shadow.service import ShadowHandler
+
+log = logging.getLogger(__name__)
+
+
+class Connectors(ConnectorRegistry, ConnectorFunctions, Protocol):
+    """The local connectors: reached by subscriptions (the router) and by invokes (IPC)."""
+
+
+class _SerialShadow:
+    """The shadow service behind one lock: IPC threads and the router call it concurrently."""
+
+    def __init__(self, service: ShadowHandler):
+        self.service = service
+        self._lock = threading.Lock()
+
+    def handle(self, topic: str, payload: bytes) -> Any:
+        with self._lock:
+            return self.service.handle(topic, payload)
+
+
+def default_shadow_service(runtime_root: Path) -> ShadowHandler:
+    """`simcore.shadow.service.ShadowService` over a SQLite engine in `<runtime_root>/var/shadows.sqlite`."""
+    from simcore.shadow.engine import ShadowEngine
+    from simcore.shadow.service import ShadowService
+
+    database = Path(runtime_root) / "var" / "shadows.sqlite"
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return ShadowService(ShadowEngine(database))
+
+
+class Core:
+    """A Greengrass v1 core running one group."""
+
+    def __init__(
+        self,
+        group: Group,
+        *,
+        runtime_root: Path,
+        code_dirs: Mapping[str, Path] | None = None,
+        resource_dirs: Mapping[str, Path] | None = None,
+        shadow_service: ShadowHandler | None = None,
+        cloud: CloudPort | None = None,
+        connectors: Connectors | None = None,
+        secret_store: SecretStore | None = None,
+        isolation: str | None = "off",
+        launch_planner: LaunchPlanner | None = None,
+        interpreters: Mapping[str, str] | None = None,
+        ipc_port: int = 0,
+        max_work_items: int = DEFAULT_MAX_WORK_ITEMS,
+        worker_settings: WorkerSettings | None = None,
+    ):
+        """Build the parts (nothing runs yet).
+
+        `isolation` is "container", "nocontainer", "off", or None for each function's own IsolationMode;
+        `launch_planner` overrides it. `shadow_service` defaults to the SQLite-backed one under
+        `runtime_root`. `interpreters` maps a Runtime (python3.8) to an interpreter path.
+        """
+        self.group = group
+        self.runtime_root = Path(runtime_root)
+        self.runtime_root.mkdir(parents=True, exist_ok=True)
+        self.shadow_service = _SerialShadow(shadow_service or default_shadow_service(self.runtime_root))
+        self.work_queue = WorkQueue(max_work_items)
+        self.router = Router(
+            group.subscriptions,
+            [function.arn for function in group.functions],
+            self.work_queue,
+            shadow_service=self.shadow_service,
+            cloud=cloud,
+            connectors=connectors,
+            connector_arns=[connector.arn for connector in group.connectors],
+        )
+        self.tokens = TokenRegistry()
+        self.log_sinks = LogSinks(self.runtime_root, group)
+        planner = launch_planner or isolation_planner(
+            group, resource_dirs or {}, isolation, self.runtime_root / "var" / "isolation"
+        )
+        self.server: IPCServer | None = None
+        self._ipc_port = ipc_port
+        self.workers = WorkerManager(
+            group,
+            self.work_queue,
+            self.tokens,
+            ipc_port=lambda: self.ipc_port,
+            log_sinks=self.log_sinks,
+            launch_planner=planner,
+            interpreters=interpreters,
+            code_dirs=code_dirs,
+            settings=worker_settings,
+        )
+        self.dispatcher = IPCDispatcher(
+            self.router,
+            self.work_queue,
+            {function.arn: float(function.timeout_s) for function in group.functions},
+            self.workers,
+            tokens=self.tokens,
+            shadow_service=self.shadow_service,
+            secret_store=secret_store,
+            connector_functions=connectors,
+        )
+        self._started = False
+        for notice in self.log_sinks.notices:
+            self._system_line("INFO", notice)
+        for target in self.router.unroutable_targets():
+            self._system_line(
+                "WARN",
+                f"Subscription target {target} has no local implementation: "
+                "messages to it are counted as undeliverable",
+            )
+
+    @property
+    def ipc_port(self) -> int:
+        """The IPC server's port (the configured one before start)."""
+        return self.server.port if self.server is not None else self._ipc_port
+
+    def start(self) -> None:
+        """Open the IPC server and start the workers (pinned ones at once).
+
+        RuntimeConfigError (nothing started) when a function cannot run as configured: its isolation mode is
+        not available here, a resource is missing, or it sets a reserved environment variable.
+        """
+        if self._started:
+            return
+        # A function that cannot run as configured is an error now, not a restart loop later.
+        self.workers.check_launch()
+        self.server = IPCServer(self.dispatcher, self._ipc_port)
+        self.server.start()
+        self._system_line("INFO", f"IPC server listening on 127.0.0.1:{self.server.port}")
+        self.workers.start()
+        self._started = True
+
+    def stop(self) -> None:
+        """Stop workers (SIGTERM, then SIGKILL), then the IPC server; close the logs."""
+        if not self._started:
+            return
+        self.workers.stop()
+        self.work_queue.close()
+        if self.server is not None:
+            self.server.stop()
+        self._system_line("INFO", "Core stopped")
+        self.log_sinks.close()
+        self._started = False
+
+    def __enter__(self) -> Core:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def publish(self, topic: str, payload: bytes, source: str = CLOUD, queue_full_policy: str = "") -> RouteOutcome:
+        """Route a message as if `source` published it (RoutingError for a bad topic or a full queue)."""
+        return self.router.route(source, topic, payload, queue_full_policy)
+
+    def set_cloud(self, cloud: CloudPort | None) -> None:
+        """Attach the cloud link: messages to `cloud` go to its `publish(topic, payload)`."""
+        self.router.set_cloud(cloud)
+
+    def issue_token(self, function_arn: str) -> str:
+        """A token that lets an in-process client call IPC as `function_arn` (tests, benchmarks, tools)."""
+        return self.tokens.issue(function_arn)
+
+    def status(self) -> dict[str, Any]:
+        """Workers, router counters and the IPC endpoint, as plain data."""
+        return {
+            "ipc_port": self.ipc_port if self.server is not None else None,
+            "running": self._started,
+            "router": self.router.counters(),
+            "ipc": {"refused_calls": self.dispatcher.refused_calls},
+            **self.workers.status(),
+        }
+
+    def _system_line(self, level: str, message: str) -> None:
+        line = self.log_sinks.line(level, "core.py", sys._getframe(1).f_lineno, message)
+        self.log_sinks.system_log("runtime").write_line(line)

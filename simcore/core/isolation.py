@@ -1,0 +1,414 @@
+"""How a Lambda process is isolated: GreengrassContainer (mount namespace), NoContainer, `--isolation off`.
+
+`plan_launch` turns a function's configuration into a `LaunchPlan` that `simcore.core.workers` applies when it
+starts the process: a command prefix, environment rewrites, the uid/gid for `subprocess.Popen`, and one log
+line. `check_available` says, before anything starts, whether a mode can work on this machine and why not.
+
+Modes (docs/isolation.md has the whole story):
+- "container": `unshare --mount` plus `simcore/lambda_side/isolation_launcher.py`, which builds a private root in
+  which ML resources and local volumes appear at their `DestinationPath` (read-only when the function's
+  access is `ro`), `/dev` holds only the standard nodes and the granted devices, `/sys` only with
+  AccessSysfs; it then drops to the function's RunAs identity and execs the Lambda.
+- "nocontainer": the Lambda runs on the host as its RunAs identity; resource paths are rewritten as in "off".
+- "off": no namespaces, no identity change; environment values under a resource's `DestinationPath` are
+  rewritten to where the resource lies under the deployment root.
+
+RunAs resolution, in order: the function's `RunAs` (Uid/Gid), else the host's `ggc_user`/`ggc_group` when
+they exist and simcore runs as root (what a v1 core runs Lambdas as), else simcore's own uid/gid.
+"""
+
+from __future__ import annotations
+
+import functools
+import grp
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from simcore.errors import RuntimeConfigError
+from simcore.group import Function, Group, Resource
+from simcore.paths import ISOLATION_LAUNCHER
+
+Mode = Literal["container", "nocontainer", "off"]
+MODES: tuple[Mode, ...] = ("container", "nocontainer", "off")
+
+DEFAULT_USER = "ggc_user"
+DEFAULT_GROUP = "ggc_group"
+
+LAUNCHER = ISOLATION_LAUNCHER
+
+# Resource kinds that a function sees as a directory at a DestinationPath.
+_PATH_RESOURCE_KINDS = ("ml_s3", "ml_sagemaker", "local_volume")
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What `workers` applies to start one Lambda process isolated as configured."""
+
+    argv_prefix: list[str]
+    env_rewrites: dict[str, str]
+    uid: int | None
+    gid: int | None
+    description: str
+    # The mounts a container-mode launch makes, as (target the Lambda sees, host source, permission).
+    mounts: tuple[tuple[str, str, str], ...] = field(default=())
+
+
+def mode_for(function: Function, override: Mode | None = None) -> Mode:
+    """The mode for `function`: `override` (e.g. `--isolation off`) when given, else its IsolationMode."""
+    if override is not None:
+        _check_mode(override)
+        return override
+    return "nocontainer" if function.isolation_mode == "NoContainer" else "container"
+
+
+def check_available(mode: Mode) -> None:
+    """Raise RuntimeConfigError saying why `mode` cannot work on this machine; return if it can."""
+    _check_mode(mode)
+    if mode == "off":
+        return
+    if os.name != "posix":
+        raise RuntimeConfigError(f"isolation mode {mode!r} needs a POSIX host; use --isolation off")
+    if mode == "nocontainer":
+        return
+    reason = _container_unavailable_reason()
+    if reason is not None:
+        raise RuntimeConfigError(f"GreengrassContainer isolation is not available: {reason}")
+
+
+def plan_launch(
+    function: Function,
+    group: Group,
+    resource_dirs: Mapping[str, Path],
+    mode: Mode,
+    *,
+    scratch_dir: Path,
+    default_user: str = DEFAULT_USER,
+    default_group: str = DEFAULT_GROUP,
+) -> LaunchPlan:
+    """The launch plan for `function` in `mode`.
+
+    `resource_dirs` maps a resource's Id (or, failing that, its Name) to where the deployment extracted it;
+    local volumes default to their source path. `scratch_dir` is a directory simcore owns: container mode
+    mounts the Lambda's private root on `scratch_dir/rootfs` inside the namespace (the host sees it empty).
+    Raises RuntimeConfigError for a missing resource, device or an identity simcore cannot assume.
+    """
+    _check_mode(mode)
+    uid, gid = _run_as(function, default_user, default_group)
+    path_resources = _path_resources(function, group, resource_dirs)
+    if mode == "container":
+        return _container_plan(function, group, path_resources, uid, gid, Path(scratch_dir))
+    rewrites = rewrite_environment(function.environment, path_resources)
+    where = _describe_rewrites(path_resources)
+    if mode == "off":
+        return LaunchPlan(
+            argv_prefix=[],
+            env_rewrites=rewrites,
+            uid=None,
+            gid=None,
+            description=(
+                f"{function.name}: isolation off (no namespaces, runs as simcore's uid {os.getuid()}); "
+                f"resources stay under the deployment root{where}; ro is not enforced; devices used in place"
+                + _ignored_run_as(function)
+            ),
+        )
+    _require_identity_change_allowed(function, uid, gid)
+    return LaunchPlan(
+        argv_prefix=[],
+        env_rewrites=rewrites,
+        uid=None if uid == os.getuid() else uid,
+        gid=None if gid == os.getgid() else gid,
+        description=(
+            f"{function.name}: NoContainer, runs on the host as uid {uid} gid {gid}; "
+            f"resources where they lie{where}; devices used in place"
+        ),
+    )
+
+
+def rewrite_environment(
+    environment: Mapping[str, str], path_resources: Mapping[str, tuple[Resource, Path, str]]
+) -> dict[str, str]:
+    """Environment values that name a path under a resource's DestinationPath, rewritten to its local dir.
+
+    A value matches when it equals the DestinationPath or continues it with `/` (so `/ml/rainfall` is not
+    under `/ml/rain`); the longest matching DestinationPath wins. Only changed variables are returned.
+    """
+    destinations = sorted(
+        ((resource.destination_path.rstrip("/") or "/", local_dir) for resource, local_dir, _ in
+         path_resources.values() if resource.destination_path),
+        key=lambda pair: len(pair[0]),
+        reverse=True,
+    )
+    rewrites: dict[str, str] = {}
+    for name, value in environment.items():
+        for destination, local_dir in destinations:
+            if value == destination or value.startswith(destination + "/"):
+                rewrites[name] = str(local_dir) + value[len(destination):]
+                break
+    return rewrites
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise RuntimeConfigError(f"unknown isolation mode {mode!r}; expected one of {', '.join(MODES)}")
+
+
+def _path_resources(
+    function: Function, group: Group, resource_dirs: Mapping[str, Path]
+) -> dict[str, tuple[Resource, Path, str]]:
+    """The function's resources that have a DestinationPath: id -> (resource, local dir, permission)."""
+    found: dict[str, tuple[Resource, Path, str]] = {}
+    for access in function.resource_access:
+        try:
+            resource = group.resource(access.resource_id)
+        except KeyError:
+            raise RuntimeConfigError(
+                f"function {function.name} refers to resource {access.resource_id!r}, which the group "
+                "does not define",
+                location=function.arn,
+            ) from None
+        if resource.kind not in _PATH_RESOURCE_KINDS or not resource.destination_path:
+            continue
+        local_dir = resource_dirs.get(resource.id) or resource_dirs.get(resource.name)
+        if local_dir is None and resource.kind == "local_volume":
+            local_dir = Path(resource.source)
+        if local_dir is None:
+            raise RuntimeConfigError(
+                f"resource {resource.id} ({resource.destination_path}) of function {function.name} has not "
+                "been deployed: no local directory for it",
+                location=function.arn,
+            )
+        found[resource.id] = (resource, Path(local_dir), access.permission)
+    return found
+
+
+def _devices(function: Function, group: Group) -> list[tuple[str, str]]:
+    """The function's local devices as (path, permission)."""
+    devices = []
+    for access in function.resource_access:
+        resource = group.resource(access.resource_id)
+        if resource.kind == "local_device":
+            devices.append((resource.source, access.permission))
+    return devices
+
+
+def _container_plan(
+    function: Function,
+    group: Group,
+    path_resources: Mapping[str, tuple[Resource, Path, str]],
+    uid: int,
+    gid: int,
+    scratch_dir: Path,
+) -> LaunchPlan:
+    rootless = os.geteuid() != 0
+    if rootless and (uid != os.getuid() or gid != os.getgid()):
+        raise RuntimeConfigError(
+            f"function {function.name} should run as uid {uid} gid {gid}, but simcore runs as uid "
+            f"{os.getuid()} without root, so its container can only run as that user; run simcore as root "
+            "or leave RunAs unset",
+            location=function.arn,
+        )
+    binds = []
+    mounts = []
+    for resource, local_dir, permission in path_resources.values():
+        if not local_dir.exists():
+            raise RuntimeConfigError(
+                f"resource {resource.id} for {resource.destination_path} is missing: "
+                f"{local_dir} does not exist",
+                location=function.arn,
+            )
+        target = os.path.normpath(resource.destination_path)
+        binds.append({"source": str(local_dir), "target": target, "readonly": permission == "ro"})
+        mounts.append((target, str(local_dir), permission))
+    devices = []
+    for path, permission in _devices(function, group):
+        if not os.path.exists(path):
+            raise RuntimeConfigError(
+                f"local device {path} of function {function.name} does not exist on this host "
+                "(GreengrassContainer mounts it into the Lambda's /dev)",
+                location=function.arn,
+            )
+        devices.append({"path": path, "readonly": permission == "ro"})
+        mounts.append((path, path, permission))
+    spec = {
+        "rootfs": str(scratch_dir / "rootfs"),
+        "binds": binds,
+        "devices": devices,
+        "sysfs": function.access_sysfs,
+        "uid": None if rootless else uid,
+        "gid": None if rootless else gid,
+    }
+    shown = ", ".join(f"{target} <- {source} ({permission})" for target, source, permission in mounts)
+    return LaunchPlan(
+        argv_prefix=[
+            *_unshare_command(rootless),
+            sys.executable,
+            "-I",
+            "-S",
+            str(LAUNCHER),
+            json.dumps(spec, separators=(",", ":")),
+            "--",
+        ],
+        env_rewrites={},
+        uid=None,
+        gid=None,
+        description=(
+            f"{function.name}: GreengrassContainer (mount namespace{', rootless' if rootless else ''}), "
+            f"runs as uid {uid} gid {gid}; {shown or 'no resources'}; private /dev; "
+            f"/sys {'shown' if function.access_sysfs else 'hidden'}"
+        ),
+        mounts=tuple(mounts),
+    )
+
+
+def _unshare_command(rootless: bool) -> list[str]:
+    unshare = shutil.which("unshare") or "unshare"
+    user_namespace = ["--user", "--map-root-user"] if rootless else []
+    return [unshare, *user_namespace, "--mount", "--propagation", "private", "--"]
+
+
+def _run_as(function: Function, default_user: str, default_group: str) -> tuple[int, int]:
+    """The function's RunAs uid/gid (see the module docstring for the order)."""
+    uid = function.run_as_uid
+    gid = function.run_as_gid
+    # Only root can become ggc_user; anyone else runs Lambdas as themselves.
+    may_switch = os.geteuid() == 0
+    if uid is None:
+        uid = (_uid_of(default_user) if may_switch else None)
+        if uid is None:
+            uid = os.getuid()
+    if gid is None:
+        gid = (_gid_of(default_group) if may_switch else None)
+        if gid is None:
+            gid = os.getgid()
+    return uid, gid
+
+
+def _uid_of(user: str) -> int | None:
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
+
+
+def _gid_of(group_name: str) -> int | None:
+    try:
+        return grp.getgrnam(group_name).gr_gid
+    except KeyError:
+        return None
+
+
+def _require_identity_change_allowed(function: Function, uid: int, gid: int) -> None:
+    if os.geteuid() != 0 and (uid != os.getuid() or gid != os.getgid()):
+        raise RuntimeConfigError(
+            f"function {function.name} should run as uid {uid} gid {gid}, but simcore runs as uid "
+            f"{os.getuid()} gid {os.getgid()} without root and cannot switch; run simcore as root or leave "
+            "RunAs unset",
+            location=function.arn,
+        )
+
+
+def _ignored_run_as(function: Function) -> str:
+    if function.run_as_uid is None and function.run_as_gid is None:
+        return ""
+    return f"; its RunAs {function.run_as_uid}:{function.run_as_gid} is not applied"
+
+
+def _describe_rewrites(path_resources: Mapping[str, tuple[Resource, Path, str]]) -> str:
+    if not path_resources:
+        return ""
+    pairs = ", ".join(
+        f"{resource.destination_path} -> {local_dir}" for resource, local_dir, _ in path_resources.values()
+    )
+    return f" ({pairs})"
+
+
+@functools.cache
+def _container_unavailable_reason() -> str | None:
+    """Why a mount namespace cannot be built here, or None; probes once with a real launch."""
+    if sys.platform == "darwin":
+        return "macOS has no Linux mount namespaces; run with --isolation off"
+    if not sys.platform.startswith("linux"):
+        return f"{sys.platform} has no Linux mount namespaces; run with --isolation off"
+    if shutil.which("unshare") is None:
+        return "the unshare command (util-linux) is not on PATH; install util-linux or use --isolation off"
+    rootless = os.geteuid() != 0
+    if rootless and _user_namespaces_disabled():
+        return (
+            f"simcore runs as uid {os.getuid()}, not root, and this kernel has unprivileged user namespaces "
+            "disabled; run simcore as root or with --isolation off"
+        )
+    return _probe_launch(rootless)
+
+
+def _user_namespaces_disabled() -> bool:
+    for knob in ("/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_userns_clone"):
+        try:
+            if Path(knob).read_text().strip() == "0":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _probe_launch(rootless: bool) -> str | None:
+    """Launch a tiny process that must see a directory at a path that does not exist on the host."""
+    with tempfile.TemporaryDirectory(prefix="simcore-isolation-probe-") as scratch:
+        source = Path(scratch, "source")
+        source.mkdir()
+        target = f"/simcore-probe-{uuid.uuid4().hex}"
+        spec = {
+            "rootfs": str(Path(scratch, "rootfs")),
+            "binds": [{"source": str(source), "target": target, "readonly": True}],
+            "devices": [],
+            "sysfs": False,
+            "uid": None,
+            "gid": None,
+        }
+        command = [
+            *_unshare_command(rootless),
+            sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(spec), "--",
+            sys.executable, "-I", "-S", "-c",
+            f"import os, sys; sys.exit(0 if os.path.isdir({target!r}) else 3)",
+        ]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"a test launch in a mount namespace failed: {error}"
+        if done.returncode != 0:
+            said = (done.stderr.strip() or f"exit status {done.returncode}").splitlines()[-1]
+            who = "" if rootless else " (as root)"
+            return f"a test launch in a mount namespace{who} failed: {said}; run with --isolation off"
+        if os.path.lexists(target):
+            return f"the test launch left {target} on the host; refusing to use it"
+    return None
+
+
+LaunchPlanner = Callable[[Function], LaunchPlan]
+
+
+def off_planner(function: Function) -> LaunchPlan:
+    """The plan of a bare launch: no prefix, no rewrites, simcore's own identity."""
+    return LaunchPlan(argv_prefix=[], env_rewrites={}, uid=None, gid=None, description="")
+
+
+def isolation_planner(
+    group: Group, resource_dirs: Mapping[str, Path], mode: str | None, scratch_root: Path
+) -> LaunchPlanner:
+    """A planner backed by `plan_launch` (mode None: each function's IsolationMode)."""
+
+    def plan(function: Function) -> LaunchPlan:
+        function_mode = mode_for(function, mode)  # type: ignore[arg-type]
+        check_available(function_mode)
+        return plan_launch(function, group, resource_dirs, function_mode, scratch_dir=scratch_root / function.name)
+
+    return plan

@@ -1,0 +1,229 @@
+"""Greengrass v1 message routing: the subscription table, topic matching and the bounded work queue.
+
+A message moves only where a subscription matches its source and topic: to a function (a work item on the
+shared work queue), to `cloud` (the cloud port), to `GGShadowService` (the shadow service) or to a connector.
+Work items for all functions share one bound (`runtime.maxWorkItemCount`, 1024 by default). With
+`BestEffort` a target whose queue is full loses the message (counted); with `AllOrError` the whole publish
+fails when any function target is full, and nothing is delivered.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from simcore.core.work_queue import WorkItem, WorkQueue, routed_client_context
+from simcore.errors import QueueFullError, RoutingError
+from simcore.group import CLOUD, SHADOW_SERVICE, Subscription
+from simcore.shadow.service import ShadowHandler
+from simcore.topics import topic_matches, validate_filter, validate_topic
+
+log = logging.getLogger(__name__)
+
+BEST_EFFORT = "BestEffort"
+ALL_OR_ERROR = "AllOrError"
+QUEUE_FULL_POLICIES = ("", BEST_EFFORT, ALL_OR_ERROR)
+
+
+class CloudPort(Protocol):
+    """What the router needs from the cloud link."""
+
+    def publish(self, topic: str, payload: bytes) -> None: ...
+
+
+class ConnectorRegistry(Protocol):
+    """Local connector implementations, keyed by connector ARN."""
+
+    def has(self, connector_arn: str) -> bool: ...
+
+    def deliver(self, connector_arn: str, topic: str, payload: bytes) -> None: ...
+
+
+@dataclass
+class RouteOutcome:
+    """Where one publish went."""
+
+    delivered: int = 0
+    dropped_queue_full: int = 0
+    undeliverable: int = 0
+    matched: int = 0
+
+
+class Router:
+    """The group's subscription table and the delivery of published messages to their targets."""
+
+    def __init__(
+        self,
+        subscriptions: Iterable[Subscription],
+        function_arns: Iterable[str],
+        work_queue: WorkQueue,
+        *,
+        shadow_service: ShadowHandler | None = None,
+        cloud: CloudPort | None = None,
+        connectors: ConnectorRegistry | None = None,
+        connector_arns: Iterable[str] = (),
+    ):
+        self.work_queue = work_queue
+        self.shadow_service = shadow_service
+        self.cloud = cloud
+        self.connectors = connectors
+        self._functions = frozenset(function_arns)
+        self._connector_arns = frozenset(connector_arns)
+        # Exact subjects are a dict lookup; only wildcard subjects are scanned per publish.
+        self._exact: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+        self._wildcard: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+        for subscription in subscriptions:
+            validate_filter(subscription.subject)
+            if "+" in subscription.subject or "#" in subscription.subject:
+                self._wildcard[subscription.source].append((subscription.subject, subscription.target))
+            else:
+                self._exact[(subscription.source, subscription.subject)].append(subscription.target)
+        self._lock = threading.Lock()
+        self.routed = 0
+        self.dropped_unmatched = 0
+        self.dropped_queue_full = 0
+        self.undeliverable = 0
+        self.per_target: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        for target in self.unroutable_targets():
+            log.warning("Subscription target %s has no local implementation: its messages are undeliverable", target)
+
+    def set_cloud(self, cloud: CloudPort | None) -> None:
+        """Attach (or detach) the cloud link."""
+        self.cloud = cloud
+
+    def set_shadow_service(self, shadow_service: ShadowHandler | None) -> None:
+        """Attach the shadow service that `GGShadowService` targets reach."""
+        self.shadow_service = shadow_service
+
+    def targets(self, source: str, topic: str) -> list[str]:
+        """Targets of every subscription matching `source` and `topic`, in table order, each once."""
+        found = list(self._exact.get((source, topic), ()))
+        for subject, target in self._wildcard.get(source, ()):
+            if topic_matches(subject, topic):
+                found.append(target)
+        if len(found) > 1:
+            found = list(dict.fromkeys(found))
+        return found
+
+    def unroutable_targets(self) -> list[str]:
+        """Subscription targets that are neither functions, cloud, the shadow service nor known connectors."""
+        every_target = {t for targets in self._exact.values() for t in targets}
+        every_target |= {t for pairs in self._wildcard.values() for _, t in pairs}
+        unknown = []
+        for target in sorted(every_target):
+            if target in self._functions or target in (CLOUD, SHADOW_SERVICE):
+                continue
+            if self.connectors is not None and self.connectors.has(target):
+                continue
+            unknown.append(target)
+        return unknown
+
+    def route(self, source: str, topic: str, payload: bytes, queue_full_policy: str = "") -> RouteOutcome:
+        """Deliver one published message to every matching target.
+
+        Raises RoutingError for a bad topic or policy, QueueFullError (AllOrError) when a function target
+        cannot take the message, in which case nothing is delivered.
+        """
+        validate_topic(topic)
+        if queue_full_policy not in QUEUE_FULL_POLICIES:
+            raise RoutingError(f"Unknown queueFullPolicy {queue_full_policy!r}: use BestEffort or AllOrError")
+        outcome = RouteOutcome()
+        targets = self.targets(source, topic)
+        outcome.matched = len(targets)
+        if not targets:
+            with self._lock:
+                self.dropped_unmatched += 1
+            log.debug("No subscription matches %s on %r: message dropped", source, topic)
+            return outcome
+        function_targets = [t for t in targets if t in self._functions]
+        other_targets = [t for t in targets if t not in self._functions]
+        if function_targets:
+            context = routed_client_context(topic, source)
+            items = [WorkItem(arn, payload, context, "Event", subject=topic) for arn in function_targets]
+            if queue_full_policy == ALL_OR_ERROR:
+                try:
+                    self.work_queue.put_all(items)
+                except QueueFullError:
+                    with self._lock:
+                        self.dropped_queue_full += len(items)
+                        for arn in function_targets:
+                            self.per_target[arn]["dropped_queue_full"] += 1
+                    raise
+                self._count_delivered(function_targets, outcome)
+            else:
+                for item in items:
+                    try:
+                        self.work_queue.put(item)
+                    except QueueFullError:
+                        outcome.dropped_queue_full += 1
+                        with self._lock:
+                            self.dropped_queue_full += 1
+                            self.per_target[item.function_arn]["dropped_queue_full"] += 1
+                        log.warning("Work queue full: message on %r for %s dropped", topic, item.function_arn)
+                        continue
+                    self._count_delivered([item.function_arn], outcome)
+        for target in other_targets:
+            self._deliver_other(target, source, topic, payload, outcome)
+        return outcome
+
+    def _count_delivered(self, targets: list[str], outcome: RouteOutcome) -> None:
+        outcome.delivered += len(targets)
+        with self._lock:
+            self.routed += len(targets)
+            for target in targets:
+                self.per_target[target]["delivered"] += 1
+
+    def _count_undeliverable(self, target: str, outcome: RouteOutcome, why: str) -> None:
+        outcome.undeliverable += 1
+        with self._lock:
+            self.undeliverable += 1
+            self.per_target[target]["undeliverable"] += 1
+        log.debug("Message for %s undeliverable: %s", target, why)
+
+    def _deliver_other(self, target: str, source: str, topic: str, payload: bytes, outcome: RouteOutcome) -> None:
+        try:
+            if target == CLOUD:
+                if self.cloud is None:
+                    self._count_undeliverable(target, outcome, "no cloud link")
+                    return
+                self.cloud.publish(topic, payload)
+            elif target == SHADOW_SERVICE:
+                if self.shadow_service is None:
+                    self._count_undeliverable(target, outcome, "no shadow service")
+                    return
+                shadow_outcome = self.shadow_service.handle(topic, payload)
+                self._count_delivered([target], outcome)
+                self.publish_all(SHADOW_SERVICE, getattr(shadow_outcome, "publications", ()))
+                return
+            elif self.connectors is not None and self.connectors.has(target):
+                self.connectors.deliver(target, topic, payload)
+            else:
+                self._count_undeliverable(target, outcome, "no local implementation")
+                return
+        except Exception as error:
+            # A failing target must not fail the publish for the others (nor for the publisher).
+            log.exception("Delivering a message on %r from %s to %s failed", topic, source, target)
+            self._count_undeliverable(target, outcome, f"delivery failed: {error}")
+            return
+        self._count_delivered([target], outcome)
+
+    def publish_all(self, source: str, publications: Iterable[tuple[str, bytes]]) -> None:
+        """Route each (topic, payload) from `source` best-effort (the shadow service's outcome topics)."""
+        for topic, payload in publications:
+            self.route(source, topic, payload, BEST_EFFORT)
+
+    def counters(self) -> dict[str, Any]:
+        """A snapshot: routed, dropped_unmatched, dropped_queue_full, undeliverable, queued, per_target."""
+        with self._lock:
+            return {
+                "routed": self.routed,
+                "dropped_unmatched": self.dropped_unmatched,
+                "dropped_queue_full": self.dropped_queue_full,
+                "undeliverable": self.undeliverable,
+                "queued": len(self.work_queue),
+                "per_target": {target: dict(counts) for target, counts in self.per_target.items()},
+            }

@@ -1,0 +1,511 @@
+"""Builds a deployment directory from the group template, laid out like a v1 core's `/greengrass/ggc`.
+
+```
+<root>/
+  current -> deployments/<n>      the running deployment (a symlink, swapped atomically)
+  previous -> deployments/<m>     the one before it, for rollback
+  deployments/status.json         the last deployment's status, as the real core reports it
+  deployments/<n>/
+    group.json                    the resolved Group (code_dir relative to this folder)
+    deployment.json               id, number, time, template, parameters, warnings, paths
+    template/<template file>      the template this deployment came from
+    lambda/<FunctionName>/        each function's code
+    resources/<resource id>/      each ML resource, extracted
+    secrets/<resource id>.json    each Secrets Manager secret resource's versions (0600, folder 0700)
+    config/config.json            the core's config (coreThing, runtime)
+    config/parameters.json        the effective parameters
+  var/log/system, var/log/user    log folders (simcore.core.logs writes in them)
+```
+A deployment is built in `deployments/.staging-*` and renamed into place once complete, then `current`
+is swapped with `os.replace` of a fresh symlink, so a reader always sees a whole deployment. A failed
+deployment leaves `current` alone and writes `DeploymentStatus: Failure` with the error. The newest
+`keep` deployments (and whatever `current` and `previous` name) are kept; older ones are removed.
+
+A local device missing on this machine is a warning in the status, not a failure: demo machines have
+no `/dev/i2c-1`, and the sensor Lambda can replay recorded readings instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simcore.deploy.archive import (
+    DEFAULT_LIMITS,
+    ExtractionLimits,
+    archive_format,
+    copy_model_folder,
+    extract_archive,
+)
+from simcore.deploy.fetch import fetch_model
+from simcore.deploy.secrets import SECRETS_DIR, fetch_secrets, secret_warnings
+from simcore.errors import DeployError, SimcoreError
+from simcore.group import (
+    Connector,
+    Core,
+    Device,
+    Function,
+    Group,
+    Logger,
+    Resource,
+    ResourceAccess,
+    Subscription,
+)
+from simcore.template.loader import resolve_template
+
+STATUS_FILE = "status.json"
+_CODE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One deployment on disk: its group (code dirs pointing at the deployed copies) and paths."""
+
+    id: str
+    number: int
+    root: Path
+    directory: Path
+    group: Group
+    function_dirs: dict[str, Path] = field(default_factory=dict)  # by function ARN
+    resource_dirs: dict[str, Path] = field(default_factory=dict)  # by resource id: ML data, volume sources
+    parameters: dict[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    created_at: str = ""
+
+    @property
+    def log_dir(self) -> Path:
+        """Where the core's logs go (`var/log` under the root)."""
+        return self.root / "var" / "log"
+
+
+# -- Group <-> JSON ---------------------------------------------------------------------------------
+
+
+def group_to_json(group: Group, relative_to: Path | None = None) -> dict:
+    """The group as JSON-ready data; code dirs relative to `relative_to` when they lie below it."""
+    data = dataclasses.asdict(group)
+    for function in data["functions"]:
+        code_dir = Path(function["code_dir"])
+        if relative_to is not None and code_dir.is_relative_to(relative_to):
+            code_dir = code_dir.relative_to(relative_to)
+        function["code_dir"] = str(code_dir)
+        function["resource_access"] = [dict(item) for item in function["resource_access"]]
+    return data
+
+
+def group_from_json(data: Mapping[str, Any], base: Path | None = None) -> Group:
+    """The group `group_to_json` wrote; relative code dirs are resolved against `base`."""
+
+    def function(item: Mapping[str, Any]) -> Function:
+        values = dict(item)
+        code_dir = Path(values["code_dir"])
+        values["code_dir"] = base / code_dir if base is not None and not code_dir.is_absolute() else code_dir
+        values["resource_access"] = tuple(ResourceAccess(**access) for access in values["resource_access"])
+        return Function(**values)
+
+    def resource(item: Mapping[str, Any]) -> Resource:
+        values = dict(item)
+        # JSON has no tuples; a group.json from before secrets had no labels at all.
+        values["additional_staging_labels"] = tuple(values.get("additional_staging_labels", ()))
+        return Resource(**values)
+
+    try:
+        return Group(
+            name=data["name"],
+            region=data["region"],
+            account_id=data["account_id"],
+            cores=tuple(Core(**item) for item in data["cores"]),
+            devices=tuple(Device(**item) for item in data["devices"]),
+            functions=tuple(function(item) for item in data["functions"]),
+            resources=tuple(resource(item) for item in data["resources"]),
+            subscriptions=tuple(Subscription(**item) for item in data["subscriptions"]),
+            loggers=tuple(Logger(**item) for item in data["loggers"]),
+            connectors=tuple(Connector(**item) for item in data["connectors"]),
+            default_isolation_mode=data["default_isolation_mode"],
+        )
+    except (KeyError, TypeError) as error:
+        raise DeployError(f"group.json does not describe a group: {error}") from None
+
+
+# -- status -----------------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}Z"
+
+
+def _write_json_atomically(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def write_status(
+    root: Path,
+    deployment_id: str,
+    status: str,
+    *,
+    error: str | None = None,
+    warnings: tuple[str, ...] = (),
+    deployment_type: str = "NewDeployment",
+    number: int | None = None,
+) -> dict:
+    """Write `deployments/status.json` (the real core's GetDeploymentStatus fields, plus warnings)."""
+    document = {
+        "DeploymentId": deployment_id,
+        "DeploymentNumber": number,
+        "DeploymentStatus": status,
+        "DeploymentType": deployment_type,
+        "ErrorMessage": error,
+        "ErrorDetails": [],
+        "Warnings": list(warnings),
+        "UpdatedAt": _now(),
+    }
+    _write_json_atomically(Path(root) / "deployments" / STATUS_FILE, document)
+    return document
+
+
+def read_status(root: Path) -> dict | None:
+    """The last deployment status, or None when nothing was ever deployed under `root`."""
+    path = Path(root) / "deployments" / STATUS_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# -- deploy -----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _deploy_lock(root: Path) -> Iterator[None]:
+    """One deployment at a time per root (two would race for the next number and the symlinks)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".deploy.lock", "w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _deployment_numbers(root: Path) -> list[int]:
+    folder = root / "deployments"
+    if not folder.is_dir():
+        return []
+    return sorted(int(entry.name) for entry in folder.iterdir() if entry.name.isdigit() and entry.is_dir())
+
+
+def _remove_abandoned_staging(root: Path) -> None:
+    """Staging folders of a deploy that was killed; safe to remove because the caller holds the lock."""
+    folder = root / "deployments"
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.name.startswith(".staging-"):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def _swap_symlink(link: Path, target: str) -> None:
+    """Point `link` at `target` atomically: a reader sees the old or the new target, never none."""
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.{uuid.uuid4().hex}")
+    os.symlink(target, temporary)
+    os.replace(temporary, link)
+
+
+def deploy(
+    template_path: str | Path,
+    parameters: Mapping[str, str] | None = None,
+    root: Path = Path(".simcore"),
+    *,
+    s3_endpoint_url: str | None = None,
+    secrets_endpoint_url: str | None = None,
+    secrets_file: str | Path | None = None,
+    limits: ExtractionLimits = DEFAULT_LIMITS,
+    keep: int = 3,
+    **template_kw: Any,
+) -> Deployment:
+    """Build a new deployment of the group in `template_path` under `root` and make it current.
+
+    `template_kw` goes to `simcore.template.loader.load_group` (region, account_id, stack_name).
+    Secret resources come from Secrets Manager (`secrets_endpoint_url`) or from `secrets_file` /
+    `SIMCORE_SECRETS_FILE` (see `simcore.deploy.secrets`).
+    Raises `TemplateError` for a bad template, `DeployError` when code or resources cannot be placed;
+    either way `deployments/status.json` records the failure and `current` is unchanged.
+    """
+    root = Path(root).absolute()
+    template_path = Path(template_path).absolute()
+    with _deploy_lock(root):
+        _remove_abandoned_staging(root)
+        numbers = _deployment_numbers(root)
+        number = (numbers[-1] if numbers else 0) + 1
+        deployment_id = str(uuid.uuid4())
+        write_status(root, deployment_id, "InProgress", number=number)
+        staging = root / "deployments" / f".staging-{number}-{deployment_id}"
+        try:
+            warnings = _build(
+                template_path,
+                parameters,
+                root,
+                staging,
+                number,
+                deployment_id,
+                s3_endpoint_url,
+                limits,
+                template_kw,
+                secrets_endpoint_url=secrets_endpoint_url,
+                secrets_file=secrets_file,
+            )
+            final = root / "deployments" / str(number)
+            os.replace(staging, final)
+            current = root / "current"
+            if current.is_symlink():
+                _swap_symlink(root / "previous", os.readlink(current))
+            _swap_symlink(current, f"deployments/{number}")
+        except SimcoreError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            write_status(root, deployment_id, "Failure", error=str(error), number=number)
+            raise
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            message = f"cannot write the deployment: {error}"
+            write_status(root, deployment_id, "Failure", error=f"DeployError: {message}", number=number)
+            raise DeployError(message) from error
+        except BaseException as error:  # a bug or an interrupt: the status must not stay InProgress
+            shutil.rmtree(staging, ignore_errors=True)
+            write_status(root, deployment_id, "Failure", error=f"{type(error).__name__}: {error}", number=number)
+            raise
+        write_status(root, deployment_id, "Success", warnings=warnings, number=number)
+        _prune(root, keep)
+        return _read_deployment(root, final)
+
+
+def _build(
+    template_path: Path,
+    parameters: Mapping[str, str] | None,
+    root: Path,
+    staging: Path,
+    number: int,
+    deployment_id: str,
+    s3_endpoint_url: str | None,
+    limits: ExtractionLimits,
+    template_kw: Mapping[str, Any],
+    *,
+    secrets_endpoint_url: str | None = None,
+    secrets_file: str | Path | None = None,
+) -> tuple[str, ...]:
+    """Fill `staging` with the whole deployment; returns its warnings."""
+    loaded = resolve_template(template_path, parameters, **template_kw)
+    group = loaded.group
+    staging.mkdir(parents=True)
+    for log_folder in ("system", "user"):
+        (root / "var" / "log" / log_folder).mkdir(parents=True, exist_ok=True)
+    (staging / "template").mkdir()
+    shutil.copy2(template_path, staging / "template" / template_path.name)
+
+    deployed_functions = []
+    function_dirs: dict[str, Path] = {}
+    for function in group.functions:
+        relative = Path("lambda") / function.name
+        target = staging / relative
+        if not target.exists():  # one Lambda may appear under two aliases: same code, one copy
+            _place_code(function, target, limits)
+        deployed_functions.append(dataclasses.replace(function, code_dir=staging / relative))
+        function_dirs[function.arn] = relative
+
+    warnings: list[str] = []
+    resource_dirs: dict[str, Path] = {}
+    downloads = staging / ".downloads"
+    for resource in group.resources:
+        if resource.kind in ("ml_s3", "ml_sagemaker"):
+            relative = Path("resources") / resource.id
+            source = fetch_model(
+                resource,
+                downloads,
+                template_dir=template_path.parent,
+                region=group.region,
+                s3_endpoint_url=s3_endpoint_url,
+                max_bytes=limits.max_total_bytes,
+            )
+            _place_model(resource, source, staging / relative, limits)
+            resource_dirs[resource.id] = relative
+            warnings.extend(_bucket_warning(resource))
+        elif resource.kind == "local_device" and not Path(resource.source).exists():
+            warnings.append(
+                f"local device resource {resource.id}: {resource.source} does not exist on this machine; "
+                "functions that use it will fail to open it"
+            )
+        elif resource.kind == "local_volume":
+            if not Path(resource.source).is_dir():
+                warnings.append(f"local volume resource {resource.id}: {resource.source} is not a folder here")
+            resource_dirs[resource.id] = Path(resource.source)
+    shutil.rmtree(downloads, ignore_errors=True)
+    fetch_secrets(group, staging / SECRETS_DIR, endpoint_url=secrets_endpoint_url, secrets_file=secrets_file)
+    warnings.extend(secret_warnings(group))
+
+    deployed_group = dataclasses.replace(group, functions=tuple(deployed_functions))
+    created_at = _now()
+    _write_json_atomically(staging / "group.json", group_to_json(deployed_group, relative_to=staging))
+    _write_json_atomically(
+        staging / "deployment.json",
+        {
+            "DeploymentId": deployment_id,
+            "DeploymentNumber": number,
+            "CreatedAt": created_at,
+            "Template": str(template_path),
+            "Region": group.region,
+            "AccountId": group.account_id,
+            "StackName": loaded.resolved.stack_name,
+            "Parameters": loaded.parameters,
+            "Warnings": warnings,
+            "FunctionDirs": {arn: str(path) for arn, path in function_dirs.items()},
+            "ResourceDirs": {resource_id: str(path) for resource_id, path in resource_dirs.items()},
+        },
+    )
+    _write_config(staging / "config", group, loaded.parameters)
+    return tuple(warnings)
+
+
+def _bucket_warning(resource: Resource) -> list[str]:
+    """The v1 service fetched ML models only from buckets named *greengrass* or *sagemaker* (without a policy)."""
+    if not resource.source.startswith("s3://"):
+        return []
+    bucket = resource.source[len("s3://") :].split("/", 1)[0]
+    if "greengrass" in bucket or "sagemaker" in bucket:
+        return []
+    return [
+        f"resource {resource.id}: bucket {bucket!r} has neither 'greengrass' nor 'sagemaker' in its name; "
+        "in AWS the group role would need an explicit s3:GetObject policy for it"
+    ]
+
+
+def _place_code(function: Function, target: Path, limits: ExtractionLimits) -> None:
+    source = function.code_dir
+    try:
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=_CODE_IGNORE)
+        elif archive_format(source) == "zip":
+            extract_archive(source, target, limits)
+        else:
+            raise DeployError(f"function {function.id}: code {source} is neither a folder nor a zip file")
+    except DeployError:
+        raise
+    except (OSError, shutil.Error) as error:
+        raise DeployError(f"function {function.id}: cannot copy code from {source}: {error}") from None
+
+
+def _place_model(resource: Resource, source: Path, target: Path, limits: ExtractionLimits) -> None:
+    if source.is_dir():
+        copy_model_folder(source, target, limits)
+        return
+    if archive_format(source) is None:
+        raise DeployError(
+            f"resource {resource.id}: {resource.source} is not a tar or zip archive (a model resource is one)"
+        )
+    try:
+        extract_archive(source, target, limits)
+    except DeployError as error:
+        raise DeployError(f"resource {resource.id}: {error.message}", location=error.location) from None
+
+
+def _write_config(folder: Path, group: Group, parameters: Mapping[str, Any]) -> None:
+    """The core's `config.json` (the fields a v1 core reads; cert files are placed by `group/` tools)."""
+    core = group.cores[0]
+    _write_json_atomically(
+        folder / "config.json",
+        {
+            "coreThing": {
+                "caPath": "root.ca.pem",
+                "certPath": "core.cert.pem",
+                "keyPath": "core.private.key",
+                "thingArn": core.thing_arn,
+                "thingName": core.thing_name,
+                "certificateArn": core.certificate_arn,
+                "iotHost": "",
+                "ggHost": f"greengrass-ats.iot.{group.region}.amazonaws.com",
+                "iotMqttPort": 8883,
+                "keepAlive": 600,
+            },
+            "runtime": {"cgroup": {"useSystemd": "no"}, "allowFunctionsToRunAsRoot": "no"},
+            "managedRespawn": False,
+            "crypto": {"caPath": "file://certs/root.ca.pem", "principals": {}},
+        },
+    )
+    _write_json_atomically(folder / "parameters.json", dict(parameters))
+
+
+def _prune(root: Path, keep: int) -> None:
+    protected = set()
+    for link_name in ("current", "previous"):
+        link = root / link_name
+        if link.is_symlink():
+            protected.add(Path(os.readlink(link)).name)
+    numbers = _deployment_numbers(root)
+    for number in numbers[: max(len(numbers) - keep, 0)]:
+        if str(number) not in protected:
+            shutil.rmtree(root / "deployments" / str(number), ignore_errors=True)
+
+
+# -- reading and rolling back -----------------------------------------------------------------------
+
+
+def load_deployment(root: Path = Path(".simcore"), which: str = "current") -> Deployment:
+    """The deployment `root/<which>` (`current` or `previous`) names."""
+    root = Path(root).absolute()
+    link = root / which
+    if not link.is_symlink():
+        raise DeployError(f"no {which} deployment under {root}; run `simcore deploy` first")
+    return _read_deployment(root, (root / os.readlink(link)).resolve())
+
+
+def _read_deployment(root: Path, directory: Path) -> Deployment:
+    try:
+        record = json.loads((directory / "deployment.json").read_text(encoding="utf-8"))
+        group_data = json.loads((directory / "group.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise DeployError(f"deployment {directory} is unreadable: {error}") from None
+    return Deployment(
+        id=record["DeploymentId"],
+        number=record["DeploymentNumber"],
+        root=root,
+        directory=directory,
+        group=group_from_json(group_data, base=directory),
+        function_dirs={arn: directory / path for arn, path in record["FunctionDirs"].items()},
+        resource_dirs={resource_id: directory / path for resource_id, path in record["ResourceDirs"].items()},
+        parameters=record["Parameters"],
+        warnings=tuple(record["Warnings"]),
+        created_at=record["CreatedAt"],
+    )
+
+
+def rollback(root: Path = Path(".simcore")) -> Deployment:
+    """Make the previous deployment current again (and the current one previous, so it can be undone)."""
+    root = Path(root).absolute()
+    with _deploy_lock(root):
+        previous_link = root / "previous"
+        current_link = root / "current"
+        if not previous_link.is_symlink() or not (root / os.readlink(previous_link)).is_dir():
+            raise DeployError(f"no previous deployment under {root} to roll back to")
+        previous_target = os.readlink(previous_link)
+        if current_link.is_symlink():
+            _swap_symlink(previous_link, os.readlink(current_link))
+        _swap_symlink(current_link, previous_target)
+        deployment = load_deployment(root)
+        write_status(
+            root,
+            deployment.id,
+            "Success",
+            warnings=deployment.warnings,
+            deployment_type="Rollback",
+            number=deployment.number,
+        )
+    return deployment

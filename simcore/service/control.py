@@ -1,0 +1,132 @@
+"""The control endpoint of a running core: how `simcore status|publish|shadow|stop` reach it.
+
+A small HTTP server on 127.0.0.1 with a random bearer token. The port, token and pid are written to
+`<root>/run/control.json`, readable only by the user that runs the core (mode 0600), so only that user's
+commands can steer it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from simcore.errors import SimcoreError
+
+CONTROL_FILE = Path("run") / "control.json"
+
+
+class ControlError(SimcoreError):
+    """The running core could not be reached, or refused the request."""
+
+    code = "ControlError"
+
+
+Handler = Callable[[dict[str, Any]], Any]
+
+
+class ControlServer:
+    """Serves `POST /<command>` with a JSON body; each command is a callable returning JSON-ready data."""
+
+    def __init__(self, root: Path, commands: dict[str, Handler]):
+        self.root = Path(root)
+        self.commands = commands
+        self.token = secrets.token_hex(16)
+        server = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                if not secrets.compare_digest(self.headers.get("Authorization", ""), f"Bearer {server.token}"):
+                    self._answer(401, {"error": "missing or wrong control token"})
+                    return
+                command = server.commands.get(self.path.strip("/"))
+                if command is None:
+                    self._answer(404, {"error": f"unknown command {self.path.strip('/')!r}"})
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    arguments = json.loads(self.rfile.read(length) or b"{}")
+                    self._answer(200, {"result": command(arguments)})
+                except SimcoreError as error:
+                    self._answer(400, {"error": str(error), "code": error.code})
+                except (ValueError, KeyError, TypeError) as error:
+                    self._answer(400, {"error": f"bad request: {error}"})
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: the core has its own logs
+                return
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="control", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """The port the endpoint listens on."""
+        return self.httpd.server_address[1]
+
+    def start(self) -> None:
+        """Serve, and publish the port and token in `<root>/run/control.json` (mode 0600)."""
+        self._thread.start()
+        path = self.root / CONTROL_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump({"port": self.port, "token": self.token, "pid": os.getpid()}, handle)
+        os.replace(temporary, path)
+
+    def stop(self) -> None:
+        """Stop serving and remove the control file."""
+        (self.root / CONTROL_FILE).unlink(missing_ok=True)
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def read_control(root: Path) -> dict[str, Any]:
+    """The running core's control record; ControlError when no core runs under `root`."""
+    path = Path(root) / CONTROL_FILE
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ControlError(f"no core is running under {root} (no {path}); start one with `simcore run`") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise ControlError(f"cannot read {path}: {error}") from None
+    try:
+        os.kill(int(record["pid"]), 0)
+    except ProcessLookupError:
+        raise ControlError(f"the core that wrote {path} (pid {record['pid']}) is no longer running") from None
+    return record
+
+
+def call(root: Path, command: str, arguments: dict[str, Any] | None = None, timeout_s: float = 30.0) -> Any:
+    """Run `command` on the core running under `root` and return its result."""
+    record = read_control(root)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{record['port']}/{command}",
+        data=json.dumps(arguments or {}).encode(),
+        headers={"Authorization": f"Bearer {record['token']}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return json.loads(response.read())["result"]
+    except urllib.error.HTTPError as error:
+        body = json.loads(error.read() or b"{}")
+        raise ControlError(body.get("error", f"HTTP {error.code}"), code=body.get("code")) from None
+    except OSError as error:
+        raise ControlError(f"cannot reach the core on port {record['port']}: {error}") from None

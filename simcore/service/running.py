@@ -1,0 +1,174 @@
+"""A core as a long-running service: the deployed group, its cloud link and shadow sync, a control endpoint.
+
+`simcore run` and `simcore demo` both build a `RunningCore` from a deployment; the CLI only parses options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simcore.cloud.link import CloudLink
+from simcore.cloud.spooler import make_spooler
+from simcore.cloud.sync import ShadowSync
+from simcore.connectors import build_registry
+from simcore.core.assemble import Core
+from simcore.core.secrets import secret_store_from_records
+from simcore.deploy.deployment import Deployment
+from simcore.deploy.secrets import read_stored_secrets
+from simcore.group import CLOUD
+from simcore.service.control import ControlServer
+from simcore.shadow.engine import ShadowEngine
+from simcore.shadow.service import ShadowService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """How to run a deployment. `cloud_config` is a v1 `config.json` (None: no cloud link)."""
+
+    isolation: str | None = "off"
+    interpreters: Mapping[str, str] = field(default_factory=dict)
+    ipc_port: int = 0
+    cloud_config: Path | None = None
+    certs_dir: Path | None = None
+    spool_storage: str = "Memory"
+    spool_max_bytes: int = 2_621_440
+    shadow_sync_timeout_s: float = 5.0
+
+
+class RunningCore:
+    """The deployed group running: Core + shadows (SQLite) + optional cloud link and shadow sync + control."""
+
+    def __init__(self, deployment: Deployment, options: RunOptions):
+        self.deployment = deployment
+        self.options = options
+        root = deployment.root
+        (root / "var").mkdir(parents=True, exist_ok=True)
+        self.shadow_engine = ShadowEngine(root / "var" / "shadows.sqlite")
+        self.shadow_service = ShadowService(self.shadow_engine)
+        self.connectors = build_registry(
+            deployment.group, root, publish=self._connector_publish, cloud_available=options.cloud_config is not None
+        )
+        self.core = Core(
+            deployment.group,
+            runtime_root=root,
+            code_dirs=deployment.function_dirs,
+            resource_dirs=deployment.resource_dirs,
+            shadow_service=self.shadow_service,
+            connectors=self.connectors,
+            secret_store=secret_store_from_records(
+                deployment.group, read_stored_secrets(deployment.group, deployment.directory)
+            ),
+            isolation=options.isolation,
+            interpreters=options.interpreters,
+            ipc_port=options.ipc_port,
+        )
+        self.link: CloudLink | None = None
+        self.sync: ShadowSync | None = None
+        if options.cloud_config is not None:
+            self._build_cloud_link(options)
+        self.control = ControlServer(
+            root,
+            {
+                "status": lambda _arguments: self.status(),
+                "publish": self._publish_command,
+                "shadow": self._shadow_command,
+                "stop": self._stop_command,
+            },
+        )
+        self.stopped = threading.Event()
+
+    def _build_cloud_link(self, options: RunOptions) -> None:
+        spool_path = self.deployment.root / "var" / "spool.sqlite"
+        spooler = make_spooler(options.spool_storage, spool_path, options.spool_max_bytes)
+        self.link = CloudLink.from_config(options.cloud_config, options.certs_dir, spooler=spooler)
+        for subscription in self.deployment.group.subscriptions:
+            if subscription.source == CLOUD:
+                self.link.subscribe(subscription.subject, self._from_cloud)
+        synced_things = [core.thing_name for core in self.deployment.group.cores if core.sync_shadow] + [
+            device.thing_name for device in self.deployment.group.devices if device.sync_shadow
+        ]
+        if synced_things:
+            self.sync = ShadowSync(
+                self.link,
+                self.shadow_engine,
+                synced_things,
+                local_request=self._local_shadow_request,
+                timeout_s=options.shadow_sync_timeout_s,
+            )
+            self.shadow_service.listeners.append(self.sync.on_local_change)
+        self.core.set_cloud(self.link)
+
+    def _connector_publish(self, topic: str, payload: bytes, source: str) -> None:
+        self.core.publish(topic, payload, source=source)
+
+    def _from_cloud(self, topic: str, payload: bytes) -> None:
+        try:
+            self.core.publish(topic, payload, source=CLOUD)
+        except Exception as error:  # one bad inbound message must not stop the link's thread
+            log.warning("inbound cloud message on %s not routed: %s", topic, error)
+
+    def _local_shadow_request(self, topic: str, payload: bytes) -> bytes:
+        """Apply a cloud-side change locally through the shadow service, so Lambdas see delta/documents."""
+        outcome = self.core.shadow_service.handle(topic, payload)
+        for publication_topic, publication in outcome.publications:
+            self.core.publish(publication_topic, publication, source="GGShadowService")
+        return outcome.response
+
+    def start(self) -> None:
+        """Start the core (pinned Lambdas start now), the cloud link and sync, then the control endpoint."""
+        self.core.start()
+        if self.link is not None:
+            self.link.start()
+        if self.sync is not None:
+            self.sync.start()
+        self.control.start()
+
+    def stop(self) -> None:
+        """Stop everything; shadows and the file spool stay on disk."""
+        self.control.stop()
+        if self.sync is not None:
+            self.sync.stop()
+        self.core.stop()
+        # After the workers (nothing new arrives) and before the link (their last statuses reach the spool).
+        self.connectors.stop()
+        if self.link is not None:
+            self.link.stop()
+            self.link.spooler.close()
+        self.stopped.set()
+
+    def status(self) -> dict[str, Any]:
+        """The core's status, with the cloud link and sync when present."""
+        status = self.core.status()
+        status["deployment"] = {"id": self.deployment.id, "number": self.deployment.number}
+        status["connectors"] = self.connectors.status()
+        if self.link is not None:
+            status["cloud"] = self.link.stats().__dict__
+        if self.sync is not None:
+            status["shadow_sync"] = self.sync.stats.__dict__
+        return status
+
+    def _publish_command(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        outcome = self.core.publish(arguments["topic"], arguments["payload"].encode(), source=CLOUD)
+        return dataclasses.asdict(outcome)
+
+    def _shadow_command(self, arguments: dict[str, Any]) -> Any:
+        operation, thing = arguments["operation"], arguments["thing"]
+        if operation not in ("get", "update", "delete"):
+            raise ValueError(f"unknown shadow operation {operation!r}: use get, update or delete")
+        payload = arguments.get("payload", "").encode()
+        response = self._local_shadow_request(f"$aws/things/{thing}/shadow/{operation}", payload)
+        return json.loads(response)
+
+    def _stop_command(self, _arguments: dict[str, Any]) -> str:
+        # Answer first: stopping tears down the control server serving this very request.
+        threading.Thread(target=self.stop, name="stop", daemon=True).start()
+        return "stopping"

@@ -1,0 +1,1 @@
+"""Device shadows: the document engine (AWS semantics, SQLite) and GGShadowService; no transport."""

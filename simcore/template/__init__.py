@@ -1,0 +1,1 @@
+"""CloudFormation template -> Group: the loader, intrinsics, physical ids, the v1 service's rules."""
