@@ -13,13 +13,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from simcore.connectors import AWS_ENV, ConnectorConfigError, build_registry
 from simcore.connectors.cloudwatch_metrics import (
     STATUS_TOPIC,
     CloudWatchMetricsConnector,
     CloudWatchMetricsSettings,
     parse_metric,
 )
+from simcore.connectors.parameters import ConnectorConfigError
+from simcore.connectors.registry import AWS_ENV, build_registry
 from simcore.connectors.sinks import LocalMetricsFile
 from simcore.group import Connector, Group
 

@@ -15,7 +15,6 @@ import pytest
 from moto import mock_aws
 from rain_inference.feedback import model_input
 
-from simcore.connectors import AWS_ENV, ConnectorConfigError, build_registry
 from simcore.connectors.ml_feedback import (
     METRICS_TOPIC,
     PREDICTION_TOPIC,
@@ -23,6 +22,8 @@ from simcore.connectors.ml_feedback import (
     MLFeedbackConnector,
     MLFeedbackSettings,
 )
+from simcore.connectors.parameters import ConnectorConfigError
+from simcore.connectors.registry import AWS_ENV, build_registry
 from simcore.connectors.sampling import SamplingStrategy, entropy, margin
 from simcore.connectors.sinks import LocalObjectStore
 from simcore.group import Connector, Group

@@ -18,8 +18,9 @@ from lambdas_fixtures.harness import (
     wait_until,
 )
 
-from simcore.connectors import ConnectorConfigError, build_registry
 from simcore.connectors.ml_feedback import MLFeedbackConnector
+from simcore.connectors.parameters import ConnectorConfigError
+from simcore.connectors.registry import build_registry
 from simcore.core.assemble import Core
 from simcore.core.router import Router
 from simcore.core.work_queue import WorkQueue

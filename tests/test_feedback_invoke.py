@@ -20,7 +20,7 @@ from lambdas_fixtures.harness import (
     make_group,
 )
 
-from simcore.connectors import build_registry
+from simcore.connectors.registry import build_registry
 from simcore.core.assemble import Core
 from simcore.group import CLOUD, SHADOW_SERVICE, Connector, Function
 

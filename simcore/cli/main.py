@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub("stop", cmd_stop, "stop the running core")
 
     from simcore.cli.cloud import add_cloud_commands
-    from simcore.demo import add_demo_command
+    from simcore.cli.demo import add_demo_command
 
     add_cloud_commands(commands, sub)
     add_demo_command(commands, sub)

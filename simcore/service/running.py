@@ -17,7 +17,7 @@ from typing import Any
 from simcore.cloud.link import CloudLink
 from simcore.cloud.spooler import make_spooler
 from simcore.cloud.sync import ShadowSync
-from simcore.connectors import build_registry
+from simcore.connectors.registry import build_registry
 from simcore.core.assemble import Core
 from simcore.core.secrets import secret_store_from_records
 from simcore.deploy.deployment import Deployment
