@@ -19,8 +19,8 @@ ResourceKind = Literal["ml_s3", "ml_sagemaker", "local_device", "local_volume", 
 
 
 @dataclass(frozen=True)
-class Core:
-    """One entry of `CoreDefinition.Cores`: the core's own thing."""
+class Thing:
+    """A thing of the group with its certificate: an entry of `CoreDefinition.Cores` or `DeviceDefinition.Devices`."""
 
     id: str
     thing_name: str
@@ -30,14 +30,13 @@ class Core:
 
 
 @dataclass(frozen=True)
-class Device:
-    """One entry of `DeviceDefinition.Devices`: a device thing whose shadow the core may sync."""
+class Core(Thing):
+    """One entry of `CoreDefinition.Cores`: the core's own thing."""
 
-    id: str
-    thing_name: str
-    thing_arn: str
-    certificate_arn: str
-    sync_shadow: bool = False
+
+@dataclass(frozen=True)
+class Device(Thing):
+    """One entry of `DeviceDefinition.Devices`: a device thing whose shadow the core may sync."""
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,24 @@ def _normal(name: str) -> str:
     return posixpath.normpath(name)
 
 
+class _SizeBudget:
+    """The bytes an archive may expand to: per member and in all, counted as members are checked."""
+
+    def __init__(self, archive: Path, limits: ExtractionLimits):
+        self.archive = archive
+        self.limits = limits
+        self.total = 0
+
+    def take(self, member_name: str, size: int) -> None:
+        """Count one member's size; DeployError naming it when it breaks either limit."""
+        if size > self.limits.max_member_bytes:
+            limit = self.limits.max_member_bytes
+            raise _refuse(self.archive, member_name, f"{size} bytes, above the {limit}-byte limit")
+        self.total += size
+        if self.total > self.limits.max_total_bytes:
+            raise _refuse(self.archive, member_name, f"archive expands beyond {self.limits.max_total_bytes} bytes")
+
+
 def _extract_tar(archive: Path, staging: Path, limits: ExtractionLimits) -> ExtractionResult:
     try:
         with tarfile.open(archive, "r:*") as tar:
@@ -173,7 +191,7 @@ def _checked_tar_members(archive: Path, tar: tarfile.TarFile, limits: Extraction
     symlinks: set[str] = set()
     directories: set[str] = set()
     hard_links: set[str] = set()
-    total = 0
+    budget = _SizeBudget(archive, limits)
     for member in tar:  # lazily: stop before reading past a member that breaks a limit
         if len(members) >= limits.max_members:
             raise _refuse(archive, member.name, f"more than {limits.max_members} members")
@@ -202,15 +220,7 @@ def _checked_tar_members(archive: Path, tar: tarfile.TarFile, limits: Extraction
                 )
             hard_links.add(name)
         elif member.isreg():
-            if member.size > limits.max_member_bytes:
-                raise _refuse(
-                    archive,
-                    member.name,
-                    f"{member.size} bytes, above the {limits.max_member_bytes}-byte limit",
-                )
-            total += member.size
-            if total > limits.max_total_bytes:
-                raise _refuse(archive, member.name, f"archive expands beyond {limits.max_total_bytes} bytes")
+            budget.take(member.name, member.size)
             regular_files.add(name)
         elif not member.isdir():
             raise _refuse(archive, member.name, "device file, FIFO or other special file")
@@ -255,7 +265,7 @@ def _check_zip_members(
         raise _refuse(archive, infos[limits.max_members].filename, f"more than {limits.max_members} members")
     names: set[str] = set()
     symlinks: set[str] = set()
-    total = 0
+    budget = _SizeBudget(archive, limits)
     for info in infos:
         problem = check_member_name(info.filename)
         if problem:
@@ -271,15 +281,7 @@ def _check_zip_members(
             symlinks.add(name)
         elif file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
             raise _refuse(archive, info.filename, "device file, FIFO or other special file")
-        if info.file_size > limits.max_member_bytes:
-            raise _refuse(
-                archive,
-                info.filename,
-                f"{info.file_size} bytes, above the {limits.max_member_bytes}-byte limit",
-            )
-        total += info.file_size
-        if total > limits.max_total_bytes:
-            raise _refuse(archive, info.filename, f"archive expands beyond {limits.max_total_bytes} bytes")
+        budget.take(info.filename, info.file_size)
         if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
             raise _refuse(
                 archive,
