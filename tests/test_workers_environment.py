@@ -1,4 +1,4 @@
-"""A worker's environment (precedence documented in simcore/environment.py) and its interpreter choice."""
+"""A worker's environment (precedence documented in simcore/core/environment.py) and its interpreter choice."""
 
 from __future__ import annotations
 
