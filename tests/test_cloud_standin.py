@@ -133,10 +133,10 @@ def test_cloud_shadow_update_and_get_for_the_cli(cloud):
 def test_cloud_shadow_errors_carry_aws_codes(cloud):
     with pytest.raises(ShadowError) as missing:
         cloud_shadow_get(cloud.config_path, "NoSuchThing")
-    assert missing.value.code == 404 and missing.value.message == "No shadow exists with name: NoSuchThing"
+    assert missing.value.http_status == 404 and missing.value.message == "No shadow exists with name: NoSuchThing"
     with pytest.raises(ShadowError) as invalid:
         cloud_shadow_update(cloud.config_path, THING, {"state": {"desired": "fast"}})
-    assert invalid.value.code == 400 and invalid.value.message == "Desired node must be an object"
+    assert invalid.value.http_status == 400 and invalid.value.message == "Desired node must be an object"
 
 
 def test_watch_prints_matching_messages_as_they_arrive(cloud):

@@ -113,7 +113,7 @@ class GroupRun:
         try:
             return self.running.shadow_engine.get(THING)
         except ShadowError as error:
-            assert error.code == 404, error
+            assert error.http_status == 404, error
             return {"state": {}}
 
     def local_reported(self) -> dict:

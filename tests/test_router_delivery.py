@@ -79,7 +79,7 @@ def test_all_or_error_fails_the_whole_publish_and_delivers_nothing():
     router.route(A, "t", b"fills two", ALL_OR_ERROR)
     with pytest.raises(QueueFullError) as refused:
         router.route(A, "t", b"needs two, one left", ALL_OR_ERROR)
-    assert refused.value.status == 429
+    assert refused.value.http_status == 429
     assert (queue.pending(B), queue.pending(C)) == (1, 1)
     assert [payload for _, payload in cloud.messages] == [b"fills two"]
     assert router.counters()["dropped_queue_full"] == 2

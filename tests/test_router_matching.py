@@ -53,7 +53,7 @@ def test_malformed_subscription_subjects_are_refused(subject):
 def test_topics_that_cannot_be_published_on_are_refused(topic):
     with pytest.raises(RoutingError) as refused:
         validate_topic(topic)
-    assert refused.value.status == 400
+    assert refused.value.http_status == 400
 
 
 def make_router(routes, **ports):

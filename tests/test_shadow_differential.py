@@ -205,7 +205,7 @@ def outcome_of(call, *args) -> tuple[int | None, Any]:
     try:
         return None, call(*args)
     except ShadowError as error:
-        return error.code, None
+        return error.http_status, None
     except JsonRESTError as error:
         return error.code, None
 

@@ -211,7 +211,7 @@ def test_get_includes_delta_and_echoes_client_token(engine):
 
 def test_get_of_an_unknown_thing_is_404(engine):
     error = refused(engine.get, "nobody")
-    assert (error.code, error.message) == (404, "No shadow exists with name: nobody")
+    assert (error.http_status, error.message) == (404, "No shadow exists with name: nobody")
 
 
 def test_update_with_matching_version_is_accepted(engine):
@@ -223,7 +223,7 @@ def test_update_with_stale_version_is_rejected_409(engine):
     update(engine, {"reported": {"a": 1}})
     update(engine, {"reported": {"a": 2}})
     error = refused(lambda: update(engine, {"reported": {"a": 3}}, version=1))
-    assert (error.code, error.message) == (409, "Version conflict")
+    assert (error.http_status, error.message) == (409, "Version conflict")
     assert engine.get("thing-1")["state"]["reported"] == {"a": 2}
     assert engine.version("thing-1") == 2
 
@@ -252,7 +252,7 @@ def test_delete_returns_the_version_and_removes_the_shadow(engine):
         "timestamp": 1_700_000_000,
         "clientToken": "d-1",
     }
-    assert refused(engine.get, "thing-1").code == 404
+    assert refused(engine.get, "thing-1").http_status == 404
     assert engine.version("thing-1") is None
     assert engine.things() == []
 
@@ -261,7 +261,7 @@ def test_delete_of_a_missing_shadow_is_404(engine):
     update(engine, {"reported": {"a": 1}})
     engine.delete("thing-1")
     error = refused(engine.delete, "thing-1")
-    assert (error.code, error.message) == (404, "No shadow exists with name: thing-1")
+    assert (error.http_status, error.message) == (404, "No shadow exists with name: thing-1")
 
 
 def test_a_shadow_recreated_after_delete_continues_the_version(engine):
@@ -278,7 +278,7 @@ def test_a_shadow_recreated_after_delete_continues_the_version(engine):
 def test_client_token_of_64_bytes_is_accepted_and_65_refused(engine):
     assert update(engine, {"reported": {"a": 1}}, clientToken="t" * 64).accepted["clientToken"] == "t" * 64
     error = refused(lambda: update(engine, {"reported": {"a": 1}}, clientToken="t" * 65))
-    assert (error.code, error.message, error.client_token) == (400, "Invalid clientToken", None)
+    assert (error.http_status, error.message, error.client_token) == (400, "Invalid clientToken", None)
 
 
 def test_document_of_exactly_the_limit_is_accepted_and_one_byte_more_refused(clock):
@@ -287,7 +287,7 @@ def test_document_of_exactly_the_limit_is_accepted_and_one_byte_more_refused(clo
         # The compact JSON of the section, {"a":"x…","b":"y…"}, is what counts: fill it to exactly 100 bytes.
         fill = 100 - len(json.dumps({"a": "x" * 40, "b": ""}, separators=(",", ":")))
         error = refused(small.update, "t", json.dumps({"state": {"reported": {"b": "y" * (fill + 1)}}}))
-        assert (error.code, error.message) == (413, "The payload exceeds the maximum size allowed")
+        assert (error.http_status, error.message) == (413, "The payload exceeds the maximum size allowed")
         small.update("t", json.dumps({"state": {"reported": {"b": "y" * fill}}}))
         assert small.get("t")["state"]["reported"]["b"] == "y" * fill
 
@@ -295,7 +295,7 @@ def test_document_of_exactly_the_limit_is_accepted_and_one_byte_more_refused(clo
 def test_request_body_over_the_limit_is_refused_413_before_parsing(clock):
     with ShadowEngine(max_document_bytes=100, clock=clock) as small:
         error = refused(small.update, "t", b'{"state": {}}' + b" " * 100)
-        assert error.code == 413
+        assert error.http_status == 413
         assert small.version("t") is None
 
 
@@ -303,7 +303,7 @@ def test_merged_document_over_the_limit_is_refused_413(clock):
     with ShadowEngine(max_document_bytes=200, clock=clock) as small:
         small.update("t", json.dumps({"state": {"reported": {"a": "x" * 120}}}))
         error = refused(small.update, "t", json.dumps({"state": {"desired": {"b": "y" * 120}}}))
-        assert error.code == 413
+        assert error.http_status == 413
         assert small.version("t") == 1
 
 
@@ -313,7 +313,7 @@ def test_nesting_of_6_is_accepted_and_7_refused(engine):
     update(engine, {"reported": six})
     seven = {"l1": {"l2": {"l3": {"l4": {"l5": {"l6": {"l7": 1}}}}}}}
     error = refused(lambda: update(engine, {"reported": seven}))
-    assert (error.code, error.message) == (400, "JSON contains too many levels of nesting; maximum is 6")
+    assert (error.http_status, error.message) == (400, "JSON contains too many levels of nesting; maximum is 6")
 
 
 def test_payload_may_be_bytes_str_or_dict(engine):
@@ -325,12 +325,12 @@ def test_payload_may_be_bytes_str_or_dict(engine):
 
 def test_dict_payload_with_nan_is_invalid_json(engine):
     error = refused(engine.update, "thing-1", {"state": {"reported": {"a": float("nan")}}})
-    assert (error.code, error.message) == (400, "Invalid JSON")
+    assert (error.http_status, error.message) == (400, "Invalid JSON")
 
 
 def test_invalid_thing_name_is_refused(engine):
-    assert refused(engine.get, "bad thing").code == 400
-    assert refused(engine.update, "x" * 129, b'{"state": {}}').code == 400
+    assert refused(engine.get, "bad thing").http_status == 400
+    assert refused(engine.update, "x" * 129, b'{"state": {}}').http_status == 400
 
 
 def test_returned_documents_do_not_alias_the_store(engine):

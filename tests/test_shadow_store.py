@@ -32,7 +32,7 @@ def test_deleted_shadow_stays_deleted_and_keeps_its_version_across_restart(tmp_p
     with ShadowEngine(db) as second:
         with pytest.raises(ShadowError) as caught:
             second.get("core-1")
-        assert caught.value.code == 404
+        assert caught.value.http_status == 404
         assert second.things() == []
         assert second.update("core-1", b'{"state": {"reported": {"t": 3}}}').accepted["version"] == 3
 
@@ -95,7 +95,7 @@ def test_optimistic_locking_counter_under_threads_counts_every_increment(tmp_pat
                     engine.update("counter", json.dumps(request))
                     done += 1
                 except ShadowError as error:
-                    assert error.code == 409
+                    assert error.http_status == 409
                     conflicts.append(error)
 
         workers = [threading.Thread(target=incrementer) for _ in range(threads_count)]

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_NOT_RUNNING = 1, 3, 4
+from simcore.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_RUNNING
+
+__all__ = ["DEFAULT_ROOT", "EXIT_BAD_INPUT", "EXIT_FAILED", "EXIT_NOT_RUNNING", "key_values"]
+
 DEFAULT_ROOT = Path(".simcore")
 
 

@@ -1,7 +1,8 @@
 """The `simcore` command line: deploy a group from its template, run it, and steer the running core.
 
 Exit codes: 0 success; 1 the operation failed; 2 bad usage (argparse); 3 bad input (template, deployment,
-parameters, payload); 4 no running core to talk to.
+parameters, payload); 4 no running core to talk to. An expected failure is one line on stderr,
+`simcore: <what is wrong and how to fix it> (at <where>)`, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from simcore.cli.common import DEFAULT_ROOT, EXIT_BAD_INPUT, EXIT_NOT_RUNNING
+from simcore.cli.common import DEFAULT_ROOT
 from simcore.cli.deploy import cmd_deploy, cmd_rollback
 from simcore.cli.run import add_run_flags, cmd_run
 from simcore.cli.steer import cmd_logs, cmd_publish, cmd_shadow, cmd_status, cmd_stop
 from simcore.errors import SimcoreError
-from simcore.service.control import ControlError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,11 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ControlError as error:
-        print(f"simcore: {error.message}", file=sys.stderr)
-        return EXIT_NOT_RUNNING
     except SimcoreError as error:
-        print(f"simcore: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        # The one place an error becomes the CLI's answer: its message (with the fix) and its exit code.
+        print(f"simcore: {error.describe()}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         return 130

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import shutil
@@ -17,8 +18,11 @@ import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from simcore.errors import StartError
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 READY_TIMEOUT_S = 10.0
@@ -26,8 +30,19 @@ READY_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
 
 
-class BrokerError(RuntimeError):
-    """The broker could not be started or stopped."""
+class BrokerError(StartError):
+    """The broker could not be started or stopped; the message says what failed and how to fix it."""
+
+    code = "BrokerError"
+
+
+INSTALL_HINT = "install mosquitto (`apt-get install mosquitto`) or amqtt (`pip install amqtt`)"
+
+
+def port_taken(host: str, port: int) -> BrokerError:
+    """The error for a listen port something else holds."""
+    return BrokerError(f"cannot listen on {host}:{port}: the port is already in use; stop what holds it, "
+                       "or pick another port (`--port 0` picks a free one)")
 
 
 @dataclass(frozen=True)
@@ -120,22 +135,37 @@ class MosquittoBroker:
             return
         self._write_conf()
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        stderr_log = open(self.work_dir / "mosquitto.stderr", "ab")  # noqa: SIM115 - owned by the process
-        self._process = subprocess.Popen(
-            [self.executable, "-c", str(self.conf_path)],
-            stdin=subprocess.DEVNULL, stdout=stderr_log, stderr=stderr_log,
-        )
-        stderr_log.close()
+        stderr_path = self.work_dir / "mosquitto.stderr"
+        stderr_offset = stderr_path.stat().st_size if stderr_path.exists() else 0
+        stderr_log = open(stderr_path, "ab")  # noqa: SIM115 - owned by the process
+        try:
+            self._process = subprocess.Popen(
+                [self.executable, "-c", str(self.conf_path)],
+                stdin=subprocess.DEVNULL, stdout=stderr_log, stderr=stderr_log,
+            )
+        except OSError as error:
+            raise BrokerError(f"cannot run {self.executable}: {error.strerror or error}; {INSTALL_HINT}") from None
+        finally:
+            stderr_log.close()
         # mosquitto logs "running" once its listeners are open; waiting for that line (rather than
         # probing the port) keeps TLS noise out of its log.
         deadline = time.monotonic() + READY_TIMEOUT_S
         while " running" not in self.log_text()[log_offset:]:
             if not self.running or time.monotonic() > deadline:
                 self.stop()
-                raise BrokerError(f"mosquitto did not start on {self.host}:{self.port}; see {self.log_path} "
-                                  f"and {self.work_dir / 'mosquitto.stderr'}")
+                said = self.log_text()[log_offset:] + _read_from(stderr_path, stderr_offset)
+                raise self._start_failure(said)
             threading.Event().wait(0.02)
         log.info("mosquitto pid %s listening on %s:%s (mutual TLS)", self.pid, self.host, self.port)
+
+    def _start_failure(self, said: str) -> BrokerError:
+        """Why mosquitto did not start, from what it wrote to its log and stderr."""
+        if "Address already in use" in said:
+            return port_taken(self.host, self.port)
+        errors = [line.split("Error: ", 1)[1].strip() for line in said.splitlines() if "Error: " in line]
+        reason = f": {errors[-1]}" if errors else ""
+        return BrokerError(f"mosquitto did not start on {self.host}:{self.port}{reason}; see {self.log_path} "
+                           f"and {self.work_dir / 'mosquitto.stderr'}")
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop mosquitto (SIGTERM, then SIGKILL after `timeout_s`) and reap it."""
@@ -156,6 +186,23 @@ class MosquittoBroker:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and the chain of errors it was raised from (amqtt wraps a bind failure in its own)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+class _DropStartupFailure(logging.Filter):
+    """amqtt logs its own startup failure with a traceback; `AmqttBroker.start` reports it as a BrokerError."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Broker startup failed"
 
 
 class AmqttBroker:
@@ -200,7 +247,11 @@ class AmqttBroker:
         """Start the broker thread and return once it accepts connections."""
         if self.running:
             return
-        from amqtt.broker import Broker  # imported here: only the fallback needs it
+        try:
+            from amqtt.broker import Broker  # imported here: only the fallback needs it
+        except ImportError:
+            raise BrokerError(f"no MQTT broker to run: mosquitto is not installed and neither is amqtt; "
+                              f"{INSTALL_HINT}") from None
 
         class _RequiredCertBroker(Broker):
             @staticmethod
@@ -221,6 +272,9 @@ class AmqttBroker:
 
         started = threading.Event()
         failure: list[BaseException] = []
+        amqtt_log = logging.getLogger("amqtt.broker")
+        if not any(isinstance(existing, _DropStartupFailure) for existing in amqtt_log.filters):
+            amqtt_log.addFilter(_DropStartupFailure())
 
         def serve() -> None:
             loop = asyncio.new_event_loop()
@@ -241,7 +295,9 @@ class AmqttBroker:
         self._thread.start()
         started.wait(READY_TIMEOUT_S)
         if failure:
-            raise BrokerError(f"amqtt broker failed to start: {failure[0]}") from failure[0]
+            if any(isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE for cause in _causes(failure[0])):
+                raise port_taken(self.host, self.port) from None
+            raise BrokerError(f"amqtt broker failed to start on {self.host}:{self.port}: {failure[0]}") from failure[0]
         _wait_listening(self.host, self.port, time.monotonic() + READY_TIMEOUT_S, lambda: self.running)
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -254,6 +310,16 @@ class AmqttBroker:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout_s)
         self._loop = self._broker = self._thread = None
+
+
+def _read_from(path: Path, offset: int) -> str:
+    """What a file holds past `offset` ("" when it cannot be read)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def make_broker(tls: BrokerTLS, work_dir: Path, port: int = 0, prefer: str = "mosquitto"):

@@ -6,13 +6,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from simcore.errors import SimcoreError
+from simcore.errors import InputError
 
 ALPN_PORT = 443
 ALPN_PROTOCOL = "x-amzn-mqtt-ca"
 
 
-class CloudConfigError(SimcoreError):
+class CloudConfigError(InputError):
     """The core's config.json cannot configure the cloud link; `location` names the file and field."""
 
     code = "CloudConfigError"

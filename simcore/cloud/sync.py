@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simcore.errors import ShadowError
+from simcore.errors import ShadowError, SimcoreError
 from simcore.group import Group
 
 DEFAULT_SYNC_TIMEOUT_S = 5.0
@@ -46,12 +46,18 @@ log = logging.getLogger(__name__)
 LocalRequest = Callable[[str, bytes], bytes]
 
 
-class SyncUnavailable(RuntimeError):
+class SyncUnavailable(SimcoreError):
     """The cloud did not answer (offline, or no reply within the sync timeout); the sync will retry."""
 
+    code = "SyncUnavailable"
+    http_status = 503
 
-class SyncConflict(RuntimeError):
+
+class SyncConflict(SimcoreError):
     """A side changed between read and write (409); the sync runs again at once."""
+
+    code = "SyncConflict"
+    http_status = 409
 
 
 # -- the merge rule ------------------------------------------------------------------------------------
@@ -325,7 +331,7 @@ class ShadowSync:
         try:
             return self.engine.get(thing)
         except ShadowError as error:
-            if error.code == 404:
+            if error.http_status == 404:
                 return None
             raise
 

@@ -11,10 +11,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from simcore.errors import SimcoreError
+from simcore.errors import InputError
 
 
-class ConnectorConfigError(SimcoreError):
+class ConnectorConfigError(InputError):
     """A connector's parameters are missing, unknown or do not match the connector's documented pattern."""
 
     code = "ConnectorConfigError"

@@ -13,10 +13,10 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from simcore.errors import SimcoreError
+from simcore.errors import InputError
 
 
-class ReplayPeriodError(SimcoreError):
+class ReplayPeriodError(InputError):
     """The station or the period selects no record, or the data set cannot be read."""
 
     code = "InvalidReplayPeriod"

@@ -28,7 +28,7 @@ from rich.console import Console
 from simcore.demo.records import ReplayPeriod, count_records, parse_date
 from simcore.demo.state import DemoState
 from simcore.demo.summary import Summary, build_summary, load_model_card
-from simcore.errors import SimcoreError
+from simcore.errors import InputError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = REPO_ROOT / "cloudformation" / "greengrass-group.yaml"
@@ -47,7 +47,7 @@ EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 130
 log = logging.getLogger(__name__)
 
 
-class DemoSetupError(SimcoreError):
+class DemoSetupError(InputError):
     """Something the demo needs is missing (the model archive, the template)."""
 
     code = "DemoSetupError"

@@ -18,15 +18,30 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from simcore.errors import SimcoreError
+from simcore.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_RUNNING, SimcoreError
 
 CONTROL_FILE = Path("run") / "control.json"
 
 
 class ControlError(SimcoreError):
-    """The running core could not be reached, or refused the request."""
+    """No core runs under the root, or the running core could not be reached."""
 
     code = "ControlError"
+    http_status = 503
+    exit_code = EXIT_NOT_RUNNING
+
+
+class ControlRefused(ControlError):
+    """The running core refused the request: its error's code, message and location, and its HTTP status.
+
+    The exit code follows the status: 3 (bad input) for a 4xx, 1 (failed) for anything else.
+    """
+
+    code = "ControlRefused"
+
+    def __init__(self, message: str, *, http_status: int, code: str | None = None, location: str | None = None):
+        super().__init__(message, code=code, location=location, http_status=http_status)
+        self.exit_code = EXIT_BAD_INPUT if 400 <= http_status < 500 else EXIT_FAILED
 
 
 Handler = Callable[[dict[str, Any]], Any]
@@ -43,21 +58,27 @@ class ControlServer:
 
         class RequestHandler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                if not secrets.compare_digest(self.headers.get("Authorization", ""), f"Bearer {server.token}"):
-                    self._answer(401, {"error": "missing or wrong control token"})
+                try:
+                    result = self._run()
+                except SimcoreError as error:
+                    # The one place an error becomes a control answer; `call` turns it back into ControlRefused.
+                    self._answer(error.http_status,
+                                 {"error": error.message, "code": error.code, "location": error.location})
                     return
+                self._answer(200, {"result": result})
+
+            def _run(self) -> Any:
+                if not secrets.compare_digest(self.headers.get("Authorization", ""), f"Bearer {server.token}"):
+                    raise ControlRefused("missing or wrong control token", http_status=401, code="Unauthorized")
                 command = server.commands.get(self.path.strip("/"))
                 if command is None:
-                    self._answer(404, {"error": f"unknown command {self.path.strip('/')!r}"})
-                    return
+                    raise ControlRefused(f"unknown command {self.path.strip('/')!r}", http_status=404,
+                                         code="UnknownCommand")
                 length = int(self.headers.get("Content-Length") or 0)
                 try:
-                    arguments = json.loads(self.rfile.read(length) or b"{}")
-                    self._answer(200, {"result": command(arguments)})
-                except SimcoreError as error:
-                    self._answer(400, {"error": str(error), "code": error.code})
+                    return command(json.loads(self.rfile.read(length) or b"{}"))
                 except (ValueError, KeyError, TypeError) as error:
-                    self._answer(400, {"error": f"bad request: {error}"})
+                    raise ControlRefused(f"bad request: {error}", http_status=400, code="BadRequest") from None
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -114,7 +135,10 @@ def read_control(root: Path) -> dict[str, Any]:
 
 
 def call(root: Path, command: str, arguments: dict[str, Any] | None = None, timeout_s: float = 30.0) -> Any:
-    """Run `command` on the core running under `root` and return its result."""
+    """Run `command` on the core running under `root` and return its result.
+
+    ControlError when no core runs there or it cannot be reached; ControlRefused when it refuses.
+    """
     record = read_control(root)
     request = urllib.request.Request(
         f"http://127.0.0.1:{record['port']}/{command}",
@@ -126,7 +150,13 @@ def call(root: Path, command: str, arguments: dict[str, Any] | None = None, time
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return json.loads(response.read())["result"]
     except urllib.error.HTTPError as error:
-        body = json.loads(error.read() or b"{}")
-        raise ControlError(body.get("error", f"HTTP {error.code}"), code=body.get("code")) from None
+        try:
+            body = json.loads(error.read() or b"{}")
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        raise ControlRefused(str(body.get("error") or f"HTTP {error.code} {error.reason}"), http_status=error.code,
+                             code=body.get("code"), location=body.get("location")) from None
     except OSError as error:
         raise ControlError(f"cannot reach the core on port {record['port']}: {error}") from None

@@ -35,7 +35,7 @@ from simcore.core.work_queue import (
     WorkItem,
     WorkQueue,
 )
-from simcore.errors import RoutingError
+from simcore.errors import RoutingError, SimcoreError
 from simcore.shadow.service import ShadowHandler
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,11 @@ HEADER_FUNCTION_ERROR = "X-Amz-Function-Error"
 INVOCATION_TYPES = ("RequestResponse", "Event")
 
 
-class IPCError(Exception):
-    """A call the IPC server refuses: `status` is the HTTP status, `message` its reason."""
+class IPCError(SimcoreError):
+    """A call the IPC server refuses: `http_status` is the HTTP status it answers, `message` the reason."""
 
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+    code = "IPCError"
+    http_status = 400
 
 
 class WorkSource(Protocol):
@@ -96,9 +94,9 @@ def decode_client_context(header: str | None) -> dict[str, Any]:
     try:
         document = json.loads(base64.b64decode(header, validate=True))
     except (ValueError, binascii.Error) as error:
-        raise IPCError(400, f"X-Amz-Client-Context is not base64-encoded JSON: {error}") from None
+        raise IPCError(f"X-Amz-Client-Context is not base64-encoded JSON: {error}", http_status=400) from None
     if not isinstance(document, dict):
-        raise IPCError(400, "X-Amz-Client-Context must encode a JSON object")
+        raise IPCError("X-Amz-Client-Context must encode a JSON object", http_status=400)
     return document
 
 
@@ -136,18 +134,18 @@ class IPCDispatcher:
         if not token:
             self.refused_calls += 1
             log.warning("IPC call refused: %s from %s carries no Authorization token", what, peer)
-            raise IPCError(401, "Missing Authorization token")
+            raise IPCError("Missing Authorization token", http_status=401)
         caller = self.tokens.lookup(token)
         if caller is None:
             self.refused_calls += 1
             log.warning("IPC call refused: %s from %s carries an unknown token", what, peer)
-            raise IPCError(403, "Unknown Authorization token")
+            raise IPCError("Unknown Authorization token", http_status=403)
         return caller
 
     def _refuse(self, status: int, message: str) -> IPCError:
         self.refused_calls += 1
         log.warning("IPC call refused: %s", message)
-        return IPCError(status, message)
+        return IPCError(message, http_status=status)
 
     def resolve_function(self, function_arn: str) -> str:
         """The group's ARN for an invoked `function_arn` (an unqualified ARN matches a lone qualified one)."""
@@ -156,7 +154,7 @@ class IPCDispatcher:
         candidates = [arn for arn in self.function_timeouts if arn.rsplit(":", 1)[0] == function_arn]
         if len(candidates) == 1:
             return candidates[0]
-        raise IPCError(404, f"Function {function_arn} is not deployed in this group")
+        raise IPCError(f"Function {function_arn} is not deployed in this group", http_status=404)
 
     # -- callers' side -------------------------------------------------------------------------------------
 
@@ -171,7 +169,9 @@ class IPCDispatcher:
         """Start an invocation of `function_arn`; returns its invocation id."""
         invocation_type = invocation_type or "RequestResponse"
         if invocation_type not in INVOCATION_TYPES:
-            raise IPCError(400, f"Unknown X-Amz-Invocation-Type {invocation_type!r}: use RequestResponse or Event")
+            raise IPCError(
+                f"Unknown X-Amz-Invocation-Type {invocation_type!r}: use RequestResponse or Event", http_status=400
+            )
         system_name = system_function_name(function_arn)
         if system_name == ROUTER_NAME:
             return self._publish(caller, payload, client_context, invocation_type)
@@ -180,9 +180,9 @@ class IPCDispatcher:
         if system_name == SECRETS_NAME:
             return self._get_secret(caller, payload, invocation_type)
         if system_name is not None:
-            raise IPCError(404, f"System function {system_name} is not available on this core")
+            raise IPCError(f"System function {system_name} is not available on this core", http_status=404)
         if len(payload) > MAX_INVOKE_BYTES:
-            raise IPCError(413, f"The payload is {len(payload)} bytes; the limit is {MAX_INVOKE_BYTES}")
+            raise IPCError(f"The payload is {len(payload)} bytes; the limit is {MAX_INVOKE_BYTES}", http_status=413)
         if self.connector_functions is not None and self.connector_functions.has_function(function_arn):
             # A connector's invoke address (the ML SDK's `...:aws:function:MLFeedback`): served in-process.
             body, function_error = self.connector_functions.invoke(function_arn, payload, client_context)
@@ -195,7 +195,7 @@ class IPCDispatcher:
         try:
             self.work_queue.put(item)
         except RoutingError as error:
-            raise IPCError(error.status, f"Cannot invoke {target}: {error.message}") from None
+            raise IPCError(f"Cannot invoke {target}: {error.message}", http_status=error.http_status) from None
         if result is not None:
             self._remember(caller, item)
         return item.invocation_id
@@ -207,21 +207,21 @@ class IPCDispatcher:
         if source is not None and source != caller.function_arn:
             raise self._refuse(403, f"{caller.function_arn} may not publish as source {source}")
         if not isinstance(topic, str):
-            raise IPCError(400, "A publish needs the topic in the client context's custom.subject")
+            raise IPCError("A publish needs the topic in the client context's custom.subject", http_status=400)
         if len(payload) > MAX_PUBLISH_BYTES:
-            raise IPCError(413, f"The payload of a message on {topic} is {len(payload)} bytes; the limit is 128 KB")
-        try:
-            self.router.route(caller.function_arn, topic, payload, custom.get("queueFullPolicy") or "")
-        except RoutingError as error:
-            raise IPCError(error.status, error.message) from None
+            raise IPCError(
+                f"The payload of a message on {topic} is {len(payload)} bytes; the limit is 128 KB", http_status=413
+            )
+        # A RoutingError (bad topic, full queue) goes to the HTTP edge as it is: its status and message.
+        self.router.route(caller.function_arn, topic, payload, custom.get("queueFullPolicy") or "")
         return self._finished(caller, invocation_type, b"", FUNC_ERR_NONE)
 
     def _call_shadow(self, caller: Caller, payload: bytes, client_context: str | None, invocation_type: str) -> str:
         topic = (decode_client_context(client_context).get("custom") or {}).get("subject")
         if not isinstance(topic, str):
-            raise IPCError(400, "A shadow call needs the topic in the client context's custom.subject")
+            raise IPCError("A shadow call needs the topic in the client context's custom.subject", http_status=400)
         if self.shadow_service is None:
-            raise IPCError(503, "The shadow service is not running on this core")
+            raise IPCError("The shadow service is not running on this core", http_status=503)
         try:
             outcome = self.shadow_service.handle(topic, payload)
         except Exception as error:
@@ -266,11 +266,13 @@ class IPCDispatcher:
     def get_work_result(self, caller: Caller, function_arn: str, invocation_id: str | None) -> tuple[bytes, str]:
         """Wait for the result of the caller's own invocation; (payload, function error)."""
         if not invocation_id:
-            raise IPCError(400, "get_work_result needs the X-Amz-InvocationId header")
+            raise IPCError("get_work_result needs the X-Amz-InvocationId header", http_status=400)
         with self._results_lock:
             entry = self._results.get(invocation_id)
         if entry is None or entry[0] != caller.function_arn:
-            raise IPCError(404, f"No invocation {invocation_id} of {function_arn} by {caller.function_arn}")
+            raise IPCError(
+                f"No invocation {invocation_id} of {function_arn} by {caller.function_arn}", http_status=404
+            )
         item = entry[1]
         result = item.result
         timeout_s = self.function_timeouts.get(item.function_arn, 0.0)
@@ -313,10 +315,12 @@ class IPCDispatcher:
         """Record the result of a work item the caller holds."""
         self._own_function(caller, function_arn, "post results")
         if not invocation_id:
-            raise IPCError(400, "A work result needs the X-Amz-InvocationId header")
+            raise IPCError("A work result needs the X-Amz-InvocationId header", http_status=400)
         item = self.work_source.finish_work(caller, invocation_id)
         if item is None:
-            raise IPCError(404, f"Invocation {invocation_id} is not held by this worker of {function_arn}")
+            raise IPCError(
+                f"Invocation {invocation_id} is not held by this worker of {function_arn}", http_status=404
+            )
         if item.result is not None:
             item.result.complete(payload, FUNC_ERR_HANDLED if func_err else FUNC_ERR_NONE)
 

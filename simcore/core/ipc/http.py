@@ -26,6 +26,7 @@ from simcore.core.ipc.dispatch import (
 )
 from simcore.core.ipc.tokens import Caller
 from simcore.core.work_queue import WorkItem
+from simcore.errors import SimcoreError, StartError
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class _IPCHandler(BaseHTTPRequestHandler):
 
     def _target(self) -> tuple[str, str]:
         if not self.path.startswith(API_PREFIX):
-            raise IPCError(404, f"Unknown path {self.path[:200]}")
+            raise IPCError(f"Unknown path {self.path[:200]}", http_status=404)
         rest = unquote(self.path[len(API_PREFIX) :])
         for suffix in ("/work", "/initialized"):
             if rest.endswith(suffix):
@@ -63,7 +64,9 @@ class _IPCHandler(BaseHTTPRequestHandler):
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_INVOKE_BYTES:
-            raise IPCError(413, f"The request body is {length} bytes; the limit is {MAX_INVOKE_BYTES}")
+            raise IPCError(
+                f"The request body is {length} bytes; the limit is {MAX_INVOKE_BYTES}", http_status=413
+            )
         return self.rfile.read(length) if length else b""
 
     def _caller(self, what: str) -> Caller:
@@ -86,10 +89,11 @@ class _IPCHandler(BaseHTTPRequestHandler):
         self._headers_buffer.append(b"\r\n" + body)
         self.flush_headers()
 
-    def _fail(self, error: IPCError) -> None:
+    def _fail(self, error: SimcoreError) -> None:
+        """The one place an error becomes an IPC answer: its HTTP status, its message as the reason phrase."""
         reason = " ".join(error.message.split())[:300].encode("latin-1", "replace").decode("latin-1")
         body = json.dumps({"errorMessage": error.message}).encode()
-        self._answer(error.status, body, {"Content-Type": "application/json"}, reason)
+        self._answer(error.http_status, body, {"Content-Type": "application/json"}, reason)
 
     def _serve(self, method: str) -> None:
         try:
@@ -134,14 +138,16 @@ class _IPCHandler(BaseHTTPRequestHandler):
                 dispatcher.put_initialized(caller, function_arn, body)
                 self._answer(200)
             else:
-                raise IPCError(405, f"{method} is not allowed on {self.path[:200]}")
-        except IPCError as error:
+                raise IPCError(f"{method} is not allowed on {self.path[:200]}", http_status=405)
+        except SimcoreError as error:
+            if error.http_status >= 500:  # the core's fault, not the caller's: worth a line in the log
+                log.warning("IPC %s %s answered %s: %s", method, self.path[:200], error.http_status, error)
             self._fail(error)
         except (BrokenPipeError, ConnectionResetError):
             pass
         except Exception as error:
             log.exception("IPC %s %s failed", method, self.path[:200])
-            self._fail(IPCError(500, f"Internal error: {error}"))
+            self._fail(IPCError(f"Internal error: {error}", http_status=500))
 
     def _send_work(self, item: WorkItem) -> None:
         headers = {HEADER_INVOCATION_ID: item.invocation_id, HEADER_CLIENT_CONTEXT: item.client_context}
@@ -161,7 +167,10 @@ class _IPCHandler(BaseHTTPRequestHandler):
 
 
 class IPCServer(ThreadingHTTPServer):
-    """The IPC HTTP server on 127.0.0.1 (port 0 picks a free one); serves from its own thread."""
+    """The IPC HTTP server on 127.0.0.1 (port 0 picks a free one); serves from its own thread.
+
+    StartError when the port cannot be bound (taken, or not ours to bind).
+    """
 
     daemon_threads = True
     request_queue_size = 128
@@ -173,7 +182,13 @@ class IPCServer(ThreadingHTTPServer):
         host: str = "127.0.0.1",
         get_work_poll_s: float = GET_WORK_POLL_S,
     ):
-        super().__init__((host, port), _IPCHandler)
+        try:
+            super().__init__((host, port), _IPCHandler)
+        except OSError as error:
+            raise StartError(
+                f"cannot serve IPC on {host}:{port}: {error.strerror or error}; stop what holds the port, or leave "
+                "--ipc-port out (0, the default, picks a free one)"
+            ) from None
         self.dispatcher = dispatcher
         self.get_work_poll_s = get_work_poll_s
         self._thread: threading.Thread | None = None
