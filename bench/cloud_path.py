@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -199,19 +198,11 @@ def sensor_client(core) -> Any:
     return greengrasssdk.client("iot-data")
 
 
-def mqtt_socket(link: Any) -> socket.socket | None:
-    """The TLS socket under a CloudLink's AWSIoTPythonSDK client (private attributes: None if they moved)."""
-    try:
-        paho = link._client._mqtt_core._internal_async_client._paho_client
-        return paho._ssl or paho._sock
-    except AttributeError:
-        return None
-
-
 def nodelay(link: Any) -> bool | None:
     """Whether TCP_NODELAY is set on a link's socket (None: socket not found)."""
-    sock = mqtt_socket(link)
-    return None if sock is None else bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+    from simcore.cloud.sdk_internals import tcp_nodelay
+
+    return None if link._client is None else tcp_nodelay(link._client)
 
 
 class Predictions:
@@ -245,6 +236,7 @@ class CloudPathBench:
 
     def __init__(self, scratch: Path, readings: int):
         from simcore.cloud.link import CloudLink
+        from simcore.cloud.sdk_internals import set_tcp_nodelay
         from simcore.cloud.standin import start_standin
         from simcore.service.running import RunningCore, RunOptions
 
@@ -269,9 +261,8 @@ class CloudPathBench:
                 raise TimeoutError("the core or the subscriber did not connect to the stand-in cloud")
             # The observer is not under test: without TCP_NODELAY its PUBACKs wait for Nagle's algorithm
             # and the broker's delayed ACKs, which would be charged to the core's path.
-            observer_socket = mqtt_socket(self.subscriber)
-            if observer_socket is not None:
-                observer_socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.subscriber._client is not None:
+                set_tcp_nodelay(self.subscriber._client)
             self.link_nodelay = nodelay(self.running.link)
             self.iot = sensor_client(self.running.core)
         except BaseException:

@@ -1,17 +1,51 @@
-"""Why a connection to the IoT endpoint failed, said in one line that names the files and endpoint involved."""
+"""Why a connection to the IoT endpoint failed, said in one line that names the files and endpoint involved.
+
+The causes come from what AWSIoTPythonSDK 1.5.4 reports for each failure (the TLS handshake runs in the
+caller's thread inside `connectAsync`, the MQTT exchange on the SDK's network thread):
+
+- the server certificate is not trusted: `connectAsync` raises `ssl.SSLCertVerificationError`;
+- nothing listens: `connectAsync` raises `ConnectionRefusedError`;
+- the broker refuses the CONNECT (not authorised, client id rejected...): the `ackCallback` given to
+  `connectAsync` receives the CONNACK return code as `data` (documented there), then the SDK goes offline;
+- the endpoint refuses the thing's certificate: with TLS 1.3 the client's side of the handshake is done
+  before the endpoint judges the certificate, so its alert reaches the SDK's network thread, which prints
+  it to stdout and reports only a disconnect (or `connectAsync` raises `connectError(1)` when the endpoint
+  had already closed the connection as the CONNECT was written). `tls_handshake_failure` then repeats the
+  TLS handshake alone, with `ssl` and no MQTT, to read that alert;
+- a certificate file is missing: `configureCredentials` raises a bare `OSError("path: reason")`, errno dropped;
+  `check_credential_files` opens the files first so the error keeps its type and file name.
+"""
 
 from __future__ import annotations
 
 import socket
 import ssl
 
+from AWSIoTPythonSDK.exception.operationError import operationError
+
 from simcore.cloud.settings import ALPN_PROTOCOL, LinkSettings
+
+# How long the handshake check waits for an alert after its side of a TLS 1.3 handshake: the endpoint
+# answers within one round trip; silence means it accepted the certificate and waits for MQTT CONNECT.
+ALERT_WAIT_S = 2.0
+
+
+class MqttConnectRefused(ConnectionError):
+    """The broker answered CONNECT with a non-zero CONNACK return code (as the SDK's ackCallback reports it)."""
+
+    REASONS = {1: "unacceptable protocol version", 2: "client identifier rejected", 3: "server unavailable",
+               4: "bad user name or password", 5: "not authorized"}
+
+    def __init__(self, return_code: int):
+        self.return_code = return_code
+        super().__init__(f"CONNACK {return_code}: {self.REASONS.get(return_code, 'refused')}")
 
 
 def describe_connect_failure(error: BaseException, settings: LinkSettings) -> str:
     """One log line saying why a connection attempt failed, naming the files and endpoint involved."""
     endpoint = f"{settings.host}:{settings.port}"
-    text = str(error)
+    # The SDK's own exceptions keep their text in `message`; str() gives only the error code.
+    text = error.message if isinstance(error, operationError) else str(error)
     lowered = text.lower()
     if isinstance(error, ssl.SSLCertVerificationError):
         return (f"TLS handshake with {endpoint} failed: the server certificate was not accepted "
@@ -30,6 +64,8 @@ def describe_connect_failure(error: BaseException, settings: LinkSettings) -> st
         return f"TLS handshake with {endpoint} failed: {text}"
     if isinstance(error, FileNotFoundError):
         return f"a certificate file is missing: {error.filename or text}"
+    if isinstance(error, PermissionError):
+        return f"cannot read a certificate file: {error.filename or text} (permission denied)"
     if isinstance(error, ConnectionRefusedError):
         return f"nothing accepts connections on {endpoint} (connection refused)"
     if isinstance(error, MqttConnectRefused):
@@ -40,76 +76,45 @@ def describe_connect_failure(error: BaseException, settings: LinkSettings) -> st
     return f"cannot connect to {endpoint}: {type(error).__name__}: {text}"
 
 
-class MqttConnectRefused(ConnectionError):
-    """The broker answered CONNECT with a non-zero CONNACK return code."""
-
-    REASONS = {1: "unacceptable protocol version", 2: "client identifier rejected", 3: "server unavailable",
-               4: "bad user name or password", 5: "not authorized"}
-
-    def __init__(self, return_code: int):
-        self.return_code = return_code
-        super().__init__(f"CONNACK {return_code}: {self.REASONS.get(return_code, 'refused')}")
+def check_credential_files(settings: LinkSettings) -> None:
+    """Raise FileNotFoundError/PermissionError (with the file name) unless the CA, cert and key can be read."""
+    for path in (settings.ca_path, settings.cert_path, settings.key_path):
+        with open(path, "rb"):
+            pass
 
 
-def _mqtt_connect_packet(client_id: str, keep_alive_s: int) -> bytes:
-    """An MQTT 3.1.1 CONNECT with a clean session and no credentials."""
-    encoded_id = client_id.encode()
-    body = (b"\x00\x04MQTT\x04\x02" + min(keep_alive_s, 65535).to_bytes(2, "big")
-            + len(encoded_id).to_bytes(2, "big") + encoded_id)
-    length, remaining = b"", len(body)
-    while True:
-        digit, remaining = remaining % 128, remaining // 128
-        length += bytes([digit | (0x80 if remaining else 0)])
-        if not remaining:
-            break
-    return b"\x10" + length + body
+def tls_handshake_failure(settings: LinkSettings, timeout_s: float | None = None) -> BaseException | None:
+    """Run only the TLS handshake the SDK runs (thing certificate, same CA and ALPN) and say what failed.
 
-
-def probe_connection(settings: LinkSettings, timeout_s: float | None = None) -> BaseException | None:
-    """Connect once the way the SDK does (TLS with the thing certificate, MQTT CONNECT) and say what failed.
-
-    None means the endpoint accepted the certificate and answered CONNACK 0. Used to name the cause
-    when the SDK only saw a closed connection.
+    No MQTT is sent. None means the endpoint completed the handshake and sent no alert within
+    ALERT_WAIT_S: it accepted the certificate.
     """
     timeout_s = timeout_s or settings.connect_timeout_s
     try:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.load_verify_locations(str(settings.ca_path))
         context.load_cert_chain(str(settings.cert_path), str(settings.key_path))
-        # The SDK checks the host name only on its ALPN path; the probe must judge the same way.
+        # The SDK checks the host name only on its ALPN path; this check must judge the same way.
         context.check_hostname = settings.uses_alpn
         if settings.uses_alpn:
             context.set_alpn_protocols([ALPN_PROTOCOL])
         with socket.create_connection((settings.host, settings.port), timeout_s) as raw, \
                 context.wrap_socket(raw, server_hostname=settings.host) as tls:
+            # TLS 1.2 refusals were raised by the handshake; a TLS 1.3 one arrives as the first record read.
+            tls.settimeout(min(ALERT_WAIT_S, timeout_s))
             try:
-                tls.sendall(_mqtt_connect_packet(settings.client_id, settings.keep_alive_s))
-            except OSError as write_error:
-                # A refused certificate closes the connection with an alert: reading surfaces the alert.
-                try:
-                    tls.recv(1)
-                except OSError as read_error:
-                    return read_error
-                return write_error
-            connack = b""
-            while len(connack) < 4:
-                chunk = tls.recv(4 - len(connack))
-                if not chunk:
-                    return ConnectionResetError("the endpoint closed the connection before CONNACK")
-                connack += chunk
-            if connack[0] != 0x20:
-                return ConnectionError(f"unexpected answer to CONNECT: {connack.hex()}")
-            if connack[3] != 0:
-                return MqttConnectRefused(connack[3])
-            tls.sendall(b"\xe0\x00")  # DISCONNECT
+                if not tls.recv(1):
+                    return ConnectionResetError("the endpoint closed the connection after the TLS handshake")
+            except TimeoutError:
+                return None
     except Exception as error:
         return error
     return None
 
 
 def names_its_cause(error: BaseException) -> bool:
-    """Whether a connect error says why by itself (a TLS alert, a bad server certificate, no listener)."""
+    """Whether a connect error says why by itself (a TLS alert, a bad server certificate, no listener...)."""
     if isinstance(error, (ssl.SSLCertVerificationError, ConnectionRefusedError, FileNotFoundError,
-                          MqttConnectRefused)):
+                          PermissionError, MqttConnectRefused)):
         return True
     return isinstance(error, ssl.SSLError) and "ALERT" in str(getattr(error, "reason", "") or "")

@@ -14,7 +14,6 @@ with the same backoff, re-subscribes and retransmits unacknowledged QoS 1 messag
 from __future__ import annotations
 
 import logging
-import socket
 import sqlite3
 import threading
 import time
@@ -31,7 +30,14 @@ from AWSIoTPythonSDK.exception.AWSIoTExceptions import (
 )
 from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTClient
 
-from simcore.cloud.failures import MqttConnectRefused, describe_connect_failure, names_its_cause, probe_connection
+from simcore.cloud import sdk_internals
+from simcore.cloud.failures import (
+    MqttConnectRefused,
+    check_credential_files,
+    describe_connect_failure,
+    names_its_cause,
+    tls_handshake_failure,
+)
 from simcore.cloud.settings import ALPN_PORT, LinkSettings, load_settings
 from simcore.cloud.spooler import MemorySpooler, Spooler
 
@@ -44,30 +50,6 @@ INFLIGHT_WINDOW = 200
 RETRY_NOT_READY_S = 0.05
 
 log = logging.getLogger(__name__)
-
-
-def _abandon(client: AWSIoTMQTTClient) -> None:
-    """Stop a client whose first connection failed: its network thread would otherwise retry forever."""
-    try:
-        # No public call stops the SDK's threads when it never connected.
-        client._mqtt_core._event_consumer.stop()
-    except Exception as error:
-        log.debug("stopping an abandoned MQTT client: %s", error)
-
-
-def _disable_nagle(client: AWSIoTMQTTClient) -> None:
-    """Set TCP_NODELAY on the client's socket (the SDK never does).
-
-    Without it a small PUBLISH written while an earlier segment is unacknowledged waits for the broker's
-    delayed ACK: about 40 ms per prediction once shadow sync shares the connection (bench/cloud_path.py).
-    The socket sits behind SDK internals; if they move, the link still works, only slower.
-    """
-    try:
-        paho = client._mqtt_core._internal_async_client._paho_client
-        sock = paho._ssl or paho._sock
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (AttributeError, OSError) as error:
-        log.debug("cloud link: cannot set TCP_NODELAY: %s", error)
 
 
 @dataclass
@@ -196,7 +178,7 @@ class CloudLink:
                 client.disconnect()
             except Exception as error:  # the connection is already gone: stop the SDK's retrying threads
                 log.debug("disconnect: %s", error)
-                _abandon(client)
+                sdk_internals.stop_threads(client)
         self._set_connected(False)
         self._state = "stopped"
 
@@ -205,8 +187,9 @@ class CloudLink:
         client = AWSIoTMQTTClient(settings.client_id)
         client.configureEndpoint(settings.host, settings.port)
         if settings.uses_alpn and settings.port != ALPN_PORT:
-            # The SDK turns ALPN on only for port 443; a test or a proxy may need it elsewhere.
-            client._mqtt_core.configure_alpn_protocols()
+            sdk_internals.enable_alpn(client)
+        # The SDK would report a missing file as a bare OSError; opening them first keeps the file name.
+        check_credential_files(settings)
         client.configureCredentials(str(settings.ca_path), str(settings.key_path), str(settings.cert_path))
         client.configureAutoReconnectBackoffTime(
             settings.backoff_base_s, settings.backoff_max_s, settings.stable_connection_s
@@ -222,19 +205,9 @@ class CloudLink:
         """Connect for the first time, retrying with backoff; the SDK handles reconnects afterwards."""
         delay = self.settings.backoff_base_s
         while not self._stopping.is_set():
-            client = self._new_client()
-            error = self._attempt(client)
+            error = self._connect_once()
             if error is None:
-                self._client = client
-                with self._condition:
-                    self._unsubscribed_filters = list(self._handlers)
-                    self._condition.notify_all()
                 return
-            _abandon(client)
-            if not names_its_cause(error):
-                # The SDK saw the connection close without saying why (with TLS 1.3 a refused client
-                # certificate shows up only after the handshake): ask the endpoint directly.
-                error = probe_connection(self.settings) or error
             reason = describe_connect_failure(error, self.settings)
             with self._condition:
                 self._stats.last_error = reason
@@ -243,19 +216,45 @@ class CloudLink:
                 return
             delay = min(delay * 2, self.settings.backoff_max_s)
 
+    def _connect_once(self) -> BaseException | None:
+        """One attempt with a fresh client: None once connected (the client is kept), else why not."""
+        try:
+            client = self._new_client()
+        except Exception as error:  # a certificate file missing or unreadable, a setting the SDK refuses
+            return error
+        error = self._attempt(client)
+        if error is None:
+            self._client = client
+            with self._condition:
+                self._unsubscribed_filters = list(self._handlers)
+                self._condition.notify_all()
+            return None
+        sdk_internals.stop_threads(client)
+        if not names_its_cause(error):
+            # The SDK saw the connection close without saying why (with TLS 1.3 a refused client
+            # certificate shows up only after the handshake, and the SDK prints the alert instead of
+            # reporting it): repeat the TLS handshake alone to read the alert.
+            error = tls_handshake_failure(self.settings) or error
+        return error
+
     def _attempt(self, client: AWSIoTMQTTClient) -> BaseException | None:
         """One connection attempt: None once the broker accepted it (CONNACK 0), else why not."""
         done = threading.Event()
         outcome: list[BaseException | None] = []
 
         def on_connack(mid, data=None) -> None:
-            # Called for the first CONNACK and again after every automatic reconnect.
+            # Called for the first CONNACK and again after every automatic reconnect. `data` is the
+            # CONNACK return code: connectAsync documents its ackCallback as `(mid, data)` with `data`
+            # "the connect result code" (paho's on_connect rc, passed on by the SDK's event consumer).
             accepted = data in (None, 0)
             if not done.is_set():
                 outcome.append(None if accepted else MqttConnectRefused(int(data)))
                 done.set()
             if accepted:
-                _disable_nagle(client)
+                # Without TCP_NODELAY a small PUBLISH written while an earlier segment is unacknowledged
+                # waits for the broker's delayed ACK: about 40 ms per prediction once shadow sync shares
+                # the connection (bench/cloud_path.py).
+                sdk_internals.set_tcp_nodelay(client)
                 self._set_connected(True)
 
         def on_offline() -> None:

@@ -217,28 +217,9 @@ def _container_plan(
             "or leave RunAs unset",
             location=function.arn,
         )
-    binds = []
-    mounts = []
-    for resource, local_dir, permission in path_resources.values():
-        if not local_dir.exists():
-            raise RuntimeConfigError(
-                f"resource {resource.id} for {resource.destination_path} is missing: "
-                f"{local_dir} does not exist",
-                location=function.arn,
-            )
-        target = os.path.normpath(resource.destination_path)
-        binds.append({"source": str(local_dir), "target": target, "readonly": permission == "ro"})
-        mounts.append((target, str(local_dir), permission))
-    devices = []
-    for path, permission in _devices(function, group):
-        if not os.path.exists(path):
-            raise RuntimeConfigError(
-                f"local device {path} of function {function.name} does not exist on this host "
-                "(GreengrassContainer mounts it into the Lambda's /dev)",
-                location=function.arn,
-            )
-        devices.append({"path": path, "readonly": permission == "ro"})
-        mounts.append((path, path, permission))
+    binds, volume_mounts = _volume_binds(function, path_resources)
+    devices, device_mounts = _device_binds(function, group)
+    mounts = volume_mounts + device_mounts
     spec = {
         "rootfs": str(scratch_dir / "rootfs"),
         "binds": binds,
@@ -268,6 +249,43 @@ def _container_plan(
         ),
         mounts=tuple(mounts),
     )
+
+
+def _volume_binds(
+    function: Function, path_resources: Mapping[str, tuple[Resource, Path, str]]
+) -> tuple[list[dict], list[tuple[str, str, str]]]:
+    """The launcher's bind mounts for the function's volume and ML resources, and the same as
+    (target, source, permission) for the plan; a resource whose local folder is gone is an error."""
+    binds = []
+    mounts = []
+    for resource, local_dir, permission in path_resources.values():
+        if not local_dir.exists():
+            raise RuntimeConfigError(
+                f"resource {resource.id} for {resource.destination_path} is missing: "
+                f"{local_dir} does not exist",
+                location=function.arn,
+            )
+        target = os.path.normpath(resource.destination_path)
+        binds.append({"source": str(local_dir), "target": target, "readonly": permission == "ro"})
+        mounts.append((target, str(local_dir), permission))
+    return binds, mounts
+
+
+def _device_binds(function: Function, group: Group) -> tuple[list[dict], list[tuple[str, str, str]]]:
+    """The launcher's device entries for the function's local devices, and the same as
+    (path, path, permission) for the plan; a device missing on this host is an error."""
+    devices = []
+    mounts = []
+    for path, permission in _devices(function, group):
+        if not os.path.exists(path):
+            raise RuntimeConfigError(
+                f"local device {path} of function {function.name} does not exist on this host "
+                "(GreengrassContainer mounts it into the Lambda's /dev)",
+                location=function.arn,
+            )
+        devices.append({"path": path, "readonly": permission == "ro"})
+        mounts.append((path, path, permission))
+    return devices, mounts
 
 
 def _unshare_command(rootless: bool) -> list[str]:

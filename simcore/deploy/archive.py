@@ -229,6 +229,12 @@ def _checked_tar_members(archive: Path, tar: tarfile.TarFile, limits: Extraction
         if member.islnk():
             member.linkname = _normal(member.linkname)
         members.append(member)
+    _check_tar_links(archive, members, symlinks)
+    return members
+
+
+def _check_tar_links(archive: Path, members: list[tarfile.TarInfo], symlinks: set[str]) -> None:
+    """Refuse a member below a symbolic link of the archive, and a link whose target `check_link_target` refuses."""
     for member in members:
         ancestor = _under_symlink(_normal(member.name), symlinks)
         if ancestor:
@@ -236,7 +242,6 @@ def _checked_tar_members(archive: Path, tar: tarfile.TarFile, limits: Extraction
         problem = check_link_target(_normal(member.name), member.linkname, symlinks) if member.issym() else None
         if problem:
             raise _refuse(archive, member.name, problem)
-    return members
 
 
 def _zip_name_length(info: zipfile.ZipInfo) -> int:
@@ -267,20 +272,10 @@ def _check_zip_members(
     symlinks: set[str] = set()
     budget = _SizeBudget(archive, limits)
     for info in infos:
-        problem = check_member_name(info.filename)
-        if problem:
-            raise _refuse(archive, info.filename, problem)
-        name = _normal(info.filename)
-        if name == "." and not info.is_dir():
-            raise _refuse(archive, info.filename, "names the extraction folder itself")
-        if name in names:
-            raise _refuse(archive, info.filename, "duplicate entry")
+        name = _check_zip_entry(archive, info, names)
         names.add(name)
-        file_type = stat.S_IFMT(info.external_attr >> 16)
-        if stat.S_ISLNK(file_type):
+        if stat.S_ISLNK(stat.S_IFMT(info.external_attr >> 16)):
             symlinks.add(name)
-        elif file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise _refuse(archive, info.filename, "device file, FIFO or other special file")
         budget.take(info.filename, info.file_size)
         if info.file_size > limits.ratio_floor_bytes and info.file_size > limits.max_ratio * max(info.compress_size, 1):
             raise _refuse(
@@ -290,11 +285,40 @@ def _check_zip_members(
                 f"exceeds {limits.max_ratio}:1 "
                 "(a zip bomb)",
             )
+    _check_zip_overlaps(archive, infos)
+    return _zip_link_targets(archive, zipped, infos, symlinks)
+
+
+def _check_zip_entry(archive: Path, info: zipfile.ZipInfo, earlier_names: set[str]) -> str:
+    """Refuse an entry whose name or type is unsafe (or repeats an earlier name); its normalised name."""
+    problem = check_member_name(info.filename)
+    if problem:
+        raise _refuse(archive, info.filename, problem)
+    name = _normal(info.filename)
+    if name == "." and not info.is_dir():
+        raise _refuse(archive, info.filename, "names the extraction folder itself")
+    if name in earlier_names:
+        raise _refuse(archive, info.filename, "duplicate entry")
+    file_type = stat.S_IFMT(info.external_attr >> 16)
+    if not stat.S_ISLNK(file_type) and file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise _refuse(archive, info.filename, "device file, FIFO or other special file")
+    return name
+
+
+def _check_zip_overlaps(archive: Path, infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse entries whose data overlap (one compressed stream read as many files: a zip bomb)."""
     ordered = sorted(infos, key=lambda item: item.header_offset)
     for current, following in zip(ordered, ordered[1:], strict=False):
         end = current.header_offset + 30 + _zip_name_length(current) + current.compress_size
         if end > following.header_offset:
             raise _refuse(archive, following.filename, "its data overlaps another entry's (a zip bomb)")
+
+
+def _zip_link_targets(
+    archive: Path, zipped: zipfile.ZipFile, infos: list[zipfile.ZipInfo], symlinks: set[str]
+) -> dict[str, str]:
+    """The symlinks' targets by entry name; refuses an entry below a symlink, and a link whose target
+    `check_link_target` refuses."""
     link_targets: dict[str, str] = {}
     for info in infos:
         name = _normal(info.filename)

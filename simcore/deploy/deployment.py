@@ -251,6 +251,11 @@ def deploy(
         deployment_id = str(uuid.uuid4())
         write_status(root, deployment_id, "InProgress", number=number)
         staging = root / "deployments" / f".staging-{number}-{deployment_id}"
+
+        def fail(error_message: str) -> None:
+            shutil.rmtree(staging, ignore_errors=True)
+            write_status(root, deployment_id, "Failure", error=error_message, number=number)
+
         try:
             warnings = _build(
                 template_path,
@@ -265,28 +270,32 @@ def deploy(
                 secrets_endpoint_url=secrets_endpoint_url,
                 secrets_file=secrets_file,
             )
-            final = root / "deployments" / str(number)
-            os.replace(staging, final)
-            current = root / "current"
-            if current.is_symlink():
-                _swap_symlink(root / "previous", os.readlink(current))
-            _swap_symlink(current, f"deployments/{number}")
+            final = _make_current(root, staging, number)
         except SimcoreError as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            write_status(root, deployment_id, "Failure", error=str(error), number=number)
+            fail(str(error))
             raise
         except OSError as error:
-            shutil.rmtree(staging, ignore_errors=True)
             message = f"cannot write the deployment: {error}"
-            write_status(root, deployment_id, "Failure", error=f"DeployError: {message}", number=number)
+            fail(f"DeployError: {message}")
             raise DeployError(message) from error
         except BaseException as error:  # a bug or an interrupt: the status must not stay InProgress
-            shutil.rmtree(staging, ignore_errors=True)
-            write_status(root, deployment_id, "Failure", error=f"{type(error).__name__}: {error}", number=number)
+            fail(f"{type(error).__name__}: {error}")
             raise
         write_status(root, deployment_id, "Success", warnings=warnings, number=number)
         _prune(root, keep)
         return _read_deployment(root, final)
+
+
+def _make_current(root: Path, staging: Path, number: int) -> Path:
+    """Rename the finished `staging` to deployments/<number>, point `current` at it and `previous` at the
+    deployment `current` named before; returns the deployment's folder."""
+    final = root / "deployments" / str(number)
+    os.replace(staging, final)
+    current = root / "current"
+    if current.is_symlink():
+        _swap_symlink(root / "previous", os.readlink(current))
+    _swap_symlink(current, f"deployments/{number}")
+    return final
 
 
 def _build(
@@ -312,16 +321,54 @@ def _build(
     (staging / "template").mkdir()
     shutil.copy2(template_path, staging / "template" / template_path.name)
 
-    deployed_functions = []
+    deployed_functions, function_dirs = _place_functions(group.functions, staging, limits)
+    resource_dirs, warnings = _place_resources(group, staging, template_path.parent, s3_endpoint_url, limits)
+    fetch_secrets(group, staging / SECRETS_DIR, endpoint_url=secrets_endpoint_url, secrets_file=secrets_file)
+    warnings.extend(secret_warnings(group))
+
+    _write_records(
+        staging,
+        dataclasses.replace(group, functions=deployed_functions),
+        {
+            "DeploymentId": deployment_id,
+            "DeploymentNumber": number,
+            "CreatedAt": _now(),
+            "Template": str(template_path),
+            "Region": group.region,
+            "AccountId": group.account_id,
+            "StackName": loaded.resolved.stack_name,
+            "Parameters": loaded.parameters,
+            "Warnings": warnings,
+            "FunctionDirs": {arn: str(path) for arn, path in function_dirs.items()},
+            "ResourceDirs": {resource_id: str(path) for resource_id, path in resource_dirs.items()},
+        },
+    )
+    _write_config(staging / "config", group, loaded.parameters)
+    return tuple(warnings)
+
+
+def _place_functions(
+    functions: tuple[Function, ...], staging: Path, limits: ExtractionLimits
+) -> tuple[tuple[Function, ...], dict[str, Path]]:
+    """Copy each function's code to `lambda/<name>`; the functions pointing at their copies, and the copies'
+    folders (relative to `staging`) by function ARN."""
+    deployed: list[Function] = []
     function_dirs: dict[str, Path] = {}
-    for function in group.functions:
+    for function in functions:
         relative = Path("lambda") / function.name
         target = staging / relative
         if not target.exists():  # one Lambda may appear under two aliases: same code, one copy
             _place_code(function, target, limits)
-        deployed_functions.append(dataclasses.replace(function, code_dir=staging / relative))
+        deployed.append(dataclasses.replace(function, code_dir=staging / relative))
         function_dirs[function.arn] = relative
+    return tuple(deployed), function_dirs
 
+
+def _place_resources(
+    group: Group, staging: Path, template_dir: Path, s3_endpoint_url: str | None, limits: ExtractionLimits
+) -> tuple[dict[str, Path], list[str]]:
+    """Fetch and extract the ML resources to `resources/<id>`, check local devices and volumes; the resources'
+    folders by id (relative to `staging` for ML data, absolute for volumes) and the warnings."""
     warnings: list[str] = []
     resource_dirs: dict[str, Path] = {}
     downloads = staging / ".downloads"
@@ -331,7 +378,7 @@ def _build(
             source = fetch_model(
                 resource,
                 downloads,
-                template_dir=template_path.parent,
+                template_dir=template_dir,
                 region=group.region,
                 s3_endpoint_url=s3_endpoint_url,
                 max_bytes=limits.max_total_bytes,
@@ -349,30 +396,13 @@ def _build(
                 warnings.append(f"local volume resource {resource.id}: {resource.source} is not a folder here")
             resource_dirs[resource.id] = Path(resource.source)
     shutil.rmtree(downloads, ignore_errors=True)
-    fetch_secrets(group, staging / SECRETS_DIR, endpoint_url=secrets_endpoint_url, secrets_file=secrets_file)
-    warnings.extend(secret_warnings(group))
+    return resource_dirs, warnings
 
-    deployed_group = dataclasses.replace(group, functions=tuple(deployed_functions))
-    created_at = _now()
+
+def _write_records(staging: Path, deployed_group: Group, record: Mapping[str, Any]) -> None:
+    """`group.json` (code dirs relative to `staging`) and `deployment.json` (`record`)."""
     _write_json_atomically(staging / "group.json", group_to_json(deployed_group, relative_to=staging))
-    _write_json_atomically(
-        staging / "deployment.json",
-        {
-            "DeploymentId": deployment_id,
-            "DeploymentNumber": number,
-            "CreatedAt": created_at,
-            "Template": str(template_path),
-            "Region": group.region,
-            "AccountId": group.account_id,
-            "StackName": loaded.resolved.stack_name,
-            "Parameters": loaded.parameters,
-            "Warnings": warnings,
-            "FunctionDirs": {arn: str(path) for arn, path in function_dirs.items()},
-            "ResourceDirs": {resource_id: str(path) for resource_id, path in resource_dirs.items()},
-        },
-    )
-    _write_config(staging / "config", group, loaded.parameters)
-    return tuple(warnings)
+    _write_json_atomically(staging / "deployment.json", dict(record))
 
 
 def _bucket_warning(resource: Resource) -> list[str]:

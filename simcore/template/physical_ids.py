@@ -293,63 +293,99 @@ class PhysicalIds:
 
     def _attribute(self, logical_id: str, resource_type: str, attribute: str) -> Any:
         """The attribute's value, or None when simcore does not know it for this type."""
-        iot = f"arn:{self.partition}:iot:{self.region}:{self.account_id}"
+        resolver = self._attribute_resolver(resource_type)
+        return None if resolver is None else resolver(logical_id, attribute)
+
+    def _attribute_resolver(self, resource_type: str) -> Callable[[str, str], Any] | None:
+        """The method giving `Fn::GetAtt` values for `resource_type` (logical id, attribute), or None."""
         kind = definition_kind(resource_type)
-        if resource_type in LAMBDA_TYPES and attribute == "Arn":
-            return self.lambda_arn(self.lambda_name(logical_id))
-        if resource_type == "AWS::Lambda::Version":
-            return {
-                "Version": str(self._version_number(logical_id)),
-                "FunctionArn": self._version_arn(logical_id),
-            }.get(attribute)
-        if resource_type == "AWS::Lambda::Alias" and attribute == "AliasArn":
-            return self._alias_arn(logical_id)
-        if kind is not None and not kind[1]:
-            return {
-                "Id": self.uuid_for(logical_id, "id"),
-                "Arn": self.definition_arn(logical_id),
-                "LatestVersionArn": self.definition_arn(logical_id)
-                + f"/versions/{self.uuid_for(logical_id, 'initial-version')}",
-                "Name": self._read_property(logical_id, "Name"),
-            }.get(attribute)
-        if kind is not None and kind[1] and attribute == "Id":
-            return self.uuid_for(logical_id, "version")
-        if resource_type == "AWS::Greengrass::Group":
-            return {
-                "Id": self.uuid_for(logical_id, "id"),
-                "Arn": self.group_arn(logical_id),
-                "LatestVersionArn": self.group_arn(logical_id)
-                + f"/versions/{self.uuid_for(logical_id, 'initial-version')}",
-                "Name": self._read_property(logical_id, "Name"),
-                "RoleArn": self._read_property(logical_id, "RoleArn"),
-                "RoleAttachedAt": "1970-01-01T00:00:00Z",
-            }.get(attribute)
-        if resource_type == "AWS::IoT::Thing":
-            return {
-                "Arn": f"{iot}:thing/{self.name_of(logical_id)}",
-                "Id": self.uuid_for(logical_id, "id"),
-            }.get(attribute)
-        if resource_type == "AWS::IoT::Certificate":
-            return {
-                "Arn": f"{iot}:cert/{self.certificate_id(logical_id)}",
-                "Id": self.certificate_id(logical_id),
-            }.get(attribute)
-        if resource_type == "AWS::IoT::Policy":
-            return {"Arn": f"{iot}:policy/{self.name_of(logical_id)}", "Id": self.name_of(logical_id)}.get(attribute)
-        if resource_type == "AWS::IAM::Role":
-            role_path = self._read_property(logical_id, "Path") or "/"
-            return {
-                "Arn": f"arn:{self.partition}:iam::{self.account_id}:role{role_path}{self.name_of(logical_id)}",
-                "RoleId": "AROA" + hashlib.sha256(self.seed(logical_id, "role").encode()).hexdigest()[:17].upper(),
-            }.get(attribute)
-        if resource_type == "AWS::S3::Bucket":
-            bucket = self.name_of(logical_id)
-            return {
-                "Arn": f"arn:{self.partition}:s3:::{bucket}",
-                "DomainName": f"{bucket}.s3.amazonaws.com",
-                "RegionalDomainName": f"{bucket}.s3.{self.region}.amazonaws.com",
-            }.get(attribute)
-        return None
+        if kind is not None:
+            return self._definition_version_attribute if kind[1] else self._definition_attribute
+        if resource_type in LAMBDA_TYPES:
+            return self._function_attribute
+        return {
+            "AWS::Lambda::Version": self._version_attribute,
+            "AWS::Lambda::Alias": self._alias_attribute,
+            "AWS::Greengrass::Group": self._group_attribute,
+            "AWS::IoT::Thing": self._thing_attribute,
+            "AWS::IoT::Certificate": self._certificate_attribute,
+            "AWS::IoT::Policy": self._policy_attribute,
+            "AWS::IAM::Role": self._role_attribute,
+            "AWS::S3::Bucket": self._bucket_attribute,
+        }.get(resource_type)
+
+    # Each resolver below answers one resource type; None is "not an attribute simcore knows".
+    # A type with several attributes builds all of them, as AWS fixes them together at creation.
+
+    def _function_attribute(self, logical_id: str, attribute: str) -> Any:
+        return self.lambda_arn(self.lambda_name(logical_id)) if attribute == "Arn" else None
+
+    def _version_attribute(self, logical_id: str, attribute: str) -> Any:
+        return {
+            "Version": str(self._version_number(logical_id)),
+            "FunctionArn": self._version_arn(logical_id),
+        }.get(attribute)
+
+    def _alias_attribute(self, logical_id: str, attribute: str) -> Any:
+        return self._alias_arn(logical_id) if attribute == "AliasArn" else None
+
+    def _definition_attribute(self, logical_id: str, attribute: str) -> Any:
+        return {
+            "Id": self.uuid_for(logical_id, "id"),
+            "Arn": self.definition_arn(logical_id),
+            "LatestVersionArn": self.definition_arn(logical_id)
+            + f"/versions/{self.uuid_for(logical_id, 'initial-version')}",
+            "Name": self._read_property(logical_id, "Name"),
+        }.get(attribute)
+
+    def _definition_version_attribute(self, logical_id: str, attribute: str) -> Any:
+        return self.uuid_for(logical_id, "version") if attribute == "Id" else None
+
+    def _group_attribute(self, logical_id: str, attribute: str) -> Any:
+        return {
+            "Id": self.uuid_for(logical_id, "id"),
+            "Arn": self.group_arn(logical_id),
+            "LatestVersionArn": self.group_arn(logical_id)
+            + f"/versions/{self.uuid_for(logical_id, 'initial-version')}",
+            "Name": self._read_property(logical_id, "Name"),
+            "RoleArn": self._read_property(logical_id, "RoleArn"),
+            "RoleAttachedAt": "1970-01-01T00:00:00Z",
+        }.get(attribute)
+
+    def _iot_arn(self, resource: str) -> str:
+        return f"arn:{self.partition}:iot:{self.region}:{self.account_id}:{resource}"
+
+    def _thing_attribute(self, logical_id: str, attribute: str) -> Any:
+        return {
+            "Arn": self._iot_arn(f"thing/{self.name_of(logical_id)}"),
+            "Id": self.uuid_for(logical_id, "id"),
+        }.get(attribute)
+
+    def _certificate_attribute(self, logical_id: str, attribute: str) -> Any:
+        return {
+            "Arn": self._iot_arn(f"cert/{self.certificate_id(logical_id)}"),
+            "Id": self.certificate_id(logical_id),
+        }.get(attribute)
+
+    def _policy_attribute(self, logical_id: str, attribute: str) -> Any:
+        return {"Arn": self._iot_arn(f"policy/{self.name_of(logical_id)}"), "Id": self.name_of(logical_id)}.get(
+            attribute
+        )
+
+    def _role_attribute(self, logical_id: str, attribute: str) -> Any:
+        role_path = self._read_property(logical_id, "Path") or "/"
+        return {
+            "Arn": f"arn:{self.partition}:iam::{self.account_id}:role{role_path}{self.name_of(logical_id)}",
+            "RoleId": "AROA" + hashlib.sha256(self.seed(logical_id, "role").encode()).hexdigest()[:17].upper(),
+        }.get(attribute)
+
+    def _bucket_attribute(self, logical_id: str, attribute: str) -> Any:
+        bucket = self.name_of(logical_id)
+        return {
+            "Arn": f"arn:{self.partition}:s3:::{bucket}",
+            "DomainName": f"{bucket}.s3.amazonaws.com",
+            "RegionalDomainName": f"{bucket}.s3.{self.region}.amazonaws.com",
+        }.get(attribute)
 
     def _require_exists(self, logical_id: str, path: str) -> None:
         if logical_id not in self._resources:

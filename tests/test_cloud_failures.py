@@ -1,0 +1,78 @@
+"""The cloud link names why a connection failed, from what AWSIoTPythonSDK and `ssl` report (real mosquitto)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import pytest
+from test_cloud_support import core_settings, start_test_cloud, wait_until
+
+from simcore.cloud.broker import MosquittoBroker, free_port
+from simcore.cloud.ca import LocalCA
+from simcore.cloud.failures import tls_handshake_failure
+from simcore.cloud.link import CloudLink
+
+
+@pytest.fixture
+def cloud(tmp_path):
+    running, _ = start_test_cloud(tmp_path / "cloud")
+    yield running
+    running.stop()
+
+
+class AnonymousRefusingBroker(MosquittoBroker):
+    """mosquitto that takes no identity from certificates: with `allow_anonymous false` it answers CONNACK 5."""
+
+    def _write_conf(self) -> None:
+        super()._write_conf()
+        text = self.conf_path.read_text()
+        self.conf_path.write_text(text.replace("use_identity_as_username true", "use_identity_as_username false"))
+
+
+def failure_logged(link: CloudLink, caplog, wording: str) -> bool:
+    """Start `link`; whether `wording` is logged within 20 s (it must not connect meanwhile)."""
+    link.start()
+    try:
+        found = wait_until(lambda: wording in caplog.text, 20)
+        assert not link.connected
+        return found
+    finally:
+        link.stop()
+
+
+def test_nothing_listening_is_named(cloud, caplog):
+    caplog.set_level(logging.ERROR, logger="simcore.cloud.link")
+    port = free_port()
+    link = CloudLink(core_settings(cloud, port=port))
+    assert failure_logged(link, caplog, f"nothing accepts connections on 127.0.0.1:{port}")
+
+
+def test_a_missing_certificate_file_is_named_and_the_link_keeps_retrying(cloud, tmp_path, caplog):
+    caplog.set_level(logging.ERROR, logger="simcore.cloud.link")
+    missing = tmp_path / "gone.cert.pem"
+    link = CloudLink(replace(core_settings(cloud), cert_path=missing))
+    link.start()
+    try:
+        assert wait_until(lambda: caplog.text.count(f"a certificate file is missing: {missing}") >= 2, 20)
+        assert link.state == "connecting"
+    finally:
+        link.stop()
+
+
+def test_a_refused_connack_is_named_with_its_return_code(cloud, tmp_path, caplog):
+    caplog.set_level(logging.ERROR, logger="simcore.cloud.link")
+    broker = AnonymousRefusingBroker(cloud.broker.tls, tmp_path / "refusing")
+    broker.start()
+    try:
+        link = CloudLink(core_settings(cloud, port=broker.port))
+        assert failure_logged(link, caplog, "refused the MQTT connection as 'RainCore': CONNACK 5: not authorized")
+    finally:
+        broker.stop()
+
+
+def test_the_handshake_check_reads_a_tls13_refusal_and_accepts_a_good_certificate(cloud, tmp_path):
+    stranger = LocalCA(tmp_path / "other-ca").issue_thing("RainCore")
+    refused = tls_handshake_failure(core_settings(cloud, cert_path=stranger.cert_path, key_path=stranger.key_path))
+    assert refused is not None and "UNKNOWN_CA" in str(refused)
+    assert tls_handshake_failure(core_settings(cloud)) is None
