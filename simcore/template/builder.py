@@ -285,39 +285,25 @@ def _cores(version: _Version) -> tuple[Core, ...]:
             f"a core definition version holds exactly one core, this one holds {len(entries)}",
             location=child_path(version.path, "Cores"),
         )
-    cores = []
-    for entry, path in entries:
-        thing_arn = _required(entry, "ThingArn", path)
-        certificate_arn = _required(entry, "CertificateArn", path)
-        _check_certificate_arn(certificate_arn, child_path(path, "CertificateArn"))
-        cores.append(
-            Core(
-                id=entry["Id"],
-                thing_name=_thing_name(thing_arn, child_path(path, "ThingArn")),
-                thing_arn=thing_arn,
-                certificate_arn=certificate_arn,
-                sync_shadow=_bool(entry.get("SyncShadow", False), child_path(path, "SyncShadow")),
-            )
-        )
-    return tuple(cores)
+    return tuple(Core(**_thing_entry(entry, path)) for entry, path in entries)
 
 
 def _devices(version: _Version) -> tuple[Device, ...]:
-    devices = []
-    for entry, path in _entries(version, "Devices"):
-        thing_arn = _required(entry, "ThingArn", path)
-        certificate_arn = _required(entry, "CertificateArn", path)
-        _check_certificate_arn(certificate_arn, child_path(path, "CertificateArn"))
-        devices.append(
-            Device(
-                id=entry["Id"],
-                thing_name=_thing_name(thing_arn, child_path(path, "ThingArn")),
-                thing_arn=thing_arn,
-                certificate_arn=certificate_arn,
-                sync_shadow=_bool(entry.get("SyncShadow", False), child_path(path, "SyncShadow")),
-            )
-        )
-    return tuple(devices)
+    return tuple(Device(**_thing_entry(entry, path)) for entry, path in _entries(version, "Devices"))
+
+
+def _thing_entry(entry: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """The fields of a core or device entry (the two have the same ones), their ARNs checked."""
+    thing_arn = _required(entry, "ThingArn", path)
+    certificate_arn = _required(entry, "CertificateArn", path)
+    _check_certificate_arn(certificate_arn, child_path(path, "CertificateArn"))
+    return {
+        "id": entry["Id"],
+        "thing_name": _thing_name(thing_arn, child_path(path, "ThingArn")),
+        "thing_arn": thing_arn,
+        "certificate_arn": certificate_arn,
+        "sync_shadow": _bool(entry.get("SyncShadow", False), child_path(path, "SyncShadow")),
+    }
 
 
 def _owner(setting: Any, path: str) -> tuple[str | None, str | None]:
