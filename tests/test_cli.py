@@ -55,6 +55,11 @@ def test_status_without_a_running_core_exits_4(tmp_path, capsys):
     assert "no core is running" in capsys.readouterr().err
 
 
+def test_a_system_log_name_that_leaves_the_log_tree_is_refused(tmp_path, capsys):
+    assert main(["logs", "--system", "../../etc/passwd", "--root", str(tmp_path)]) == 3
+    assert "not usable as a log file name component" in capsys.readouterr().err
+
+
 def test_a_bad_param_flag_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         main(["deploy", str(CLI_GROUP), "--param", "NoEqualsSign", "--root", str(tmp_path)])

@@ -21,8 +21,7 @@ from simcore.cloud.settings import CloudConfigError, load_settings
 from simcore.cloud.spooler import FileSpooler, MemorySpooler
 from simcore.cloud.sync import ShadowSync
 from simcore.core_config import core_config, write_core_config
-from simcore.shadow.engine import ShadowEngine
-from simcore.shadow.service import ShadowService
+from simcore.shadow.service import ShadowService, open_shadow_service
 
 OUTPUT_TOPIC = "rain/RainCore/inference/output"
 SHADOW_UPDATE = "$aws/things/RainCore/shadow/update"
@@ -178,8 +177,8 @@ def test_broker_outage_under_10_readings_per_second_loses_nothing(cloud, tmp_pat
     gate = TcpGate(cloud.port)
     spooler = MemorySpooler() if storage == "memory" else FileSpooler(tmp_path / "spool.db")
     link = CloudLink(core_settings(cloud, port=gate.port, keep_alive_s=5), spooler)
-    local_engine = ShadowEngine()
-    local_shadows = ShadowService(local_engine)
+    local_shadows = open_shadow_service()
+    local_engine = local_shadows.engine
     sync = ShadowSync(link, local_engine, ["RainCore"],
                       local_request=lambda topic, payload: local_shadows.handle(topic, payload).response)
     local_shadows.listeners.append(sync.on_local_change)

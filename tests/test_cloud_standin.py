@@ -15,8 +15,7 @@ from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import thing_name_from_arn
 from simcore.cloud.standin import cloud_shadow_get, cloud_shadow_update, start_cloud, watch
 from simcore.errors import ShadowError
-from simcore.shadow.engine import ShadowEngine
-from simcore.shadow.service import ShadowService
+from simcore.shadow.service import open_shadow_service
 
 THING = "RainCore"
 
@@ -44,11 +43,11 @@ def test_start_cloud_writes_a_v1_core_config_pointing_at_the_stand_in(cloud):
 
 
 def test_a_restarted_stand_in_keeps_its_ca_and_the_core_certificate(tmp_path):
-    first = start_cloud(tmp_path, shadow_service=ShadowService(ShadowEngine()), thing_name=THING)
+    first = start_cloud(tmp_path, shadow_service=open_shadow_service(), thing_name=THING)
     ca_pem = first.ca.ca_path.read_bytes()
     cert_path = json.loads(first.config_path.read_text())["coreThing"]["certPath"]
     first.stop()
-    second = start_cloud(tmp_path, shadow_service=ShadowService(ShadowEngine()), thing_name=THING)
+    second = start_cloud(tmp_path, shadow_service=open_shadow_service(), thing_name=THING)
     try:
         assert second.ca.ca_path.read_bytes() == ca_pem
         assert json.loads(second.config_path.read_text())["coreThing"]["certPath"] == cert_path
@@ -168,7 +167,7 @@ def test_watch_prints_matching_messages_as_they_arrive(cloud):
 
 
 def test_the_amqtt_fallback_serves_mutual_tls_and_refuses_strangers(tmp_path):
-    cloud = start_cloud(tmp_path / "cloud", shadow_service=ShadowService(ShadowEngine()), thing_name=THING,
+    cloud = start_cloud(tmp_path / "cloud", shadow_service=open_shadow_service(), thing_name=THING,
                         prefer_broker="amqtt")
     try:
         assert cloud.broker.kind == "amqtt"

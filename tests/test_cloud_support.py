@@ -20,7 +20,7 @@ from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import LinkSettings
 from simcore.cloud.standin import RunningCloud, start_cloud
 from simcore.shadow.engine import ShadowEngine
-from simcore.shadow.service import ShadowService
+from simcore.shadow.service import open_shadow_service
 
 FAST_BACKOFF = {"backoff_base_s": 0.2, "backoff_max_s": 1.0, "connect_timeout_s": 5.0}
 
@@ -37,8 +37,8 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0, interval_
 
 def start_test_cloud(state_dir: Path, thing: str = "RainCore") -> tuple[RunningCloud, ShadowEngine]:
     """A stand-in cloud on a free port with an in-memory cloud shadow engine."""
-    engine = ShadowEngine()
-    return start_cloud(state_dir, 0, shadow_service=ShadowService(engine), thing_name=thing), engine
+    service = open_shadow_service()
+    return start_cloud(state_dir, 0, shadow_service=service, thing_name=thing), service.engine
 
 
 class TcpGate:

@@ -14,7 +14,7 @@ from simcore.cloud.sync import MISSING, ShadowSync, merge_states, merge_three_wa
 from simcore.errors import ShadowError
 from simcore.group import Core, Device, Group
 from simcore.shadow.engine import ShadowEngine
-from simcore.shadow.service import ShadowService
+from simcore.shadow.service import open_shadow_service
 
 THING = "RainCore"
 UPDATE = f"$aws/things/{THING}/shadow/update"
@@ -32,8 +32,8 @@ def _state(engine: ShadowEngine) -> dict:
 def synced(tmp_path):
     cloud, cloud_engine = start_test_cloud(tmp_path / "cloud", THING)
     gate = TcpGate(cloud.port)
-    local_engine = ShadowEngine()
-    local_service = ShadowService(local_engine)
+    local_service = open_shadow_service()
+    local_engine = local_service.engine
     local_publications: list[str] = []
 
     def local_request(topic: str, payload: bytes) -> bytes:
@@ -150,6 +150,14 @@ def test_state_patch_turns_current_into_target_with_nulls_for_removed_keys():
     target = {"a": 1, "b": {"c": 2}, "e": [1, 2, 3], "f": True}
     assert state_patch(current, target) == {"b": {"d": None}, "e": [1, 2, 3], "f": True}
     assert state_patch({"n": 1}, {"n": True}) == {"n": True}  # JSON true is not 1
+
+
+def test_sync_compares_values_as_the_delta_does_a_number_by_value_a_boolean_by_type():
+    # The shadow's delta sees no difference between 1 and 1.0 (json_equal); neither does the sync.
+    assert state_patch({"n": 1, "m": 2.5}, {"n": 1.0, "m": 2.5}) == {}
+    assert merge_three_way(1.0, 2, 1, "local") == 2  # local's 1.0 is the base's 1: only the cloud changed
+    assert merge_three_way(True, 2, 1, "cloud") == 2  # both changed (true is not 1): the owner wins
+    assert merge_three_way(True, 2, 1, "local") is True
 
 
 def test_synced_things_are_the_core_and_devices_with_sync_shadow():

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from simcore.core.logs import LogLayout, LogWriter, format_line, logging_handler, normalize_level
+from simcore.group import Function
 
 LINE = re.compile(r"^\[(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)\]\[([A-Z]+)\]-([^:]+):(\d+),(.*)$", re.S)
 
@@ -42,6 +43,15 @@ def test_layout_paths(tmp_path: Path) -> None:
         tmp_path / "var/log/user/us-east-1/aws/CloudWatchMetrics.log"
     )
     assert layout.system_log("GGShadowService") == tmp_path / "var/log/system/GGShadowService.log"
+
+
+def test_a_lambdas_log_is_placed_by_the_region_and_account_of_its_arn(tmp_path: Path) -> None:
+    layout = LogLayout(tmp_path)
+    qualified = Function(id="f", arn="arn:aws:lambda:eu-west-1:210987654321:function:rain-inference:live",
+                         name="rain-inference", code_dir=tmp_path, handler="h.h", runtime="python3.8")
+    assert layout.lambda_log(qualified) == layout.function_log("eu-west-1", "210987654321", "rain-inference")
+    bare = Function(id="f", arn="f", name="f", code_dir=tmp_path, handler="h.h", runtime="python3.8")
+    assert layout.lambda_log(bare) == tmp_path / "var/log/user/local/local/f.log"
 
 
 @pytest.mark.parametrize("bad", ["", "..", "a/b", "x\0y"])

@@ -10,8 +10,7 @@ from simcore.core.router import ALL_OR_ERROR, BEST_EFFORT, Router
 from simcore.core.work_queue import WorkItem, WorkQueue
 from simcore.errors import QueueFullError
 from simcore.group import CLOUD, SHADOW_SERVICE, Subscription
-from simcore.shadow.engine import ShadowEngine
-from simcore.shadow.service import ShadowService
+from simcore.shadow.service import open_shadow_service
 
 A = "arn:aws:lambda:us-east-1:123456789012:function:a:live"
 B = "arn:aws:lambda:us-east-1:123456789012:function:b:live"
@@ -109,7 +108,7 @@ def test_known_connector_gets_the_message_and_unknown_one_is_named_and_counted()
 
 def test_shadow_target_updates_the_shadow_and_routes_its_outcome_topics():
     cloud = Cloud()
-    shadow = ShadowService(ShadowEngine(None))
+    shadow = open_shadow_service()
     router, queue = make_router(
         [
             (CLOUD, "$aws/things/t1/shadow/update", SHADOW_SERVICE),

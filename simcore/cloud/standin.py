@@ -28,7 +28,7 @@ from simcore.cloud.settings import LinkSettings, load_settings
 from simcore.cloud.shadow_service import CloudShadowService
 from simcore.core_config import core_config, write_core_config
 from simcore.errors import ShadowError
-from simcore.shadow.service import ShadowHandler
+from simcore.shadow.service import ShadowHandler, open_shadow_service
 
 DEFAULT_THING = "RainEdgeCore"
 DEFAULT_REGION = "us-east-1"
@@ -77,9 +77,9 @@ def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler
                 account_id: str = DEFAULT_ACCOUNT, prefer_broker: str = "mosquitto") -> RunningCloud:
     """Start the stand-in cloud in `state_dir` on 127.0.0.1:`port` (0: a free port).
 
-    `shadow_service` answers the shadow topics: pass `ShadowService(ShadowEngine(db_path=...))` (the
-    cloud package does not import the shadow modules itself). A CA made by an earlier run is reused; the
-    core thing's certificate too, when the config.json of that run names existing files.
+    `shadow_service` answers the shadow topics (`simcore.shadow.service.open_shadow_service(path)`, as
+    `start_standin` does, or a test's own). A CA made by an earlier run is reused; the core thing's
+    certificate too, when the config.json of that run names existing files.
     """
     state_dir = Path(state_dir)
     certs_dir = state_dir / "certs"
@@ -219,11 +219,7 @@ def cloud_shadow_update(config_path: Path, thing: str, document: dict | str, *,
     return _shadow_request(config_path, thing, "update", body, certs_dir, timeout_s)
 
 
-def start_standin(state_dir: Path, port: int, thing_name: str):
+def start_standin(state_dir: Path, port: int, thing_name: str) -> RunningCloud:
     """Start the stand-in cloud with its own SQLite-backed shadow engine; returns the RunningCloud."""
-    from simcore.shadow.engine import ShadowEngine
-    from simcore.shadow.service import ShadowService
-
-    state_dir.mkdir(parents=True, exist_ok=True)
-    shadows = ShadowService(ShadowEngine(state_dir / "cloud-shadows.sqlite"))
+    shadows = open_shadow_service(Path(state_dir) / "cloud-shadows.sqlite")
     return start_cloud(state_dir, port, shadow_service=shadows, thing_name=thing_name)

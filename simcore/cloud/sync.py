@@ -8,7 +8,9 @@ sync remembers, per thing, the local and cloud versions and the state it last le
 - a field changed on one side only since the last sync takes that side's value (deletions included);
 - a field changed on both sides takes the value of the side that owns its section: `reported` is owned
   by the device (local wins), `desired` by the cloud (cloud wins);
-- objects are merged key by key; arrays and scalars are replaced whole.
+- objects are merged key by key; arrays and scalars are replaced whole;
+- "changed" is JSON equality as the shadow's delta uses it (`simcore.shadow.engine.json_equal`): `1` is `1.0`,
+  `true` is not `1`.
 
 The merged state is then written to whichever side differs from it, each write conditioned on the
 version just read (a concurrent edit gives 409 and the sync runs again), so both sides converge.
@@ -34,6 +36,8 @@ from typing import Any
 
 from simcore.errors import ShadowError, SimcoreError
 from simcore.group import Group
+from simcore.shadow.engine import json_equal
+from simcore.shadow.service import ShadowService
 
 DEFAULT_SYNC_TIMEOUT_S = 5.0
 RETRY_DELAY_S = 1.0
@@ -63,9 +67,10 @@ class SyncConflict(SimcoreError):
 # -- the merge rule ------------------------------------------------------------------------------------
 
 def _same(left: Any, right: Any) -> bool:
+    """Equal JSON values (the delta's rule), where MISSING (no such node) equals only itself."""
     if left is MISSING or right is MISSING:
         return left is right
-    return json.dumps(left, sort_keys=True) == json.dumps(right, sort_keys=True)
+    return json_equal(left, right)
 
 
 def merge_three_way(local: Any, cloud: Any, base: Any, owner: str) -> Any:
@@ -128,6 +133,11 @@ def synced_things(group: Group) -> list[str]:
     """The things whose shadows sync: the core and every device with `SyncShadow` true, in group order."""
     things = [core.thing_name for core in group.cores if core.sync_shadow]
     return things + [device.thing_name for device in group.devices if device.sync_shadow]
+
+
+def _unpublished(service: ShadowService) -> LocalRequest:
+    """A local request served by `service`, its outcome topics dropped (there is no router to route them)."""
+    return lambda topic, payload: service.handle(topic, payload).response
 
 
 # -- what the sync remembers ---------------------------------------------------------------------------
@@ -205,8 +215,8 @@ class ShadowSync:
 
     `engine` is the local ShadowEngine (read with `get`); `local_request(topic, payload) -> response bytes`
     applies a change locally through the shadow service, so Lambdas see the delta/documents it publishes
-    (default: straight into the engine). `link` is the CloudLink. Register `on_local_change` as a
-    ShadowService listener. Call `start()` after building, `stop()` at shutdown.
+    (default: a `ShadowService` on `engine` whose outcome topics go nowhere). `link` is the CloudLink.
+    Register `on_local_change` as a ShadowService listener. Call `start()` after building, `stop()` at shutdown.
     """
 
     def __init__(self, link, engine, things: Iterable[str], *, local_request: LocalRequest | None = None,
@@ -216,7 +226,7 @@ class ShadowSync:
         self.things = list(dict.fromkeys(things))
         self.timeout_s = timeout_s
         self.store = store or SyncStore()
-        self.local_request = local_request or self._engine_request
+        self.local_request = local_request or _unpublished(ShadowService(engine))
         self.stats = SyncStats()
         self._condition = threading.Condition()
         self._dirty: dict[str, None] = {}  # ordered set of things waiting for a sync
@@ -315,17 +325,6 @@ class ShadowSync:
                 self._waiters.pop(token, None)
 
     # -- local side --------------------------------------------------------------------------------
-
-    def _engine_request(self, topic: str, payload: bytes) -> bytes:
-        thing, operation = topic.split("/")[2], topic.split("/")[4]
-        try:
-            if operation == "delete":
-                result = self.engine.delete_with_result(thing, payload)
-            else:
-                result = self.engine.update(thing, payload)
-        except ShadowError as error:
-            return json.dumps(error.to_document(self.engine.timestamp())).encode()
-        return json.dumps(result.accepted).encode()
 
     def _local_get(self, thing: str) -> dict | None:
         try:

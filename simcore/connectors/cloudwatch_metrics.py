@@ -34,7 +34,6 @@ from simcore.group import Connector
 
 log = logging.getLogger(__name__)
 
-INPUT_TOPIC = "cloudwatch/metric/put"
 STATUS_TOPIC = "cloudwatch/metric/put/status"
 BATCH_SIZE = 20
 MAX_DIMENSIONS = 10

@@ -25,7 +25,7 @@ from simcore.core.secrets import SecretStore
 from simcore.core.work_queue import DEFAULT_MAX_WORK_ITEMS, WorkQueue
 from simcore.core.workers import WorkerManager, WorkerSettings
 from simcore.group import CLOUD, Group
-from simcore.shadow.service import ShadowHandler
+from simcore.shadow.service import ShadowHandler, ShadowOutcome, ShadowService, handle_and_publish, open_shadow_service
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +41,15 @@ class _SerialShadow:
         self.service = service
         self._lock = threading.Lock()
 
-    def handle(self, topic: str, payload: bytes) -> Any:
+    def handle(self, topic: str, payload: bytes) -> ShadowOutcome:
+        """Serve one request while no other thread is in the service."""
         with self._lock:
             return self.service.handle(topic, payload)
 
 
-def default_shadow_service(runtime_root: Path) -> ShadowHandler:
-    """`simcore.shadow.service.ShadowService` over a SQLite engine in `<runtime_root>/var/shadows.sqlite`."""
-    from simcore.shadow.engine import ShadowEngine
-    from simcore.shadow.service import ShadowService
-
-    database = Path(runtime_root) / "var" / "shadows.sqlite"
-    database.parent.mkdir(parents=True, exist_ok=True)
-    return ShadowService(ShadowEngine(database))
+def default_shadow_service(runtime_root: Path) -> ShadowService:
+    """The core's shadow service: a SQLite engine in `<runtime_root>/var/shadows.sqlite`."""
+    return open_shadow_service(Path(runtime_root) / "var" / "shadows.sqlite")
 
 
 class Core:
@@ -182,6 +178,11 @@ class Core:
     def set_cloud(self, cloud: CloudPort | None) -> None:
         """Attach the cloud link: messages to `cloud` go to its `publish(topic, payload)`."""
         self.router.set_cloud(cloud)
+
+    def shadow_request(self, topic: str, payload: bytes) -> bytes:
+        """Serve a shadow request as a Lambda's call to GGShadowService is served: its outcome topics are routed
+        from `GGShadowService`; returns the response (the accepted document, or the error JSON)."""
+        return handle_and_publish(self.shadow_service, topic, payload, self.router.publish_shadow_outcome)
 
     def issue_token(self, function_arn: str) -> str:
         """A token that lets an in-process client call IPC as `function_arn` (tests, benchmarks, tools)."""

@@ -41,8 +41,6 @@ DEFAULT_LEVEL = "INFO"
 DEFAULT_SPACE_KB = 128
 DEFAULT_SEGMENTS = 4
 
-SYSTEM_LOGS = ("runtime", "GGShadowService", "GGShadowSyncManager", "crash")
-
 
 class LogLayout:
     """Where each log lives under a deployment root."""
@@ -54,6 +52,12 @@ class LogLayout:
     def function_log(self, region: str, account: str, name: str) -> Path:
         """A user Lambda's log: `var/log/user/<region>/<account>/<name>.log`."""
         return self.log_dir / "user" / _segment(region) / _segment(account) / f"{_segment(name)}.log"
+
+    def lambda_log(self, function: Function) -> Path:
+        """`function`'s log: region and account from its ARN (`local` for an ARN without them), its name."""
+        parts = function.arn.split(":")
+        region, account = (parts[3], parts[4]) if len(parts) > 6 else ("local", "local")
+        return self.function_log(region or "local", account or "local", function.name)
 
     def connector_log(self, region: str, name: str) -> Path:
         """A connector's log: `var/log/user/<region>/aws/<name>.log`."""
@@ -302,10 +306,7 @@ class LogSinks:
 
     def function_log(self, function: Function) -> LogWriter:
         """The writer of `user/<region>/<account>/<name>.log` for `function`."""
-        parts = function.arn.split(":")
-        region, account = (parts[3], parts[4]) if len(parts) > 6 else ("local", "local")
-        path = self.layout.function_log(region or "local", account or "local", function.name)
-        return self._writer(path, self._lambda.level, self._lambda.space_kb)
+        return self._writer(self.layout.lambda_log(function), self._lambda.level, self._lambda.space_kb)
 
     def system_log(self, name: str = "runtime") -> LogWriter:
         """The writer of `system/<name>.log`."""

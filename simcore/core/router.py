@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from simcore.core.work_queue import WorkItem, WorkQueue, routed_client_context
 from simcore.errors import QueueFullError, RoutingError
 from simcore.group import CLOUD, SHADOW_SERVICE, Subscription
-from simcore.shadow.service import ShadowHandler
+from simcore.shadow.service import ShadowHandler, handle_and_publish
 from simcore.topics import topic_matches, validate_filter, validate_topic
 
 log = logging.getLogger(__name__)
@@ -94,10 +94,6 @@ class Router:
     def set_cloud(self, cloud: CloudPort | None) -> None:
         """Attach (or detach) the cloud link."""
         self.cloud = cloud
-
-    def set_shadow_service(self, shadow_service: ShadowHandler | None) -> None:
-        """Attach the shadow service that `GGShadowService` targets reach."""
-        self.shadow_service = shadow_service
 
     def targets(self, source: str, topic: str) -> list[str]:
         """Targets of every subscription matching `source` and `topic`, in table order, each once."""
@@ -195,10 +191,7 @@ class Router:
                 if self.shadow_service is None:
                     self._count_undeliverable(target, outcome, "no shadow service")
                     return
-                shadow_outcome = self.shadow_service.handle(topic, payload)
-                self._count_delivered([target], outcome)
-                self.publish_all(SHADOW_SERVICE, getattr(shadow_outcome, "publications", ()))
-                return
+                handle_and_publish(self.shadow_service, topic, payload, self.publish_shadow_outcome)
             elif self.connectors is not None and self.connectors.has(target):
                 self.connectors.deliver(target, topic, payload)
             else:
@@ -211,10 +204,9 @@ class Router:
             return
         self._count_delivered([target], outcome)
 
-    def publish_all(self, source: str, publications: Iterable[tuple[str, bytes]]) -> None:
-        """Route each (topic, payload) from `source` best-effort (the shadow service's outcome topics)."""
-        for topic, payload in publications:
-            self.route(source, topic, payload, BEST_EFFORT)
+    def publish_shadow_outcome(self, topic: str, payload: bytes) -> None:
+        """Route one of the shadow service's outcome topics from `GGShadowService`, best-effort."""
+        self.route(SHADOW_SERVICE, topic, payload, BEST_EFFORT)
 
     def counters(self) -> dict[str, Any]:
         """A snapshot: routed, dropped_unmatched, dropped_queue_full, undeliverable, queued, per_target."""

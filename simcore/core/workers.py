@@ -499,11 +499,6 @@ class WorkerManager:
                 }
             return {"functions": functions, "poison_messages": [vars(p) for p in self.poison_messages]}
 
-    def workers_of(self, function_arn: str) -> list[Worker]:
-        """The live workers of a function."""
-        with self._lock:
-            return list(self.pools[function_arn].live())
-
     def _system(self, message: str, level: str) -> None:
         line = self.log_sinks.line(level, "workers.py", sys._getframe(1).f_lineno, message)
         self.log_sinks.system_log("runtime").write_line(line)

@@ -82,11 +82,6 @@ class Deployment:
     warnings: tuple[str, ...] = ()
     created_at: str = ""
 
-    @property
-    def log_dir(self) -> Path:
-        """Where the core's logs go (`var/log` under the root)."""
-        return self.root / "var" / "log"
-
 
 # -- Group <-> JSON ---------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from simcore.deploy import aws
 from simcore.errors import DeployError
 from simcore.group import Resource
 
@@ -63,27 +64,6 @@ def fetch_model(
     )
 
 
-def _client(service: str, region: str, endpoint_url: str | None):
-    import boto3
-
-    return boto3.client(service, region_name=region, endpoint_url=endpoint_url or None)
-
-
-def _aws_error(resource_id: str, what: str, error: Exception) -> DeployError:
-    from botocore.exceptions import ClientError, NoCredentialsError
-
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        code = details.get("Code", "ClientError")
-        message = details.get("Message") or str(error)
-        return DeployError(f"resource {resource_id}: {what}: {code}: {message}", code=code)
-    if isinstance(error, NoCredentialsError):
-        return DeployError(
-            f"resource {resource_id}: {what}: no AWS credentials found (set AWS_PROFILE or keys)"
-        )
-    return DeployError(f"resource {resource_id}: {what}: {error}")
-
-
 def download_s3(
     uri: str,
     target: Path,
@@ -94,31 +74,25 @@ def download_s3(
     max_bytes: int,
 ) -> Path:
     """Download `s3://bucket/key` to `target`, refusing objects above `max_bytes`."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     parsed = urlparse(uri)
     bucket, key = parsed.netloc, unquote(parsed.path.lstrip("/"))
     if not bucket or not key:
         raise DeployError(f"resource {resource_id}: {uri!r} is not an s3://bucket/key URI")
-    client = _client("s3", region, endpoint_url)
-    try:
-        head = client.head_object(Bucket=bucket, Key=key)
+    s3 = aws.client("s3", region, endpoint_url)
+    with aws.aws_call(f"resource {resource_id}: cannot fetch {uri}", permission="s3:GetObject"):
+        head = s3.head_object(Bucket=bucket, Key=key)
         if head["ContentLength"] > max_bytes:
             raise DeployError(
                 f"resource {resource_id}: {uri} is {head['ContentLength']} bytes, "
                 f"above the {max_bytes}-byte limit"
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(bucket, key, str(target))
-    except (ClientError, BotoCoreError) as error:
-        raise _aws_error(resource_id, f"cannot fetch {uri}", error) from None
+        s3.download_file(bucket, key, str(target))
     return target
 
 
 def sagemaker_model_uri(resource: Resource, default_region: str) -> str:
     """The S3 URI of the model a completed SageMaker training job produced."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     match = SAGEMAKER_JOB_ARN.fullmatch(resource.source)
     if not match:
         raise DeployError(
@@ -126,11 +100,10 @@ def sagemaker_model_uri(resource: Resource, default_region: str) -> str:
             "(arn:aws:sagemaker:<region>:<account>:training-job/<name>)"
         )
     region, _, job_name = match.groups()
-    client = _client("sagemaker", region or default_region, None)
-    try:
-        job = client.describe_training_job(TrainingJobName=job_name)
-    except (ClientError, BotoCoreError) as error:
-        raise _aws_error(resource.id, f"cannot describe training job {job_name}", error) from None
+    sagemaker = aws.client("sagemaker", region or default_region)
+    with aws.aws_call(f"resource {resource.id}: cannot describe training job {job_name}",
+                      permission="sagemaker:DescribeTrainingJob"):
+        job = sagemaker.describe_training_job(TrainingJobName=job_name)
     status = job.get("TrainingJobStatus")
     artifact = (job.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     if status != "Completed" or not artifact:

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from simcore.deploy import aws
 from simcore.errors import DeployError
 from simcore.group import Group, Resource
 
@@ -48,13 +49,16 @@ _ARN_SUFFIX = re.compile(r"-[A-Za-z0-9]{6}$")
 # The managed policy AWSGreengrassResourceAccessRolePolicy lets the group role read only these secrets.
 _GREENGRASS_NAME_PREFIX = "greengrass-"
 
-_FETCH_HINTS = {
-    "ResourceNotFoundException": "check the secret ARN and that the staging label exists on a version",
-    "AccessDeniedException": "the credentials need secretsmanager:GetSecretValue on this secret "
-    "(and kms:Decrypt when it is encrypted with a customer managed key)",
-    "DecryptionFailure": "the credentials need kms:Decrypt on the secret's KMS key",
-}
 _LOCAL_FILE_HINT = f"or give the values in a local JSON file named by {SECRETS_FILE_ENV} (docs/secrets.md)"
+_FETCH_HINTS = {
+    code: f"{hint}, {_LOCAL_FILE_HINT}"
+    for code, hint in {
+        "ResourceNotFoundException": "check the secret ARN and that the staging label exists on a version",
+        "AccessDeniedException": "the credentials need secretsmanager:GetSecretValue on this secret "
+        "(and kms:Decrypt when it is encrypted with a customer managed key)",
+        "DecryptionFailure": "the credentials need kms:Decrypt on the secret's KMS key",
+    }.items()
+}
 
 
 def secret_resources(group: Group) -> list[Resource]:
@@ -121,7 +125,7 @@ def fetch_secrets(
             record = _record_from_file(resource, name, local_values, Path(secrets_file))
         else:
             if region not in clients:
-                clients[region] = _client(region, endpoint_url)
+                clients[region] = aws.client("secretsmanager", region, endpoint_url)
             record = _record_from_aws(resource, clients[region])
         path = dest_dir / f"{resource.id}.json"
         _write_private(path, record)
@@ -129,23 +133,18 @@ def fetch_secrets(
     return written
 
 
-def _client(region: str, endpoint_url: str | None) -> Any:
-    import boto3
-
-    return boto3.client("secretsmanager", region_name=region, endpoint_url=endpoint_url or None)
-
-
 def _record_from_aws(resource: Resource, client: Any) -> dict[str, Any]:
     """The stored record of one secret: each requested stage's version, fetched once per version."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     versions: dict[str, dict[str, Any]] = {}
     arn = name = None
     for stage in _stages(resource):
-        try:
+        with aws.aws_call(
+            f"secret resource {resource.id}: cannot fetch {resource.source} ({stage})",
+            permission="secretsmanager:GetSecretValue",
+            hints=_FETCH_HINTS,
+            fallback=_LOCAL_FILE_HINT,
+        ):
             answer = client.get_secret_value(SecretId=resource.source, VersionStage=stage)
-        except (ClientError, BotoCoreError) as error:
-            raise _fetch_error(resource, stage, error) from None
         arn, name = answer["ARN"], answer["Name"]
         binary = answer.get("SecretBinary")
         created = answer.get("CreatedDate")
@@ -169,26 +168,6 @@ def _record_from_aws(resource: Resource, client: Any) -> dict[str, Any]:
         "Source": "secretsmanager",
         "Versions": list(versions.values()),
     }
-
-
-def _fetch_error(resource: Resource, stage: str, error: Exception) -> DeployError:
-    from botocore.exceptions import ClientError, NoCredentialsError
-
-    what = f"secret resource {resource.id}: cannot fetch {resource.source} ({stage})"
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        code = details.get("Code", "ClientError")
-        message = details.get("Message") or str(error)
-        hint = _FETCH_HINTS.get(code)
-        suffix = f" ({hint}, {_LOCAL_FILE_HINT})" if hint else ""
-        return DeployError(f"{what}: {code}: {message}{suffix}", code=code)
-    if isinstance(error, NoCredentialsError):
-        return DeployError(
-            f"{what}: no AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY "
-            f"for an identity allowed secretsmanager:GetSecretValue, {_LOCAL_FILE_HINT}",
-            code="NoCredentialsError",
-        )
-    return DeployError(f"{what}: {error} ({_LOCAL_FILE_HINT})", code=type(error).__name__)
 
 
 def _read_secrets_file(path: Path) -> Mapping[str, Any]:

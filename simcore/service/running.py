@@ -16,16 +16,14 @@ from typing import Any
 
 from simcore.cloud.link import CloudLink
 from simcore.cloud.spooler import make_spooler
-from simcore.cloud.sync import ShadowSync
+from simcore.cloud.sync import ShadowSync, synced_things
 from simcore.connectors.registry import build_registry
-from simcore.core.assemble import Core
+from simcore.core.assemble import Core, default_shadow_service
 from simcore.core.secrets import secret_store_from_records
 from simcore.deploy.deployment import Deployment
 from simcore.deploy.secrets import read_stored_secrets
 from simcore.group import CLOUD
 from simcore.service.control import ControlServer
-from simcore.shadow.engine import ShadowEngine
-from simcore.shadow.service import ShadowService
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +50,9 @@ class RunningCore:
         self.options = options
         root = deployment.root
         (root / "var").mkdir(parents=True, exist_ok=True)
-        self.shadow_engine = ShadowEngine(root / "var" / "shadows.sqlite")
-        self.shadow_service = ShadowService(self.shadow_engine)
+        # The core's own default, built here because shadow sync and the control endpoint need it too.
+        self.shadow_service = default_shadow_service(root)
+        self.shadow_engine = self.shadow_service.engine
         self.connectors = build_registry(
             deployment.group, root, publish=self._connector_publish, cloud_available=options.cloud_config is not None
         )
@@ -93,15 +92,13 @@ class RunningCore:
         for subscription in self.deployment.group.subscriptions:
             if subscription.source == CLOUD:
                 self.link.subscribe(subscription.subject, self._from_cloud)
-        synced_things = [core.thing_name for core in self.deployment.group.cores if core.sync_shadow] + [
-            device.thing_name for device in self.deployment.group.devices if device.sync_shadow
-        ]
-        if synced_things:
+        things = synced_things(self.deployment.group)
+        if things:
             self.sync = ShadowSync(
                 self.link,
                 self.shadow_engine,
-                synced_things,
-                local_request=self._local_shadow_request,
+                things,
+                local_request=self.core.shadow_request,
                 timeout_s=options.shadow_sync_timeout_s,
             )
             self.shadow_service.listeners.append(self.sync.on_local_change)
@@ -115,13 +112,6 @@ class RunningCore:
             self.core.publish(topic, payload, source=CLOUD)
         except Exception as error:  # one bad inbound message must not stop the link's thread
             log.warning("inbound cloud message on %s not routed: %s", topic, error)
-
-    def _local_shadow_request(self, topic: str, payload: bytes) -> bytes:
-        """Apply a cloud-side change locally through the shadow service, so Lambdas see delta/documents."""
-        outcome = self.core.shadow_service.handle(topic, payload)
-        for publication_topic, publication in outcome.publications:
-            self.core.publish(publication_topic, publication, source="GGShadowService")
-        return outcome.response
 
     def start(self) -> None:
         """Start the core (pinned Lambdas start now), the cloud link and sync, then the control endpoint."""
@@ -165,7 +155,7 @@ class RunningCore:
         if operation not in ("get", "update", "delete"):
             raise ValueError(f"unknown shadow operation {operation!r}: use get, update or delete")
         payload = arguments.get("payload", "").encode()
-        response = self._local_shadow_request(f"$aws/things/{thing}/shadow/{operation}", payload)
+        response = self.core.shadow_request(f"$aws/things/{thing}/shadow/{operation}", payload)
         return json.loads(response)
 
     def _stop_command(self, _arguments: dict[str, Any]) -> str:

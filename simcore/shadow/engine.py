@@ -505,7 +505,10 @@ def _delta_metadata(delta: dict, desired_metadata: dict) -> dict:
 
 
 def json_equal(left: Any, right: Any) -> bool:
-    """Equality of JSON values: numbers by value (1 == 1.0), but `true` is not `1` as Python's == says."""
+    """Equality of JSON values: numbers by value (1 == 1.0), but `true` is not `1` as Python's == says.
+
+    The one rule for the delta and for shadow sync (`simcore.cloud.sync`); docs/shadow.md, "Equality".
+    """
     if isinstance(left, bool) or isinstance(right, bool):
         return type(left) is type(right) and left == right
     if isinstance(left, (int, float)) and isinstance(right, (int, float)):

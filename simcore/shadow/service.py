@@ -2,9 +2,11 @@
 
 A thin adapter over `simcore.shadow.engine.ShadowEngine` (moto's `responses.py` to its `models.py`): it reads the
 thing and the operation from `$aws/things/<thing>/shadow/{get,update,delete}`, calls the engine, and turns
-the answer into bytes. It publishes nothing itself: the caller (the IPC server, or the local cloud) routes
-`ShadowOutcome.publications` with source `GGShadowService`. Errors come back as a normal result whose JSON
-body is `{code, message, timestamp[, clientToken]}`, which is what greengrasssdk's shadow client expects.
+the answer into bytes. It publishes nothing itself: `handle_and_publish` serves a request and hands each of
+`ShadowOutcome.publications` to the caller's publish (the core's router, as `GGShadowService`, or the stand-in
+cloud's MQTT link). Errors come back as a normal result whose JSON body is
+`{code, message, timestamp[, clientToken]}`, which is what greengrasssdk's shadow client expects.
+`open_shadow_service(path)` is the one place that wires an engine on a SQLite file to a service.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from simcore.errors import ShadowError
@@ -21,11 +24,11 @@ from simcore.shadow.engine import THING_NAME_PATTERN, ShadowEngine, UpdateResult
 log = logging.getLogger(__name__)
 
 SHADOW_TOPIC_PREFIX = "$aws/things/"
-OPERATIONS = ("get", "update", "delete")
 _OPERATION_TOPIC = re.compile(r"\$aws/things/([^/]+)/shadow/(get|update|delete)")
 _NAMED_SHADOW_TOPIC = re.compile(r"\$aws/things/[^/]+/shadow/name/.*")
 
 ShadowListener = Callable[[str, UpdateResult], None]
+Publish = Callable[[str, bytes], None]
 
 
 class ShadowTopicError(ShadowError):
@@ -79,6 +82,18 @@ class ShadowHandler(Protocol):
     def handle(self, topic: str, payload: bytes) -> ShadowOutcome:
         """Serve one request; the outcome holds the response and the topics to publish."""
         ...
+
+
+def handle_and_publish(handler: ShadowHandler, topic: str, payload: bytes, publish: Publish) -> bytes:
+    """Serve one request, hand each outcome topic to `publish(topic, payload)` in order; the response.
+
+    Every transport does exactly this (the router's `GGShadowService` target, the IPC invoke, a change the
+    cloud asks for, the stand-in cloud's MQTT service), so the order of the outcome topics is the same everywhere.
+    """
+    outcome = handler.handle(topic, payload)
+    for publication_topic, publication in outcome.publications:
+        publish(publication_topic, publication)
+    return outcome.response
 
 
 class ShadowService:
@@ -135,3 +150,13 @@ def _update_publications(request: ShadowRequestTopic, result: UpdateResult) -> l
     if result.delta is not None:
         publications.append((request.reply_topic("delta"), result.delta))
     return publications
+
+
+def open_shadow_service(database: str | Path | None = None) -> ShadowService:
+    """A `ShadowService` over a `ShadowEngine` stored in the SQLite file `database` (its folder is made).
+
+    None keeps the shadows in memory only. The engine is `service.engine`.
+    """
+    if database is not None:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    return ShadowService(ShadowEngine(database))

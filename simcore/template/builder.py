@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from simcore.errors import TemplateError
+from simcore.errors import SimcoreError, TemplateError
 from simcore.group import (
     CLOUD,
     SHADOW_SERVICE,
@@ -43,6 +43,7 @@ from simcore.group import (
 from simcore.template.intrinsics import child_path
 from simcore.template.physical_ids import LAMBDA_TYPES, definition_kind, lambda_name_from_arn
 from simcore.template.resolved import ResolvedTemplate
+from simcore.topics import MAX_TOPIC_BYTES, validate_filter
 
 ENTRY_ID = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 THING_ARN = re.compile(r"arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:thing/([a-zA-Z0-9:_-]{1,128})")
@@ -284,39 +285,25 @@ def _cores(version: _Version) -> tuple[Core, ...]:
             f"a core definition version holds exactly one core, this one holds {len(entries)}",
             location=child_path(version.path, "Cores"),
         )
-    cores = []
-    for entry, path in entries:
-        thing_arn = _required(entry, "ThingArn", path)
-        certificate_arn = _required(entry, "CertificateArn", path)
-        _check_certificate_arn(certificate_arn, child_path(path, "CertificateArn"))
-        cores.append(
-            Core(
-                id=entry["Id"],
-                thing_name=_thing_name(thing_arn, child_path(path, "ThingArn")),
-                thing_arn=thing_arn,
-                certificate_arn=certificate_arn,
-                sync_shadow=_bool(entry.get("SyncShadow", False), child_path(path, "SyncShadow")),
-            )
-        )
-    return tuple(cores)
+    return tuple(Core(**_thing_entry(entry, path)) for entry, path in entries)
 
 
 def _devices(version: _Version) -> tuple[Device, ...]:
-    devices = []
-    for entry, path in _entries(version, "Devices"):
-        thing_arn = _required(entry, "ThingArn", path)
-        certificate_arn = _required(entry, "CertificateArn", path)
-        _check_certificate_arn(certificate_arn, child_path(path, "CertificateArn"))
-        devices.append(
-            Device(
-                id=entry["Id"],
-                thing_name=_thing_name(thing_arn, child_path(path, "ThingArn")),
-                thing_arn=thing_arn,
-                certificate_arn=certificate_arn,
-                sync_shadow=_bool(entry.get("SyncShadow", False), child_path(path, "SyncShadow")),
-            )
-        )
-    return tuple(devices)
+    return tuple(Device(**_thing_entry(entry, path)) for entry, path in _entries(version, "Devices"))
+
+
+def _thing_entry(entry: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """The fields of a core or device entry (the two have the same ones), their ARNs checked."""
+    thing_arn = _required(entry, "ThingArn", path)
+    certificate_arn = _required(entry, "CertificateArn", path)
+    _check_certificate_arn(certificate_arn, child_path(path, "CertificateArn"))
+    return {
+        "id": entry["Id"],
+        "thing_name": _thing_name(thing_arn, child_path(path, "ThingArn")),
+        "thing_arn": thing_arn,
+        "certificate_arn": certificate_arn,
+        "sync_shadow": _bool(entry.get("SyncShadow", False), child_path(path, "SyncShadow")),
+    }
 
 
 def _owner(setting: Any, path: str) -> tuple[str | None, str | None]:
@@ -736,21 +723,6 @@ def _resource_access(
 # -- subscriptions ----------------------------------------------------------------------------------
 
 
-def check_topic_filter(subject: str) -> str | None:
-    """Why `subject` is not a valid MQTT topic filter, or None when it is."""
-    if not subject:
-        return "a subject must not be empty"
-    if len(subject.encode("utf-8")) > 256:
-        return "a subject is at most 256 bytes"
-    levels = subject.split("/")
-    for index, level in enumerate(levels):
-        if "#" in level and (level != "#" or index != len(levels) - 1):
-            return "'#' must be a whole level, and the last one"
-        if "+" in level and level != "+":
-            return "'+' must be a whole level"
-    return None
-
-
 def _subscriptions(
     version: _Version,
     functions: tuple[Function, ...],
@@ -773,13 +745,23 @@ def _subscriptions(
                     location=child_path(path, key),
                 )
         subject = _required(entry, "Subject", path)
-        problem = check_topic_filter(subject)
-        if problem:
-            raise TemplateError(
-                f"subscription {entry['Id']}: Subject {subject!r}: {problem}",
-                location=child_path(path, "Subject"),
-            )
+        _check_subject(entry["Id"], subject, child_path(path, "Subject"))
         subscriptions.append(
             Subscription(id=entry["Id"], source=entry["Source"], subject=subject, target=entry["Target"])
         )
     return tuple(subscriptions)
+
+
+def _check_subject(subscription_id: str, subject: str, location: str) -> None:
+    """TemplateError at `location` unless `subject` is an MQTT topic filter the Greengrass API accepts."""
+    # The filter rule is the router's (simcore.topics); only the API's length bound is the template's own.
+    if len(subject.encode("utf-8")) > MAX_TOPIC_BYTES:
+        raise TemplateError(
+            f"subscription {subscription_id}: Subject {subject!r}: a subject is at most {MAX_TOPIC_BYTES} bytes",
+            location=location,
+        )
+    try:
+        validate_filter(subject)
+    except (ValueError, SimcoreError) as error:  # whichever topics raises: ValueError or a SimcoreError
+        reason = error.message if isinstance(error, SimcoreError) else str(error)
+        raise TemplateError(f"subscription {subscription_id}: {reason}", location=location) from None

@@ -36,7 +36,7 @@ from simcore.core.work_queue import (
     WorkQueue,
 )
 from simcore.errors import RoutingError, SimcoreError
-from simcore.shadow.service import ShadowHandler
+from simcore.shadow.service import ShadowHandler, handle_and_publish
 
 log = logging.getLogger(__name__)
 
@@ -223,13 +223,12 @@ class IPCDispatcher:
         if self.shadow_service is None:
             raise IPCError("The shadow service is not running on this core", http_status=503)
         try:
-            outcome = self.shadow_service.handle(topic, payload)
+            response = handle_and_publish(self.shadow_service, topic, payload, self.router.publish_shadow_outcome)
         except Exception as error:
             log.exception("The shadow service failed on %s", topic)
             body = json.dumps({"errorMessage": f"GGShadowService failed: {error}"}).encode()
             return self._finished(caller, invocation_type, body, FUNC_ERR_UNHANDLED)
-        self.router.publish_all(SHADOW_NAME, outcome.publications)
-        return self._finished(caller, invocation_type, outcome.response, FUNC_ERR_NONE)
+        return self._finished(caller, invocation_type, response, FUNC_ERR_NONE)
 
     def _get_secret(self, caller: Caller, payload: bytes, invocation_type: str) -> str:
         try:

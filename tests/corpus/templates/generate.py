@@ -417,7 +417,7 @@ CASES = {
     ),
     "subscription_hash_not_last": (
         dict(subscriptions=DEFAULTS["subscriptions"].replace("corpus/out", "corpus/#/out")),
-        "'#' must be a whole level, and the last one",
+        "'#' must be a whole level and the last one",
         f"{SUBS}[0].Subject",
         None,
     ),
