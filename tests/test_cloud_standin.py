@@ -8,7 +8,8 @@ import threading
 
 import pytest
 from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTShadowClient
-from test_cloud_support import core_settings, start_test_cloud, wait_until
+from support.cloud import core_settings
+from support.waiting import wait_until
 
 from simcore.cloud.ca import LocalCA
 from simcore.cloud.link import CloudLink
@@ -19,14 +20,6 @@ from simcore.shadow.engine import ShadowEngine
 from simcore.shadow.service import ShadowService
 
 THING = "RainCore"
-
-
-@pytest.fixture
-def cloud(tmp_path):
-    running, engine = start_test_cloud(tmp_path / "cloud", THING)
-    running.engine = engine
-    yield running
-    running.stop()
 
 
 def test_start_cloud_writes_a_v1_core_config_pointing_at_the_stand_in(cloud):
@@ -178,7 +171,7 @@ def test_the_amqtt_fallback_serves_mutual_tls_and_refuses_strangers(tmp_path):
         link = CloudLink(core_settings(cloud, cert_path=stranger.cert_path, key_path=stranger.key_path))
         link.start()
         try:
-            assert wait_until(lambda: bool(link.stats().last_error), 20)
+            wait_until(lambda: bool(link.stats().last_error), 20, message="the stranger's link to record an error")
             assert not link.connected
         finally:
             link.stop()

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from lambdas_fixtures.harness import (
-    PY38,
-    RecordingCloud,
+    INTERPRETER_KINDS,
     function_arn,
     interpreters,
     make_function,
     make_group,
-    wait_until,
 )
+from support.recorders import RecordingCloud
+from support.waiting import wait_until
 
 from simcore.connectors import ConnectorConfigError, build_registry
 from simcore.connectors.ml_feedback import MLFeedbackConnector
@@ -136,13 +136,7 @@ def connectors_group():
     )
 
 
-KINDS = [
-    pytest.param("py38", marks=[pytest.mark.py38, pytest.mark.skipif(not PY38.exists(), reason="no .venv-py38")]),
-    "py311",
-]
-
-
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=INTERPRETER_KINDS)
 def running_core(request, tmp_path):
     """A real core whose connectors publish back through it (as the daemon wires them)."""
     cloud = RecordingCloud()
@@ -186,7 +180,8 @@ def test_lambda_messages_reach_the_connectors_through_a_real_core(running_core):
     assert json.loads(prediction)["source-ref"] == f"s3://{BUCKET}/{key}"
 
     core.publish("publisher/in", json.dumps({"topic": "images/in", "message": {}}).encode())
-    counters = wait_until(lambda: (c := core.status()["router"])["per_target"].get(IMAGES) and c)
+    counters = wait_until(lambda: (c := core.status()["router"])["per_target"].get(IMAGES) and c,
+                          message="a router count for the Images connector")
     assert counters["per_target"][IMAGES] == {"undeliverable": 1}
     assert counters["per_target"][CLOUDWATCH] == {"delivered": 1}
     assert counters["per_target"][FEEDBACK] == {"delivered": 1}

@@ -26,14 +26,10 @@ AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_PROFILE"
 
 
 @pytest.fixture
-def secretsmanager(monkeypatch):
-    for name in AWS_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        yield boto3.client("secretsmanager", region_name="us-east-1")
+def secretsmanager(aws, monkeypatch):
+    """A Secrets Manager client on moto's AWS; the secrets come from it, not from a secrets file."""
+    monkeypatch.delenv(SECRETS_FILE_ENV, raising=False)
+    return boto3.client("secretsmanager", region_name="us-east-1")
 
 
 @pytest.fixture
