@@ -124,7 +124,7 @@ def test_the_control_endpoint_refuses_a_wrong_token(running_core):
     assert os.stat(root / CONTROL_FILE).st_mode & 0o777 == 0o600
     request = urllib.request.Request(f"http://127.0.0.1:{record['port']}/stop", data=b"{}",
                                      headers={"Authorization": "Bearer wrong"}, method="POST")
-    with pytest.raises(urllib.error.HTTPError) as refused:
+    with pytest.raises(urllib.error.HTTPError, match="HTTP Error 401") as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
     assert simcore("status", root=root).returncode == 0

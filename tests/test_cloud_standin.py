@@ -124,10 +124,10 @@ def test_cloud_shadow_update_and_get_for_the_cli(cloud):
 
 
 def test_cloud_shadow_errors_carry_aws_codes(cloud):
-    with pytest.raises(ShadowError) as missing:
+    with pytest.raises(ShadowError, match="No shadow exists with name: NoSuchThing") as missing:
         cloud_shadow_get(cloud.config_path, "NoSuchThing")
     assert missing.value.code == 404 and missing.value.message == "No shadow exists with name: NoSuchThing"
-    with pytest.raises(ShadowError) as invalid:
+    with pytest.raises(ShadowError, match="Desired node must be an object") as invalid:
         cloud_shadow_update(cloud.config_path, THING, {"state": {"desired": "fast"}})
     assert invalid.value.code == 400 and invalid.value.message == "Desired node must be an object"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from pathlib import Path
 
@@ -203,7 +204,7 @@ def test_concurrent_publishers_lose_nothing(tmp_path, outputs):
     ],
 )
 def test_bad_parameters_are_named(parameters, named):
-    with pytest.raises(ConnectorConfigError) as caught:
+    with pytest.raises(ConnectorConfigError, match=re.escape(named)) as caught:
         CloudWatchMetricsSettings.from_connector(Connector("CloudWatchMetrics", ARN, parameters))
     assert caught.value.location == f"Connectors[CloudWatchMetrics].Parameters.{named}"
     assert named in caught.value.message

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import threading
 from pathlib import Path
 
@@ -268,7 +269,7 @@ def test_stop_serves_every_queued_request(tmp_path, outputs):
     ],
 )
 def test_bad_parameters_are_refused_with_their_location(parameters, detail):
-    with pytest.raises(ConnectorConfigError) as caught:
+    with pytest.raises(ConnectorConfigError, match=re.escape(detail)) as caught:
         MLFeedbackSettings.from_connector(Connector("MLFeedback", ARN, parameters))
     assert detail in caught.value.message
     assert caught.value.location.startswith("Connectors[MLFeedback].Parameters.")

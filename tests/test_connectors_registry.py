@@ -4,6 +4,7 @@ undeliverable, and the connectors driven through a real core by a real Lambda us
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_unknown_connectors_stay_out_and_their_messages_are_undeliverable(tmp_pa
     registry = build_registry(group, tmp_path, publish=ignore, cloud_available=False)
     assert not registry.has(IMAGES) and not registry.has(unknown_version)
     assert registry.status()["unsupported"] == [IMAGES, unknown_version]
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match=re.escape(IMAGES)):
         registry.deliver(IMAGES, "images/in", b"{}")
     router = Router(group.subscriptions, [], WorkQueue(), connectors=registry,
                     connector_arns=[c.arn for c in group.connectors])
@@ -94,7 +95,7 @@ def test_a_bad_connector_stops_the_build_before_any_connector_starts(tmp_path):
         Connector("CloudWatchMetrics", CLOUDWATCH, {"PublishInterval": "60"}),
     ))
     before = {thread.name for thread in threading.enumerate()}
-    with pytest.raises(ConnectorConfigError) as caught:
+    with pytest.raises(ConnectorConfigError, match="MemorySize is required") as caught:
         build_registry(group, tmp_path, publish=ignore, cloud_available=False)
     assert caught.value.location == "Connectors[CloudWatchMetrics].Parameters.MemorySize"
     assert not {thread.name for thread in threading.enumerate()} - before

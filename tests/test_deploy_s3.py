@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import tarfile
 from pathlib import Path
@@ -52,7 +53,7 @@ def test_model_is_fetched_from_s3_and_extracted(s3, template, tmp_path):
 
 
 def test_missing_s3_object_fails_with_the_aws_code(s3, template, tmp_path):
-    with pytest.raises(DeployError) as raised:
+    with pytest.raises(DeployError, match=re.escape(f"cannot fetch s3://{BUCKET}/absent.tar.gz")) as raised:
         deploy(template, {"ModelS3Uri": f"s3://{BUCKET}/absent.tar.gz"}, tmp_path / "ggc")
     assert raised.value.code == "404"
     assert f"resource rain-model: cannot fetch s3://{BUCKET}/absent.tar.gz" in raised.value.message

@@ -70,7 +70,7 @@ def test_all_or_error_fails_the_whole_publish_and_delivers_nothing():
     cloud = RecordingCloud()
     router, queue = make_router([(A, "t", B), (A, "t", C), (A, "t", CLOUD)], max_items=3, cloud=cloud)
     router.route(A, "t", b"fills two", ALL_OR_ERROR)
-    with pytest.raises(QueueFullError) as refused:
+    with pytest.raises(QueueFullError, match="work queue is full .*: 2 more cannot be queued") as refused:
         router.route(A, "t", b"needs two, one left", ALL_OR_ERROR)
     assert refused.value.status == 429
     assert (queue.pending(B), queue.pending(C)) == (1, 1)

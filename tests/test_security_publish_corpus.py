@@ -138,7 +138,7 @@ def test_a_malformed_publish_request_is_refused_with_its_code_and_message(name, 
         context = case["client_context_raw"]
     else:
         context = base64.b64encode(json.dumps(case["client_context"]).encode()).decode()
-    with pytest.raises(IPCException) as refused:
+    with pytest.raises(IPCException, match=re.escape(case["expected"]["message"])) as refused:
         client.post_work(ROUTER_ARN, payload_of(case).encode(), context, case.get("invocation_type", "Event"))
     code, message = _code_and_message("IPCException", str(refused.value))
     assert code == case["expected"]["code"], str(refused.value)
