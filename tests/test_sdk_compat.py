@@ -39,7 +39,8 @@ def compat_group():
             make_function("compat-driver", "compat", "compat_driver.function_handler", timeout_s=30),
             make_function("compat-echo", "compat", "echo.function_handler", timeout_s=10),
             make_function("test-harness", "compat", "echo.function_handler"),
-            make_function("compat-binary", "compat", "echo.function_handler", encoding_type="binary"),
+            # Invoked cold: its Timeout (the default is 3 s) also covers the worker's start, so it gets room.
+            make_function("compat-binary", "compat", "echo.function_handler", encoding_type="binary", timeout_s=10),
         ],
         [
             (DRIVER, "compat/out", CLOUD),
