@@ -1,4 +1,11 @@
-"""Shared pytest setup: the Lambdas' code roots on sys.path, and the built rain model resource."""
+"""Shared pytest setup: the Lambdas' code roots on sys.path, the built rain model resource, and the fixtures
+several files use (the stand-in cloud, moto's AWS).
+
+The Lambdas' unit tests also run under Python 3.8 (`make test`), and that run loads this file too, without
+simcore or moto installed. So this module imports only the standard library and pytest; the fixtures that
+need simcore or moto import their helpers from `support` when they run. That keeps one conftest for both
+interpreters, with no plugin loading that depends on the Python version.
+"""
 
 import sys
 import tarfile
@@ -14,6 +21,38 @@ MODEL_ARCHIVE = REPO_ROOT / "resources" / "rain_model" / "dist" / "rain-model.ta
 for _code_root in LAMBDA_CODE_ROOTS:
     if str(_code_root) not in sys.path:
         sys.path.insert(0, str(_code_root))
+
+
+@pytest.fixture
+def cloud_thing() -> str:
+    """The core thing the `cloud` fixture's stand-in knows; a test module overrides it to use another."""
+    return "RainCore"
+
+
+@pytest.fixture
+def cloud(tmp_path, cloud_thing):
+    """A stand-in cloud (broker, CA, cloud shadow service) on a free port; `.engine` is its cloud shadow engine."""
+    from support.cloud import start_test_cloud  # deferred: see the module docstring
+
+    running, engine = start_test_cloud(tmp_path / "cloud", cloud_thing)
+    running.engine = engine  # the cloud's shadows, to check what shadow sync delivered
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def aws_region() -> str:
+    """The default region of the `aws` fixture; a test module overrides it to use another."""
+    return "us-east-1"
+
+
+@pytest.fixture
+def aws(monkeypatch, aws_region):
+    """moto's in-memory AWS with test credentials and `aws_region` the default region, for the test's duration."""
+    from support.aws import fake_aws  # deferred: see the module docstring
+
+    with fake_aws(monkeypatch, aws_region):
+        yield
 
 
 @pytest.fixture(scope="session")

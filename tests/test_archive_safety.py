@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 import warnings
@@ -32,7 +33,7 @@ def test_hostile_archive_is_refused_and_leaves_nothing(tmp_path, name):
     case = EXPECTED[name]
     limits = ExtractionLimits(**case.get("limits", {}))
     destination = tmp_path / "out" / "model"
-    with pytest.raises(DeployError) as raised:
+    with pytest.raises(DeployError, match=re.escape(case["expect"])) as raised:
         extract_archive(CORPUS / name, destination, limits)
     assert case["expect"] in raised.value.message
     assert raised.value.location == str(CORPUS / name)

@@ -7,12 +7,12 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from support.waiting import wait_until
 
 from simcore.cli.main import main
 from simcore.cloud.link import CloudLink
@@ -30,16 +30,6 @@ def simcore(*args: str, root: Path, timeout_s: float = 60) -> subprocess.Complet
         [sys.executable, "-m", "simcore", *args, "--root", str(root)],
         capture_output=True, text=True, timeout=timeout_s, cwd=REPO,
     )
-
-
-def wait_until(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_deploy_of_a_template_with_a_dangling_ref_exits_3_and_names_it(tmp_path, capsys):
@@ -77,7 +67,8 @@ def running_core(tmp_path):
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
-        wait_until(lambda: (root / CONTROL_FILE).exists() or process.poll() is not None, 60, "the core to start")
+        wait_until(lambda: (root / CONTROL_FILE).exists() or process.poll() is not None, 60,
+                   message="the core to start", interval_s=0.1)
         assert process.poll() is None, process.stdout.read()
         yield root, cloud, process
     finally:
@@ -101,11 +92,11 @@ def test_publish_shadow_status_and_stop_reach_the_running_core(running_core):
     watcher.start()
     try:
         assert watcher.wait_connected(20)
-        wait_until(lambda: simcore("status", root=root).returncode == 0, 30, "status to answer")
+        wait_until(lambda: simcore("status", root=root).returncode == 0, 30, message="status to answer", interval_s=0.1)
         status = json.loads(simcore("status", root=root).stdout)
         assert status["running"] is True
         wait_until(lambda: json.loads(simcore("status", root=root).stdout)["cloud"]["state"] == "connected",
-                   30, "the core's cloud link")
+                   30, message="the core's cloud link", interval_s=0.1)
 
         published = simcore("publish", "cli/in", json.dumps({"n": 1}), root=root)
         assert published.returncode == 0, published.stderr
@@ -116,7 +107,7 @@ def test_publish_shadow_status_and_stop_reach_the_running_core(running_core):
             answer = simcore("shadow", "get", THING, root=root)
             return answer.returncode == 0 and json.loads(answer.stdout)["state"]["reported"].get("last_heard")
 
-        assert wait_until(shadow_heard, 30, "the shadow write") == {"n": 1}
+        assert wait_until(shadow_heard, 30, message="the shadow write", interval_s=0.1) == {"n": 1}
 
         rejected = simcore("shadow", "update", THING, "not json", root=root)
         assert rejected.returncode == 3
@@ -138,7 +129,7 @@ def test_the_control_endpoint_refuses_a_wrong_token(running_core):
     assert os.stat(root / CONTROL_FILE).st_mode & 0o777 == 0o600
     request = urllib.request.Request(f"http://127.0.0.1:{record['port']}/stop", data=b"{}",
                                      headers={"Authorization": "Bearer wrong"}, method="POST")
-    with pytest.raises(urllib.error.HTTPError) as refused:
+    with pytest.raises(urllib.error.HTTPError, match="HTTP Error 401") as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
     assert simcore("status", root=root).returncode == 0

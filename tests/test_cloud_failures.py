@@ -5,20 +5,13 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-import pytest
-from test_cloud_support import core_settings, start_test_cloud, wait_until
+from support.cloud import core_settings
+from support.waiting import wait_until
 
 from simcore.cloud.broker import MosquittoBroker, free_port
 from simcore.cloud.ca import LocalCA
 from simcore.cloud.failures import tls_handshake_failure
 from simcore.cloud.link import CloudLink
-
-
-@pytest.fixture
-def cloud(tmp_path):
-    running, _ = start_test_cloud(tmp_path / "cloud")
-    yield running
-    running.stop()
 
 
 class AnonymousRefusingBroker(MosquittoBroker):
@@ -34,7 +27,7 @@ def failure_logged(link: CloudLink, caplog, wording: str) -> bool:
     """Start `link`; whether `wording` is logged within 20 s (it must not connect meanwhile)."""
     link.start()
     try:
-        found = wait_until(lambda: wording in caplog.text, 20)
+        found = wait_until(lambda: wording in caplog.text, 20, message=lambda: f"{wording!r} in the log: {caplog.text}")
         assert not link.connected
         return found
     finally:
@@ -54,7 +47,8 @@ def test_a_missing_certificate_file_is_named_and_the_link_keeps_retrying(cloud, 
     link = CloudLink(replace(core_settings(cloud), cert_path=missing))
     link.start()
     try:
-        assert wait_until(lambda: caplog.text.count(f"a certificate file is missing: {missing}") >= 2, 20)
+        wait_until(lambda: caplog.text.count(f"a certificate file is missing: {missing}") >= 2, 20,
+                   message="two failed attempts naming the missing certificate file")
         assert link.state == "connecting"
     finally:
         link.stop()

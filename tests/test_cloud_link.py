@@ -13,7 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_cloud_support import Collector, TcpGate, core_settings, start_test_cloud, wait_until
+from support.cloud import Collector, TcpGate, core_settings
+from support.waiting import wait_until
 
 from simcore.cloud.ca import LocalCA
 from simcore.cloud.link import CloudLink
@@ -26,14 +27,6 @@ from simcore.shadow.service import ShadowService, open_shadow_service
 OUTPUT_TOPIC = "rain/RainCore/inference/output"
 SHADOW_UPDATE = "$aws/things/RainCore/shadow/update"
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def cloud(tmp_path):
-    running, engine = start_test_cloud(tmp_path / "cloud")
-    running.engine = engine  # the cloud's shadow engine, to check what shadow sync delivered
-    yield running
-    running.stop()
 
 
 # -- configuration ---------------------------------------------------------------------------------
@@ -84,14 +77,15 @@ def test_publish_and_subscribe_over_mutual_tls(cloud):
     try:
         assert link.wait_connected(10) and collector.link.wait_connected(10)
         # The subscriber may still be subscribing: publish until it hears, then check order and content.
-        assert wait_until(lambda: link.publish(OUTPUT_TOPIC, b'{"seq": 0}') and bool(collector.payloads()),
-                          10, interval_s=0.2)
+        wait_until(lambda: link.publish(OUTPUT_TOPIC, b'{"seq": 0}') and bool(collector.payloads()),
+                   10, message="the subscriber to hear the core", interval_s=0.2)
         for seq in range(1, 6):
             assert link.publish(OUTPUT_TOPIC, json.dumps({"seq": seq}).encode())
-        assert wait_until(lambda: collector.json_field("seq")[-5:] == [1, 2, 3, 4, 5])
+        wait_until(lambda: collector.json_field("seq")[-5:] == [1, 2, 3, 4, 5],
+                   message=lambda: f"seq 1 to 5 in order at the subscriber (heard {collector.json_field('seq')})")
         assert link.wait_drained(10)
-        assert wait_until(lambda: collector.link.send_now("rain/RainCore/command/input", b'{"id": "1"}')
-                          and bool(inbound), 10, interval_s=0.2)
+        wait_until(lambda: collector.link.send_now("rain/RainCore/command/input", b'{"id": "1"}')
+                   and bool(inbound), 10, message="the core to hear the cloud's command", interval_s=0.2)
         assert inbound[0] == ("rain/RainCore/command/input", b'{"id": "1"}')
         assert link.stats().acked >= 6 and link.stats().state == "connected"
     finally:
@@ -114,7 +108,8 @@ def test_a_certificate_from_another_ca_is_refused_with_a_clear_log_line(cloud, t
     link = CloudLink(replace(core_settings(cloud), cert_path=stranger.cert_path, key_path=stranger.key_path))
     link.start()
     try:
-        assert wait_until(lambda: "refused this thing's certificate" in caplog.text, 20)
+        wait_until(lambda: "refused this thing's certificate" in caplog.text, 20,
+                   message="the link to log the refused certificate")
         assert not link.connected
         assert str(stranger.cert_path) in caplog.text
         assert "certificate verify failed" in cloud.broker.log_text()
@@ -128,7 +123,8 @@ def test_a_server_signed_by_another_ca_is_refused_with_a_clear_log_line(cloud, t
     link = CloudLink(replace(core_settings(cloud), ca_path=other_ca.ca_path))
     link.start()
     try:
-        assert wait_until(lambda: "server certificate was not accepted" in caplog.text, 20)
+        wait_until(lambda: "server certificate was not accepted" in caplog.text, 20,
+                   message="the link to log the refused server certificate")
         assert not link.connected
         assert str(other_ca.ca_path) in caplog.text
     finally:
@@ -192,39 +188,44 @@ def test_broker_outage_under_10_readings_per_second_loses_nothing(cloud, tmp_pat
     try:
         assert link.wait_connected(10) and collector.link.wait_connected(10)
         # Warm up: the subscriber is subscribed once it hears the core.
-        assert wait_until(lambda: link.publish("rain/RainCore/inference/output", b'{"seq": -1}')
-                          and -1 in collector.json_field("seq"), 10, interval_s=0.2)
+        wait_until(lambda: link.publish("rain/RainCore/inference/output", b'{"seq": -1}')
+                   and -1 in collector.json_field("seq"), 10, message="the subscriber to hear the core", interval_s=0.2)
         publisher.start()
-        assert wait_until(lambda: len(published) >= 10)
+        wait_until(lambda: len(published) >= 10, message="10 readings published before the outage")
 
         cloud.broker.stop()  # the outage: the mosquitto process is gone
         gate.close()
-        assert wait_until(lambda: not link.connected, 10)
+        wait_until(lambda: not link.connected, 10, message="the link to notice the outage")
         during = len(published)
-        assert wait_until(lambda: len(published) >= during + outage_s * 10, outage_s * 3 + 10, interval_s=0.1)
+        wait_until(lambda: len(published) >= during + outage_s * 10, outage_s * 3 + 10,
+                   message=f"{outage_s * 10} readings spooled during the outage", interval_s=0.1)
         assert len(link.spooler) > 0  # readings waited in the spool
 
         cloud.broker.start()  # same port; a fresh broker with no sessions
         # Let the cloud-side subscriber re-subscribe before the core may reconnect and drain its spool.
-        assert wait_until(lambda: collector.link.send_now(OUTPUT_TOPIC, b'{"seq": -2}')
-                          and -2 in collector.json_field("seq"), 30, interval_s=0.2)
+        wait_until(lambda: collector.link.send_now(OUTPUT_TOPIC, b'{"seq": -2}')
+                   and -2 in collector.json_field("seq"), 30, message="the subscriber to re-subscribe", interval_s=0.2)
         gate.open()
         assert link.wait_connected(30)
-        assert wait_until(lambda: len(published) >= during + outage_s * 10 + 10, 30)
+        wait_until(lambda: len(published) >= during + outage_s * 10 + 10, 30,
+                   message="10 more readings published after the reconnect")
     finally:
         stop_publishing.set()
         if publisher.is_alive():
             publisher.join()
     try:
         assert link.wait_drained(60), f"{len(link.spooler)} messages still spooled"
-        assert wait_until(lambda: set(published) <= set(collector.json_field("seq")), 30)
+        wait_until(lambda: set(published) <= set(collector.json_field("seq")), 30,
+                   message=lambda: f"every published reading at the subscriber "
+                                   f"(missing {sorted(set(published) - set(collector.json_field('seq')))[:20]})")
         _assert_all_in_order([seq for seq in collector.json_field("seq") if seq >= 0], published)
         assert link.stats().dropped == 0
         assert link.stats().disconnects >= 1
         # ...and the shadows converge: the cloud holds the last reading the local shadow holds.
         last = local_engine.get("RainCore")["state"]["reported"]
-        assert wait_until(lambda: cloud.engine.version("RainCore") is not None
-                          and cloud.engine.get("RainCore")["state"].get("reported") == last, 30)
+        wait_until(lambda: cloud.engine.version("RainCore") is not None
+                   and cloud.engine.get("RainCore")["state"].get("reported") == last, 30,
+                   message=f"the cloud shadow to report the last local reading {last}")
     finally:
         sync.stop()
         collector.stop()
@@ -281,7 +282,9 @@ def test_kill_9_under_file_spooling_then_restart_loses_nothing(cloud, tmp_path):
         link = CloudLink(core_settings(cloud, port=gate.port), survivors)
         link.start()
         assert link.wait_drained(60), f"{len(survivors)} messages still spooled"
-        assert wait_until(lambda: set(accepted) <= set(collector.json_field("seq")), 30)
+        wait_until(lambda: set(accepted) <= set(collector.json_field("seq")), 30,
+                   message=lambda: f"every accepted message at the subscriber "
+                                   f"(missing {sorted(set(accepted) - set(collector.json_field('seq')))[:20]})")
         _assert_all_in_order(collector.json_field("seq"), accepted)
         link.stop()
         survivors.close()

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 from AWSIoTPythonSDK.MQTTLib import AWSIoTMQTTShadowClient
-from test_cloud_support import core_settings, start_test_cloud, wait_until
+from support.cloud import core_settings
+from support.waiting import wait_until
 
 from simcore.cloud.ca import LocalCA
 from simcore.cloud.link import CloudLink
@@ -18,14 +19,6 @@ from simcore.errors import ShadowError
 from simcore.shadow.service import open_shadow_service
 
 THING = "RainCore"
-
-
-@pytest.fixture
-def cloud(tmp_path):
-    running, engine = start_test_cloud(tmp_path / "cloud", THING)
-    running.engine = engine
-    yield running
-    running.stop()
 
 
 def test_start_cloud_writes_a_v1_core_config_pointing_at_the_stand_in(cloud):
@@ -130,10 +123,10 @@ def test_cloud_shadow_update_and_get_for_the_cli(cloud):
 
 
 def test_cloud_shadow_errors_carry_aws_codes(cloud):
-    with pytest.raises(ShadowError) as missing:
+    with pytest.raises(ShadowError, match="No shadow exists with name: NoSuchThing") as missing:
         cloud_shadow_get(cloud.config_path, "NoSuchThing")
     assert missing.value.http_status == 404 and missing.value.message == "No shadow exists with name: NoSuchThing"
-    with pytest.raises(ShadowError) as invalid:
+    with pytest.raises(ShadowError, match="Desired node must be an object") as invalid:
         cloud_shadow_update(cloud.config_path, THING, {"state": {"desired": "fast"}})
     assert invalid.value.http_status == 400 and invalid.value.message == "Desired node must be an object"
 
@@ -177,7 +170,7 @@ def test_the_amqtt_fallback_serves_mutual_tls_and_refuses_strangers(tmp_path):
         link = CloudLink(core_settings(cloud, cert_path=stranger.cert_path, key_path=stranger.key_path))
         link.start()
         try:
-            assert wait_until(lambda: bool(link.stats().last_error), 20)
+            wait_until(lambda: bool(link.stats().last_error), 20, message="the stranger's link to record an error")
             assert not link.connected
         finally:
             link.stop()

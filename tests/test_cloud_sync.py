@@ -6,7 +6,8 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from test_cloud_support import TcpGate, core_settings, start_test_cloud, wait_until
+from support.cloud import TcpGate, core_settings
+from support.waiting import wait_until
 
 from simcore.cloud.link import CloudLink
 from simcore.cloud.standin import cloud_shadow_update
@@ -29,8 +30,8 @@ def _state(engine: ShadowEngine) -> dict:
 
 
 @pytest.fixture
-def synced(tmp_path):
-    cloud, cloud_engine = start_test_cloud(tmp_path / "cloud", THING)
+def synced(cloud):
+    cloud_engine = cloud.engine
     gate = TcpGate(cloud.port)
     local_service = open_shadow_service()
     local_engine = local_service.engine
@@ -53,7 +54,6 @@ def synced(tmp_path):
     sync.stop()
     link.stop()
     gate.shutdown()
-    cloud.stop()
 
 
 def _local_update(synced, state: dict) -> None:
@@ -63,65 +63,72 @@ def _local_update(synced, state: dict) -> None:
 
 def test_local_reported_reaches_the_cloud_shadow(synced):
     _local_update(synced, {"reported": {"temperature": 21.5, "humidity": 80}})
-    assert wait_until(lambda: _state(synced.cloud_engine).get("reported") == {"temperature": 21.5, "humidity": 80})
+    wait_until(lambda: _state(synced.cloud_engine).get("reported") == {"temperature": 21.5, "humidity": 80},
+               message=lambda: f"the reading in the cloud shadow (holds {_state(synced.cloud_engine)})")
     assert synced.sync.wait_idle(10)
     assert synced.sync.store.get(THING).cloud_version == synced.cloud_engine.version(THING)
 
 
 def test_cloud_desired_reaches_the_local_shadow_and_its_delta_is_published_locally(synced):
     _local_update(synced, {"reported": {"read_interval_s": 60}})
-    assert wait_until(lambda: "reported" in _state(synced.cloud_engine))
+    wait_until(lambda: "reported" in _state(synced.cloud_engine), message="a reported state in the cloud shadow")
     cloud_shadow_update(synced.cloud.config_path, THING, {"state": {"desired": {"read_interval_s": 30}}})
-    assert wait_until(lambda: _state(synced.local_engine).get("desired") == {"read_interval_s": 30})
+    wait_until(lambda: _state(synced.local_engine).get("desired") == {"read_interval_s": 30},
+               message=lambda: f"the cloud's desired state locally (holds {_state(synced.local_engine)})")
     # Through the local shadow service, so the sensor Lambda's delta subscription fires.
     assert f"$aws/things/{THING}/shadow/update/delta" in synced.local_publications
 
 
 def test_conflicting_edits_converge_by_the_documented_rule(synced):
     _local_update(synced, {"reported": {"x": 0}, "desired": {"y": 0}})
-    assert wait_until(lambda: _state(synced.cloud_engine) == {"reported": {"x": 0}, "desired": {"y": 0}})
+    wait_until(lambda: _state(synced.cloud_engine) == {"reported": {"x": 0}, "desired": {"y": 0}},
+               message=lambda: f"the first state in the cloud shadow (holds {_state(synced.cloud_engine)})")
     assert synced.sync.wait_idle(10)
 
     synced.gate.close()  # the core is offline; both sides are edited meanwhile
-    assert wait_until(lambda: not synced.link.connected, 10)
+    wait_until(lambda: not synced.link.connected, 10, message="the link to notice the gate closed")
     _local_update(synced, {"reported": {"x": "local", "w": 1}, "desired": {"y": "local"}})
     cloud_shadow_update(synced.cloud.config_path, THING,
                         {"state": {"reported": {"x": "cloud"}, "desired": {"y": "cloud", "z": 2}}})
     synced.gate.open()
 
     expected = {"reported": {"x": "local", "w": 1}, "desired": {"y": "cloud", "z": 2}}
-    assert wait_until(lambda: _state(synced.local_engine) == expected == _state(synced.cloud_engine), 30), (
-        _state(synced.local_engine), _state(synced.cloud_engine))
+    wait_until(lambda: _state(synced.local_engine) == expected == _state(synced.cloud_engine), 30, message=lambda: (
+        f"both shadows at {expected}; local {_state(synced.local_engine)}, cloud {_state(synced.cloud_engine)}"))
 
 
 def test_shadows_converge_after_the_broker_was_stopped_and_restarted(synced):
     _local_update(synced, {"reported": {"seq": 0}})
-    assert wait_until(lambda: _state(synced.cloud_engine).get("reported") == {"seq": 0})
+    wait_until(lambda: _state(synced.cloud_engine).get("reported") == {"seq": 0},
+               message="the first reading in the cloud shadow")
     synced.cloud.broker.stop()
-    assert wait_until(lambda: not synced.link.connected, 10)
+    wait_until(lambda: not synced.link.connected, 10, message="the link to notice the broker stopped")
     for seq in range(1, 20):
         _local_update(synced, {"reported": {"seq": seq}})
     synced.cloud.broker.start()
-    assert wait_until(lambda: _state(synced.cloud_engine).get("reported") == {"seq": 19}, 60)
+    wait_until(lambda: _state(synced.cloud_engine).get("reported") == {"seq": 19}, 60,
+               message=lambda: f"the last reading in the cloud shadow (holds {_state(synced.cloud_engine)})")
 
 
 def test_the_sync_timeout_is_configurable_and_a_silent_cloud_is_retried(synced):
     synced.sync.timeout_s = 0.3
     synced.cloud.service.stop()  # the broker stays up but nobody answers shadow requests
     _local_update(synced, {"reported": {"t": 1}})
-    assert wait_until(lambda: "within 0.3 s" in synced.sync.stats.last_error, 20)
+    wait_until(lambda: "within 0.3 s" in synced.sync.stats.last_error, 20,
+               message=lambda: f"the sync to time out (last error {synced.sync.stats.last_error!r})")
     synced.sync.timeout_s = 5.0
     synced.cloud.service.start()
-    assert wait_until(lambda: _state(synced.cloud_engine).get("reported") == {"t": 1}, 30)
+    wait_until(lambda: _state(synced.cloud_engine).get("reported") == {"t": 1}, 30,
+               message="the retried update in the cloud shadow")
 
 
 def test_a_cloud_delete_removes_the_unchanged_local_shadow(synced):
     _local_update(synced, {"reported": {"a": 1}})
-    assert wait_until(lambda: synced.cloud_engine.version(THING) is not None)
+    wait_until(lambda: synced.cloud_engine.version(THING) is not None, message="the cloud shadow to exist")
     assert synced.sync.wait_idle(10)
     synced.cloud_engine.delete(THING)
     synced.sync.request_sync(THING)  # the engine was changed directly, without a delete/accepted message
-    assert wait_until(lambda: synced.local_engine.version(THING) is None, 20)
+    wait_until(lambda: synced.local_engine.version(THING) is None, 20, message="the local shadow to be deleted")
 
 
 # -- the merge rule alone ------------------------------------------------------------------------------

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
-import time
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
+from support.recorders import RecordingPublisher
 
 from simcore.connectors.cloudwatch_metrics import (
     STATUS_TOPIC,
@@ -25,31 +26,6 @@ from simcore.connectors.sinks import LocalMetricsFile
 from simcore.group import Connector, Group
 
 ARN = "arn:aws:greengrass:us-east-1::/connectors/CloudWatchMetrics/versions/4"
-
-
-class Outputs:
-    """What a connector published, as `publish(topic, payload, source=...)` received it."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, dict, str]] = []
-        self._changed = threading.Condition()
-
-    def __call__(self, topic: str, payload: bytes, source: str) -> None:
-        with self._changed:
-            self.messages.append((topic, json.loads(payload), source))
-            self._changed.notify_all()
-
-    def wait_for(self, topic: str, count: int = 1, timeout: float = 20.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [message for received, message, _ in self.messages if received == topic]
-                if len(found) >= count:
-                    return found
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{len(found)} of {count} messages on {topic} within {timeout} s")
-                self._changed.wait(remaining)
 
 
 def metric(namespace: str = "RainEdge", name: str = "Predictions", value: float = 3.0, **extra) -> bytes:
@@ -66,11 +42,12 @@ def settings(interval: int = 0, retain: int = 2000) -> CloudWatchMetricsSettings
 
 
 @pytest.fixture
-def outputs() -> Outputs:
-    return Outputs()
+def outputs() -> RecordingPublisher:
+    return RecordingPublisher()
 
 
-def make_connector(tmp_path: Path, outputs: Outputs, **kwargs) -> tuple[CloudWatchMetricsConnector, LocalMetricsFile]:
+def make_connector(tmp_path: Path, outputs: RecordingPublisher,
+                   **kwargs) -> tuple[CloudWatchMetricsConnector, LocalMetricsFile]:
     sink = LocalMetricsFile(tmp_path / "metrics.jsonl", "us-east-1")
     return CloudWatchMetricsConnector(ARN, settings(**kwargs), sink, outputs), sink
 
@@ -228,7 +205,7 @@ def test_concurrent_publishers_lose_nothing(tmp_path, outputs):
     ],
 )
 def test_bad_parameters_are_named(parameters, named):
-    with pytest.raises(ConnectorConfigError) as caught:
+    with pytest.raises(ConnectorConfigError, match=re.escape(named)) as caught:
         CloudWatchMetricsSettings.from_connector(Connector("CloudWatchMetrics", ARN, parameters))
     assert caught.value.location == f"Connectors[CloudWatchMetrics].Parameters.{named}"
     assert named in caught.value.message

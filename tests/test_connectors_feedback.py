@@ -6,14 +6,15 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import threading
-import time
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 from rain_inference.feedback import model_input
+from support.recorders import RecordingPublisher
 
 from simcore.connectors.ml_feedback import (
     METRICS_TOPIC,
@@ -34,12 +35,11 @@ BUCKET = "rain-edge-feedback-123456789012-us-east-1"
 READING = {"temperature": 18.2, "humidity": 91.0, "pressure": 1003.4, "pressure_tendency_3h": -1.6}
 
 
-class Outputs:
-    """What the connector published, as `publish(topic, payload, source=...)` received it."""
+class Outputs(RecordingPublisher):
+    """What the connector published; it can also hold the connector's own thread in a publish."""
 
     def __init__(self) -> None:
-        self.messages: list[tuple[str, dict, str]] = []
-        self._changed = threading.Condition()
+        super().__init__()
         # Set `hold`, and the connector's own thread waits in its next publish until `release` is set.
         self.hold = threading.Event()
         self.held = threading.Event()
@@ -49,25 +49,7 @@ class Outputs:
         if self.hold.is_set() and threading.current_thread().name == "connector-MLFeedback":
             self.held.set()
             self.release.wait(20)
-        with self._changed:
-            self.messages.append((topic, json.loads(payload), source))
-            self._changed.notify_all()
-
-    def on(self, topic: str) -> list[dict]:
-        with self._changed:
-            return [message for received, message, _ in self.messages if received == topic]
-
-    def wait_for(self, topic: str, count: int = 1, timeout: float = 20.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [message for received, message, _ in self.messages if received == topic]
-                if len(found) >= count:
-                    return found
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{len(found)} of {count} messages on {topic} within {timeout} s")
-                self._changed.wait(remaining)
+        super().__call__(topic, payload, source)
 
 
 def feedback_message(config_id: str, reading: dict, p_rain: float, metadata: dict) -> dict:
@@ -288,7 +270,7 @@ def test_stop_serves_every_queued_request(tmp_path, outputs):
     ],
 )
 def test_bad_parameters_are_refused_with_their_location(parameters, detail):
-    with pytest.raises(ConnectorConfigError) as caught:
+    with pytest.raises(ConnectorConfigError, match=re.escape(detail)) as caught:
         MLFeedbackSettings.from_connector(Connector("MLFeedback", ARN, parameters))
     assert detail in caught.value.message
     assert caught.value.location.startswith("Connectors[MLFeedback].Parameters.")

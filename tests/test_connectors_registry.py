@@ -4,19 +4,20 @@ undeliverable, and the connectors driven through a real core by a real Lambda us
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
 import pytest
 from lambdas_fixtures.harness import (
-    PY38,
-    RecordingCloud,
+    INTERPRETER_KINDS,
     function_arn,
     interpreters,
     make_function,
     make_group,
-    wait_until,
 )
+from support.recorders import RecordingCloud
+from support.waiting import wait_until
 
 from simcore.connectors.ml_feedback import MLFeedbackConnector
 from simcore.connectors.parameters import ConnectorConfigError
@@ -78,7 +79,7 @@ def test_unknown_connectors_stay_out_and_their_messages_are_undeliverable(tmp_pa
     registry = build_registry(group, tmp_path, publish=ignore, cloud_available=False)
     assert not registry.has(IMAGES) and not registry.has(unknown_version)
     assert registry.status()["unsupported"] == [IMAGES, unknown_version]
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match=re.escape(IMAGES)):
         registry.deliver(IMAGES, "images/in", b"{}")
     router = Router(group.subscriptions, [], WorkQueue(), connectors=registry,
                     connector_arns=[c.arn for c in group.connectors])
@@ -95,7 +96,7 @@ def test_a_bad_connector_stops_the_build_before_any_connector_starts(tmp_path):
         Connector("CloudWatchMetrics", CLOUDWATCH, {"PublishInterval": "60"}),
     ))
     before = {thread.name for thread in threading.enumerate()}
-    with pytest.raises(ConnectorConfigError) as caught:
+    with pytest.raises(ConnectorConfigError, match="MemorySize is required") as caught:
         build_registry(group, tmp_path, publish=ignore, cloud_available=False)
     assert caught.value.location == "Connectors[CloudWatchMetrics].Parameters.MemorySize"
     assert not {thread.name for thread in threading.enumerate()} - before
@@ -137,13 +138,7 @@ def connectors_group():
     )
 
 
-KINDS = [
-    pytest.param("py38", marks=[pytest.mark.py38, pytest.mark.skipif(not PY38.exists(), reason="no .venv-py38")]),
-    "py311",
-]
-
-
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=INTERPRETER_KINDS)
 def running_core(request, tmp_path):
     """A real core whose connectors publish back through it (as the daemon wires them)."""
     cloud = RecordingCloud()
@@ -187,7 +182,8 @@ def test_lambda_messages_reach_the_connectors_through_a_real_core(running_core):
     assert json.loads(prediction)["source-ref"] == f"s3://{BUCKET}/{key}"
 
     core.publish("publisher/in", json.dumps({"topic": "images/in", "message": {}}).encode())
-    counters = wait_until(lambda: (c := core.status()["router"])["per_target"].get(IMAGES) and c)
+    counters = wait_until(lambda: (c := core.status()["router"])["per_target"].get(IMAGES) and c,
+                          message="a router count for the Images connector")
     assert counters["per_target"][IMAGES] == {"undeliverable": 1}
     assert counters["per_target"][CLOUDWATCH] == {"delivered": 1}
     assert counters["per_target"][FEEDBACK] == {"delivered": 1}

@@ -21,7 +21,6 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from moto import mock_aws
 
 from group.custom_resources import deployment_reset, protocol, thing_certificate
 
@@ -71,15 +70,6 @@ def responses() -> Iterator[ResponseCollector]:
     yield collector
     collector.server.shutdown()
     collector.server.server_close()
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        yield
 
 
 def request(

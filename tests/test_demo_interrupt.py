@@ -11,8 +11,9 @@ import sys
 import threading
 from pathlib import Path
 
+from support.waiting import wait_until
+
 from simcore.shadow.engine import ShadowEngine
-from tests.test_cloud_support import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 THING = "RainEdgeCore"
@@ -51,9 +52,8 @@ def test_ctrl_c_stops_workers_and_keeps_the_shadows(tmp_path: Path) -> None:
     reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
     reader.start()
     try:
-        progressed = wait_until(lambda: any(re.search(r"[1-9]\d* predictions received", line) for line in lines),
-                                timeout_s=120, interval_s=0.2)
-        assert progressed, "".join(lines)
+        wait_until(lambda: any(re.search(r"[1-9]\d* predictions received", line) for line in lines), timeout_s=120,
+                   message=lambda: "the demo to report a prediction; its output:\n" + "".join(lines), interval_s=0.2)
         workers = _children(demo.pid)
         assert workers, "the core runs its pinned Lambdas as child processes"
         demo.send_signal(signal.SIGINT)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import pytest
+from support.cloud import FAST_BACKOFF
+from support.waiting import wait_until
 
 from simcore.cloud.link import CloudLink
 from simcore.cloud.standin import cloud_shadow_update
@@ -14,16 +15,14 @@ from simcore.demo.observer import CloudObserver
 from simcore.demo.state import DemoState
 from simcore.shadow.engine import ShadowEngine
 from simcore.shadow.service import ShadowService
-from tests.test_cloud_support import FAST_BACKOFF, start_test_cloud, wait_until
 
 THING = "RainEdgeCore"
 
 
 @pytest.fixture()
-def cloud(tmp_path: Path):
-    running, _engine = start_test_cloud(tmp_path / "cloud", thing=THING)
-    yield running
-    running.stop()
+def cloud_thing() -> str:
+    """The demo's core thing, for the shared `cloud` fixture's stand-in."""
+    return THING
 
 
 @pytest.fixture()
@@ -55,7 +54,8 @@ def test_predictions_and_metrics_published_in_the_cloud_reach_the_state(cloud, o
             "thing": THING, "ts": 1383264000, "seq": 1, "p_rain": 0.8, "raining": True, "threshold": 0.5,
             "observed_rain": True}).encode())
         publisher.publish(state.topics.metrics, json.dumps({"count": 1, "errors": 0}).encode())
-        assert wait_until(lambda: state.progress()["predictions_received"] == 1 and state.latest_metrics())
+        wait_until(lambda: state.progress()["predictions_received"] == 1 and state.latest_metrics(),
+                   message="the prediction and the metrics in the demo state")
     finally:
         publisher.stop()
     assert state.predictions[1].p_rain == 0.8
@@ -66,7 +66,7 @@ def test_cloud_shadow_version_follows_cloud_updates(cloud, observed) -> None:
     state, _observer = observed
     cloud_shadow_update(cloud.config_path, THING, {"state": {"reported": {"seq": 5}}})
     cloud_shadow_update(cloud.config_path, THING, {"state": {"reported": {"seq": 6}}})
-    assert wait_until(lambda: state.cloud_version == 2)
+    wait_until(lambda: state.cloud_version == 2, message=lambda: f"cloud shadow version 2 (at {state.cloud_version})")
     assert state.cloud_reported_seq == 6
 
 
@@ -86,8 +86,8 @@ def test_command_is_sent_to_the_command_topic_and_its_answer_returned(cloud, obs
     responder.subscribe(state.topics.command_input, answer)
     try:
         # The responder's subscription is in force once it hears its own probe.
-        assert wait_until(lambda: responder.send_now(state.topics.command_input, b'{"command": "probe"}')
-                          and subscribed.wait(0.5))
+        wait_until(lambda: responder.send_now(state.topics.command_input, b'{"command": "probe"}')
+                   and subscribed.wait(0.5), message="the responder to hear its own probe")
         result = observer.command("get-metrics", timeout_s=10)
     finally:
         responder.stop()

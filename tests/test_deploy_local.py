@@ -122,7 +122,7 @@ def test_failed_deploy_keeps_current_and_records_the_failure(workspace, root):
 
 
 def test_template_error_is_recorded_as_a_failure(workspace, root):
-    with pytest.raises(TemplateError):
+    with pytest.raises(TemplateError, match="Parameter 'ThingName' must match pattern"):
         deploy(workspace / "sam_group.yaml", {"ThingName": "not allowed!"}, root)
     status = read_status(root)
     assert status["DeploymentStatus"] == "Failure"

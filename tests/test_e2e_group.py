@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 from conftest import MODEL_ARCHIVE, REPO_ROOT, weather_csv
-from test_cloud_support import FAST_BACKOFF, wait_until
+from support.cloud import FAST_BACKOFF
+from support.waiting import wait_until
 
 from simcore.cloud.link import CloudLink
 from simcore.cloud.standin import RunningCloud, cloud_shadow_get, cloud_shadow_update, start_standin
@@ -92,8 +93,8 @@ class CloudSubscriber:
         """Return once a message this client publishes comes back: the subscription is live at the broker."""
         probe = f"rain/{THING}/e2e-probe"
         assert self.link.wait_connected(30), self.link.stats().last_error
-        assert wait_until(lambda: self.link.send_now(probe, b'{"probe": true}', 1.0) and self.on(probe), 30,
-                          interval_s=0.2), "the cloud subscriber never heard its own probe"
+        wait_until(lambda: self.link.send_now(probe, b'{"probe": true}', 1.0) and self.on(probe), 30,
+                   message="the cloud subscriber to hear its own probe", interval_s=0.2)
 
 
 @dataclass
@@ -210,8 +211,9 @@ def group_run(request, tmp_path_factory, lambda_path_features) -> Iterator[Group
 
 def test_readings_reach_the_local_shadow_with_increasing_versions(group_run: GroupRun):
     run = group_run
-    assert wait_until(lambda: run.local_reported().get("seq", 0) >= len(run.predictable),
-                      DEADLINE_S, interval_s=0.2), run.running.status()
+    wait_until(lambda: run.local_reported().get("seq", 0) >= len(run.predictable), DEADLINE_S,
+               message=lambda: f"every reading in the local shadow; the core's status: {run.running.status()}",
+               interval_s=0.2)
     reported = run.local_reported()
     assert all(name in reported for name in SENSOR_FIELDS), sorted(reported)
     assert reported["ts"] in run.replayed
@@ -226,8 +228,8 @@ def test_every_predictable_replayed_record_gets_its_prediction_in_the_cloud(grou
     run = group_run
     assert 40 <= len(run.replayed) <= 48  # two days of hourly records (weather.csv misses a few hours)
     assert len(run.predictable) >= len(run.replayed) * 3 // 4  # the rest lack a field or a tendency
-    assert wait_until(lambda: run.predicted_times() >= run.predictable, DEADLINE_S, interval_s=0.2), \
-        f"missing predictions for {sorted(run.predictable - run.predicted_times())[:10]}"
+    wait_until(lambda: run.predicted_times() >= run.predictable, DEADLINE_S, message=lambda: (
+        f"every prediction (missing for {sorted(run.predictable - run.predicted_times())[:10]})"), interval_s=0.2)
     predictions = run.subscriber.on(OUTPUT_TOPIC)
     assert run.predicted_times() == run.predictable  # and none for a record the model cannot take
     for prediction in predictions:
@@ -242,13 +244,15 @@ def test_every_predictable_replayed_record_gets_its_prediction_in_the_cloud(grou
 
 def test_the_cloud_shadow_converges_with_the_local_reported_state(group_run: GroupRun):
     run = group_run
-    assert wait_until(lambda: run.predicted_times() >= run.predictable, DEADLINE_S, interval_s=0.2)
+    wait_until(lambda: run.predicted_times() >= run.predictable, DEADLINE_S, message=lambda: (
+        f"every prediction (missing for {sorted(run.predictable - run.predicted_times())[:10]})"), interval_s=0.2)
 
     def converged() -> bool:
         local = run.local_shadow()["state"].get("reported")
         return local is not None and run.cloud_shadow()["state"].get("reported") == local
 
-    assert wait_until(converged, DEADLINE_S, interval_s=0.5), (run.local_shadow(), run.cloud_shadow())
+    wait_until(converged, DEADLINE_S, message=lambda: (
+        f"the cloud shadow to converge; local {run.local_shadow()}, cloud {run.cloud_shadow()}"), interval_s=0.5)
     assert run.running.status()["shadow_sync"]
 
 
@@ -260,7 +264,7 @@ def test_a_command_from_the_cloud_is_answered_on_the_command_output_topic(group_
     def answer() -> dict | None:
         return next((a for a in run.subscriber.on(COMMAND_OUTPUT) if a.get("id") == request["id"]), None)
 
-    assert wait_until(lambda: answer() is not None, DEADLINE_S, interval_s=0.1)
+    wait_until(lambda: answer() is not None, DEADLINE_S, message="the get-model-info answer", interval_s=0.1)
     found = answer()
     assert found["ok"] is True, found
     model_info = found["result"]
@@ -269,8 +273,8 @@ def test_a_command_from_the_cloud_is_answered_on_the_command_output_topic(group_
     assert model_info["threshold"] == run.subscriber.on(OUTPUT_TOPIC)[0]["threshold"]
     unknown = {"id": "e2e-unknown", "command": "reboot"}
     assert run.subscriber.link.send_now(COMMAND_INPUT, json.dumps(unknown).encode(), 10)
-    assert wait_until(lambda: any(a.get("id") == "e2e-unknown" for a in run.subscriber.on(COMMAND_OUTPUT)),
-                      DEADLINE_S, interval_s=0.1)
+    wait_until(lambda: any(a.get("id") == "e2e-unknown" for a in run.subscriber.on(COMMAND_OUTPUT)),
+               DEADLINE_S, message="the unknown command's answer", interval_s=0.1)
     refused = next(a for a in run.subscriber.on(COMMAND_OUTPUT) if a.get("id") == "e2e-unknown")
     assert refused["ok"] is False and refused["error"]["code"] == "UnknownCommand", refused
 
@@ -280,10 +284,11 @@ def test_a_desired_read_interval_set_in_the_cloud_reaches_the_sensor_and_is_repo
     cloud_shadow_update(run.cloud.config_path, THING, {"state": {"desired": {"read_interval_s": 42}}},
                         certs_dir=run.cloud.certs_dir)
     # Down: cloud desired → shadow sync → local desired → delta → the sensor Lambda → local reported.
-    assert wait_until(lambda: run.local_reported().get("read_interval_s") == 42,
-                      DEADLINE_S, interval_s=0.2), run.local_shadow()
+    wait_until(lambda: run.local_reported().get("read_interval_s") == 42, DEADLINE_S,
+               message=lambda: f"read_interval_s 42 in the local reported state: {run.local_shadow()}", interval_s=0.2)
     # Up again: the cloud shadow shows it reported, and no delta is left.
-    assert wait_until(lambda: run.cloud_shadow()["state"].get("reported", {}).get("read_interval_s") == 42
-                      and "delta" not in run.cloud_shadow()["state"], DEADLINE_S, interval_s=0.5), \
-        run.cloud_shadow()
+    wait_until(lambda: run.cloud_shadow()["state"].get("reported", {}).get("read_interval_s") == 42
+               and "delta" not in run.cloud_shadow()["state"], DEADLINE_S,
+               message=lambda: f"read_interval_s 42 reported in the cloud, no delta: {run.cloud_shadow()}",
+               interval_s=0.5)
     assert "delta" not in run.local_shadow()["state"]

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 from conftest import MODEL_ARCHIVE, REPO_ROOT
-from test_cloud_support import FAST_BACKOFF, wait_until
+from support.cloud import FAST_BACKOFF
+from support.waiting import wait_until
 
 from simcore.cloud.link import CloudLink
 from simcore.cloud.standin import RunningCloud, start_standin
@@ -120,7 +121,8 @@ class Subscriber:
         self.link.subscribe(f"rain/{THING}/#", self._record)
         self.link.start()
         probe = (f"rain/{THING}/probe", b"probe")
-        assert wait_until(lambda: self.link.send_now(*probe, 1.0) and probe in self.snapshot(), 30, interval_s=0.2)
+        wait_until(lambda: self.link.send_now(*probe, 1.0) and probe in self.snapshot(), 30,
+                   message="the subscriber to hear its own probe", interval_s=0.2)
 
     def _record(self, topic: str, payload: bytes) -> None:
         with self._lock:
@@ -149,14 +151,16 @@ def test_kill_9_of_the_core_keeps_shadows_and_spool_and_a_restart_delivers_every
     first = CoreProcess(root, cloud, tmp_path / "first-run.log")
     try:
         # Predictions and metrics pile up in the spool; readings pile up in the local shadow.
-        assert wait_until(lambda: len(spooled(root)) >= 20 and (shadow_row(root) or (0,))[0] >= 20,
-                          DEADLINE_S, interval_s=0.2), (tmp_path / "first-run.log").read_text()[-3000:]
+        wait_until(lambda: len(spooled(root)) >= 20 and (shadow_row(root) or (0,))[0] >= 20, DEADLINE_S,
+                   message=lambda: "20 spooled messages and shadow version 20; the core's log ends:\n"
+                                   + (tmp_path / "first-run.log").read_text()[-3000:], interval_s=0.2)
         before_spool = spooled(root)
         before_version, before_state = shadow_row(root)
         assert worker_pids(root), "the Lambdas' workers are not running"
         first.kill_core_only()
         # The orphaned workers notice at their next IPC call (a long poll that fails at once) and exit.
-        assert wait_until(lambda: not worker_pids(root), 30, interval_s=0.2), worker_pids(root)
+        wait_until(lambda: not worker_pids(root), 30,
+                   message=lambda: f"the orphaned workers to exit (still running: {worker_pids(root)})", interval_s=0.2)
     finally:
         first.stop(root)
 
@@ -176,11 +180,13 @@ def test_kill_9_of_the_core_keeps_shadows_and_spool_and_a_restart_delivers_every
     second = CoreProcess(root, cloud, tmp_path / "second-run.log")
     try:
         expected = {(topic, payload) for _, topic, payload in after_spool}
-        assert wait_until(lambda: expected <= subscriber.snapshot(), DEADLINE_S, interval_s=0.5), (
-            f"{len(expected - subscriber.snapshot())} of {len(expected)} spooled messages never arrived; "
-            + (tmp_path / "second-run.log").read_text()[-3000:])
+        wait_until(lambda: expected <= subscriber.snapshot(), DEADLINE_S, message=lambda: (
+            f"every spooled message at the subscriber ({len(expected - subscriber.snapshot())} of {len(expected)} "
+            "never arrived); the core's log ends:\n" + (tmp_path / "second-run.log").read_text()[-3000:]),
+            interval_s=0.5)
         # The restarted core continues the same shadow: its versions go on from where the kill left them.
-        assert wait_until(lambda: shadow_row(root)[0] > after_version, DEADLINE_S, interval_s=0.2)
+        wait_until(lambda: shadow_row(root)[0] > after_version, DEADLINE_S,
+                   message=f"the restarted core's shadow to go past version {after_version}", interval_s=0.2)
     finally:
         second.stop(root)
         subscriber.link.stop()

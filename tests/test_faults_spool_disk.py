@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cloud_support import Collector, core_settings, start_test_cloud, wait_until
+from support.cloud import Collector, core_settings
+from support.waiting import wait_until
 
 from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import LinkSettings
@@ -120,9 +121,8 @@ def test_once_space_is_freed_the_same_spooler_accepts_again_without_a_restart(ti
         spooler.close()
 
 
-def test_the_cloud_link_recovers_when_the_disk_was_full_as_acknowledgements_arrived(small_disk, tmp_path):
+def test_the_cloud_link_recovers_when_the_disk_was_full_as_acknowledgements_arrived(small_disk, cloud):
     disk = small_disk
-    cloud, _engine = start_test_cloud(tmp_path / "cloud")
     spooler = FileSpooler(disk / "spool.sqlite", max_bytes=50_000_000)
     collector = Collector(cloud, "rain/RainCore/#")
     inbound: list[bytes] = []
@@ -133,19 +133,21 @@ def test_the_cloud_link_recovers_when_the_disk_was_full_as_acknowledgements_arri
         spooled = [spooler.append(CLOUD_TOPIC, f"before {n}".encode()) for n in range(5)]
         assert None not in spooled
         # The cloud-side subscriber is live (it hears its own probe) before the core sends anything.
-        assert wait_until(lambda: collector.link.send_now("rain/RainCore/probe", b"probe", 1.0)
-                          and b"probe" in collector.payloads(), 30, interval_s=0.2)
+        wait_until(lambda: collector.link.send_now("rain/RainCore/probe", b"probe", 1.0)
+                   and b"probe" in collector.payloads(), 30, message="the subscriber to hear its own probe",
+                   interval_s=0.2)
         filler = _fill(disk)  # the broker's acknowledgements now arrive on a full disk
         link.start()
         assert link.wait_connected(10)
-        assert wait_until(lambda: {f"before {n}".encode() for n in range(5)} <= set(collector.payloads()), 30)
+        wait_until(lambda: {f"before {n}".encode() for n in range(5)} <= set(collector.payloads()), 30,
+                   message="the 5 spooled messages at the subscriber")
         filler.unlink()  # space is freed; nothing restarts
         assert link.publish(CLOUD_TOPIC, b"after the disk was freed")
         assert link.wait_drained(30), f"{len(spooler)} messages never acknowledged"
         assert collector.link.send_now("rain/RainCore/command/input", b"still listening", 10)
-        assert wait_until(lambda: inbound == [b"still listening"], 30)
+        wait_until(lambda: inbound == [b"still listening"], 30,
+                   message=lambda: f"the core to hear one command (heard {inbound})")
     finally:
         link.stop()
         collector.stop()
-        cloud.stop()
         spooler.close()

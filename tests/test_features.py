@@ -34,7 +34,7 @@ def test_integers_and_extra_fields_are_accepted():
 
 
 def test_null_tendency_raises_tendency_unavailable_with_clear_message():
-    with pytest.raises(TendencyUnavailableError) as caught:
+    with pytest.raises(TendencyUnavailableError, match="less than 3 h of pressure history") as caught:
         build_features(dict(READING, pressure_tendency_3h=None))
     assert isinstance(caught.value, FeatureError) and isinstance(caught.value, ValueError)
     assert caught.value.field == "pressure_tendency_3h"
@@ -43,7 +43,7 @@ def test_null_tendency_raises_tendency_unavailable_with_clear_message():
 
 def test_missing_pressure_is_reported_before_missing_tendency():
     reading = {"temperature": 20.0, "humidity": 50.0}
-    with pytest.raises(FeatureError) as caught:
+    with pytest.raises(FeatureError, match="^pressure: missing") as caught:
         build_features(reading)
     assert caught.value.field == "pressure"
     assert not isinstance(caught.value, TendencyUnavailableError)

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from lambdas_fixtures.harness import (
     PY38,
-    RecordingCloud,
     function_arn,
     interpreters,
     make_group,
 )
+from support.recorders import RecordingCloud
 
 from simcore.connectors.registry import build_registry
 from simcore.core.assemble import Core

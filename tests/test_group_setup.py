@@ -6,7 +6,6 @@ import datetime
 import json
 import stat
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -16,7 +15,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from moto import mock_aws
 
 from group import setup
 
@@ -25,12 +23,9 @@ THING_ARN = f"arn:aws:iot:{REGION}:123456789012:thing/RainEdgeCore"
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        yield
+def aws_region() -> str:
+    """The stacks of these tests live in eu-west-1 (the shared `aws` fixture's default region)."""
+    return REGION
 
 
 def stack_identity(key_store: str) -> tuple[list[dict[str, str]], dict[str, str]]:

@@ -164,7 +164,7 @@ def test_a_feedback_invocation_carries_the_ml_sdk_publish_arguments():
 
 
 def test_a_non_finite_value_cannot_become_a_feedback_invocation():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         feedback_invocation("rain-low-confidence", {"temperature": float("nan")}, 0.5, {})
 
 

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 from lambdas_fixtures.harness import IPCClient, IPCException, WorkItem, function_arn
+from support.recorders import RecordingCloud
 from support.work_source import QueueWorkSource
 
 from simcore.core.ipc.dispatch import IPCDispatcher
@@ -26,18 +27,10 @@ ROUTER = "arn:aws:lambda:::function:GGRouter"
 SECRETS = "arn:aws:lambda:::function:GGSecretManager:1"
 
 
-class Cloud:
-    def __init__(self):
-        self.messages = []
-
-    def publish(self, topic, payload):
-        self.messages.append((topic, payload))
-
-
 @pytest.fixture
 def ipc():
     queue = WorkQueue(max_items=4)
-    cloud = Cloud()
+    cloud = RecordingCloud()
     router = Router(
         [Subscription("s", CALLER, "up/#", CLOUD), Subscription("f", CALLER, "fan", WORKER)],
         [CALLER, WORKER, LATEST, SLOW],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from support.recorders import RecordingCloud
 
 from simcore.core.router import ALL_OR_ERROR, BEST_EFFORT, Router
 from simcore.core.work_queue import WorkItem, WorkQueue
@@ -16,14 +17,6 @@ A = "arn:aws:lambda:us-east-1:123456789012:function:a:live"
 B = "arn:aws:lambda:us-east-1:123456789012:function:b:live"
 C = "arn:aws:lambda:us-east-1:123456789012:function:c:live"
 CONNECTOR = "arn:aws:greengrass:us-east-1::/connectors/CloudWatchMetrics/versions/4"
-
-
-class Cloud:
-    def __init__(self):
-        self.messages = []
-
-    def publish(self, topic, payload):
-        self.messages.append((topic, payload))
 
 
 class Connectors:
@@ -54,7 +47,7 @@ def test_the_bound_is_shared_by_all_functions():
 
 
 def test_best_effort_drops_only_the_full_target_and_counts_it():
-    router, queue = make_router([(A, "t", B), (A, "t", CLOUD)], max_items=1, cloud=Cloud())
+    router, queue = make_router([(A, "t", B), (A, "t", CLOUD)], max_items=1, cloud=RecordingCloud())
     router.route(A, "t", b"first", BEST_EFFORT)
     outcome = router.route(A, "t", b"second", BEST_EFFORT)
     assert outcome.dropped_queue_full == 1
@@ -73,10 +66,10 @@ def test_default_policy_is_best_effort():
 
 
 def test_all_or_error_fails_the_whole_publish_and_delivers_nothing():
-    cloud = Cloud()
+    cloud = RecordingCloud()
     router, queue = make_router([(A, "t", B), (A, "t", C), (A, "t", CLOUD)], max_items=3, cloud=cloud)
     router.route(A, "t", b"fills two", ALL_OR_ERROR)
-    with pytest.raises(QueueFullError) as refused:
+    with pytest.raises(QueueFullError, match="work queue is full .*: 2 more cannot be queued") as refused:
         router.route(A, "t", b"needs two, one left", ALL_OR_ERROR)
     assert refused.value.http_status == 429
     assert (queue.pending(B), queue.pending(C)) == (1, 1)
@@ -89,7 +82,7 @@ def test_cloud_target_without_a_cloud_link_is_undeliverable():
     outcome = router.route(A, "up", b"x")
     assert outcome.undeliverable == 1
     assert router.counters()["per_target"][CLOUD] == {"undeliverable": 1}
-    cloud = Cloud()
+    cloud = RecordingCloud()
     router.set_cloud(cloud)
     router.route(A, "up", b"y")
     assert cloud.messages == [("up", b"y")]
@@ -107,7 +100,7 @@ def test_known_connector_gets_the_message_and_unknown_one_is_named_and_counted()
 
 
 def test_shadow_target_updates_the_shadow_and_routes_its_outcome_topics():
-    cloud = Cloud()
+    cloud = RecordingCloud()
     shadow = open_shadow_service()
     router, queue = make_router(
         [

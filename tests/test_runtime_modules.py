@@ -72,7 +72,7 @@ def test_events_are_json_with_empty_as_an_empty_dict_or_raw_bytes_for_binary():
     assert lambda_runtime.build_event(b'{"a": [1]}', "json") == {"a": [1]}
     assert lambda_runtime.build_event(b"", "json") == {}
     assert lambda_runtime.build_event(b"\x00raw", "binary") == b"\x00raw"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Expecting property name"):
         lambda_runtime.build_event(b"{not json", "json")
 
 
@@ -80,7 +80,7 @@ def test_results_are_json_with_none_as_null_and_bytes_raw_for_binary():
     assert lambda_runtime.encode_result(None, "json") == b"null"
     assert lambda_runtime.encode_result({"ok": True}, "json") == b'{"ok": true}'
     assert lambda_runtime.encode_result(b"\x01", "binary") == b"\x01"
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="is not JSON serializable"):
         lambda_runtime.encode_result(object(), "json")
 
 

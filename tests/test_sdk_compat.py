@@ -12,15 +12,15 @@ import json
 
 import pytest
 from lambdas_fixtures.harness import (
-    PY38,
+    INTERPRETER_KINDS,
     IPCClient,
-    RecordingCloud,
     function_arn,
     interpreters,
     make_function,
     make_group,
-    wait_until,
 )
+from support.recorders import RecordingCloud
+from support.waiting import wait_until
 
 from simcore.core.assemble import Core
 from simcore.core.secrets import SecretStore, SecretValue
@@ -33,19 +33,14 @@ BINARY = function_arn("compat-binary")
 THING = "compat-thing"
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:compat-secret-AbCdEf"
 
-KINDS = [
-    pytest.param("py38", marks=[pytest.mark.py38, pytest.mark.skipif(not PY38.exists(), reason="no .venv-py38")]),
-    "py311",
-]
-
-
 def compat_group():
     return make_group(
         [
             make_function("compat-driver", "compat", "compat_driver.function_handler", timeout_s=30),
             make_function("compat-echo", "compat", "echo.function_handler", timeout_s=10),
             make_function("test-harness", "compat", "echo.function_handler"),
-            make_function("compat-binary", "compat", "echo.function_handler", encoding_type="binary"),
+            # Invoked cold: its Timeout (the default is 3 s) also covers the worker's start, so it gets room.
+            make_function("compat-binary", "compat", "echo.function_handler", encoding_type="binary", timeout_s=10),
         ],
         [
             (DRIVER, "compat/out", CLOUD),
@@ -56,7 +51,7 @@ def compat_group():
     )
 
 
-@pytest.fixture(params=KINDS)
+@pytest.fixture(params=INTERPRETER_KINDS)
 def running_core(request, tmp_path):
     cloud = RecordingCloud()
     secrets = SecretStore(
@@ -169,6 +164,7 @@ def test_a_handler_exception_is_logged_with_its_traceback(running_core, tmp_path
     func_err, answer = invoke(core, ECHO, {"fail": True})
     assert (func_err, answer) == ("Handled", {"errorMessage": "asked to fail"})
     log_file = core.runtime_root / "var/log/user/us-east-1/123456789012/compat-echo.log"
-    text = wait_until(lambda: "ValueError: asked to fail" in log_file.read_text() and log_file.read_text())
+    text = wait_until(lambda: "ValueError: asked to fail" in log_file.read_text() and log_file.read_text(),
+                      message=f"the handler's error in {log_file}")
     assert "][ERROR]-lambda_runtime.py:" in text
     assert "Traceback (most recent call last):" in text

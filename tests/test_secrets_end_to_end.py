@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 from lambdas_fixtures.harness import PY38, IPCClient, function_arn
-from moto import mock_aws
+from support.aws import fake_aws
 
 from simcore.deploy.deployment import deploy
 from simcore.service.running import RunningCore, RunOptions
@@ -45,11 +45,8 @@ class SecretCore:
 def secret_core(tmp_path_factory) -> Iterator[SecretCore]:
     root = tmp_path_factory.mktemp("secrets-e2e") / "ggc"
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_PROFILE", "SIMCORE_SECRETS_FILE"):
-            patch.delenv(name, raising=False)
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        with mock_aws():
+        patch.delenv("SIMCORE_SECRETS_FILE", raising=False)
+        with fake_aws(patch):
             secretsmanager = boto3.client("secretsmanager", region_name="us-east-1")
             arn = secretsmanager.create_secret(Name="greengrass-db", SecretString='{"password": "hunter2"}')["ARN"]
             secretsmanager.put_secret_value(SecretId=arn, SecretString='{"password": "next"}', VersionStages=["next"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -26,14 +27,10 @@ AWS_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_PROFILE"
 
 
 @pytest.fixture
-def secretsmanager(monkeypatch):
-    for name in AWS_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        yield boto3.client("secretsmanager", region_name="us-east-1")
+def secretsmanager(aws, monkeypatch):
+    """A Secrets Manager client on moto's AWS; the secrets come from it, not from a secrets file."""
+    monkeypatch.delenv(SECRETS_FILE_ENV, raising=False)
+    return boto3.client("secretsmanager", region_name="us-east-1")
 
 
 @pytest.fixture
@@ -101,7 +98,7 @@ def test_stored_secrets_are_served_only_to_functions_with_access(secretsmanager,
 
 
 def test_missing_secret_fails_the_deployment_with_the_aws_code(secretsmanager, tmp_path):
-    with pytest.raises(DeployError) as raised:
+    with pytest.raises(DeployError, match=re.escape(f"cannot fetch {UNKNOWN_ARN} (AWSCURRENT)")) as raised:
         deploy(TEMPLATE, {"SecretArn": UNKNOWN_ARN}, tmp_path / "ggc")
     assert raised.value.code == "ResourceNotFoundException"
     assert f"secret resource db-password: cannot fetch {UNKNOWN_ARN} (AWSCURRENT)" in raised.value.message
@@ -115,14 +112,14 @@ def test_missing_secret_fails_the_deployment_with_the_aws_code(secretsmanager, t
 
 def test_missing_staging_label_names_the_label(secretsmanager, tmp_path):
     arn = secretsmanager.create_secret(Name="greengrass-db", SecretString="one")["ARN"]
-    with pytest.raises(DeployError) as raised:
+    with pytest.raises(DeployError, match=re.escape(f"cannot fetch {arn} (absent)")) as raised:
         deploy(TEMPLATE, {"SecretArn": arn, "ExtraLabel": "absent"}, tmp_path / "ggc")
     assert raised.value.code == "ResourceNotFoundException"
     assert f"cannot fetch {arn} (absent)" in raised.value.message
 
 
 def test_no_credentials_says_how_to_give_them_or_use_a_local_file(no_aws, tmp_path):
-    with pytest.raises(DeployError) as raised:
+    with pytest.raises(DeployError, match="no AWS credentials found") as raised:
         deploy(TEMPLATE, {"SecretArn": UNKNOWN_ARN}, tmp_path / "ggc")
     assert raised.value.code == "NoCredentialsError"
     assert "AWS_PROFILE" in raised.value.message
@@ -150,7 +147,7 @@ def test_local_secrets_file_stands_in_for_secrets_manager(no_aws, monkeypatch, t
 def test_local_secrets_file_without_the_secret_is_refused(no_aws, tmp_path):
     secrets_file = tmp_path / "secrets.json"
     secrets_file.write_text(json.dumps({"arn:aws:secretsmanager:us-east-1:123456789012:secret:other-AbCdEf": {}}))
-    with pytest.raises(DeployError) as raised:
+    with pytest.raises(DeployError, match=re.escape(f"has no entry for {UNKNOWN_ARN}")) as raised:
         deploy(TEMPLATE, {"SecretArn": UNKNOWN_ARN}, tmp_path / "ggc", secrets_file=secrets_file)
     assert raised.value.code == "ResourceNotFoundException"
     assert f"has no entry for {UNKNOWN_ARN}" in raised.value.message
@@ -283,7 +280,7 @@ def test_access_denied_fails_the_deployment_naming_the_resource(monkeypatch, tmp
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
         boto3.setup_default_session()  # the default session cached the first identity's credentials
-        with pytest.raises(DeployError) as raised:
+        with pytest.raises(DeployError, match="not authorized to perform: secretsmanager:GetSecretValue") as raised:
             deploy(TEMPLATE, {"SecretArn": arn}, tmp_path / "ggc")
         return arn, raised.value
 
@@ -305,7 +302,7 @@ def test_secrets_endpoint_override_is_used(no_aws, monkeypatch, tmp_path, how):
     options = {"secrets_endpoint_url": closed} if how == "argument" else {}
     if how == "environment":
         monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", closed)
-    with pytest.raises(DeployError) as raised:
+    with pytest.raises(DeployError, match="Could not connect to the endpoint URL") as raised:
         deploy(TEMPLATE, {"SecretArn": UNKNOWN_ARN}, tmp_path / "ggc", **options)
     assert raised.value.code == "EndpointConnectionError"
     assert "127.0.0.1:9" in raised.value.message

@@ -24,12 +24,12 @@ from lambdas_fixtures.harness import (
     PY38,
     IPCClient,
     IPCException,
-    RecordingCloud,
     function_arn,
     make_function,
     make_group,
-    wait_until,
 )
+from support.recorders import RecordingCloud
+from support.waiting import wait_until
 
 from simcore.core.assemble import Core
 from simcore.group import CLOUD
@@ -125,7 +125,7 @@ def test_a_bad_publish_through_the_sdk_is_refused_with_its_code_and_message(name
     assert expected["message"] in message, result["error"]
     # The core kept running: the good publish right after the bad one was routed to the cloud.
     assert result["control_error"] is None
-    wait_until(lambda: name.encode() in core.recording.on(CONTROL_TOPIC))
+    wait_until(lambda: name.encode() in core.recording.on(CONTROL_TOPIC), message=f"the control publish {name!r}")
     _assert_only_controls_reached_the_cloud(core)
 
 
@@ -138,12 +138,13 @@ def test_a_malformed_publish_request_is_refused_with_its_code_and_message(name, 
         context = case["client_context_raw"]
     else:
         context = base64.b64encode(json.dumps(case["client_context"]).encode()).decode()
-    with pytest.raises(IPCException) as refused:
+    with pytest.raises(IPCException, match=re.escape(case["expected"]["message"])) as refused:
         client.post_work(ROUTER_ARN, payload_of(case).encode(), context, case.get("invocation_type", "Event"))
     code, message = _code_and_message("IPCException", str(refused.value))
     assert code == case["expected"]["code"], str(refused.value)
     assert case["expected"]["message"] in message, str(refused.value)
     control = base64.b64encode(json.dumps({"custom": {"subject": CONTROL_TOPIC}}).encode()).decode()
     client.post_work(ROUTER_ARN, f"after {name}".encode(), control, "Event")
-    wait_until(lambda: f"after {name}".encode() in core.recording.on(CONTROL_TOPIC))
+    wait_until(lambda: f"after {name}".encode() in core.recording.on(CONTROL_TOPIC),
+               message=f"the control publish 'after {name}'")
     _assert_only_controls_reached_the_cloud(core)

@@ -13,13 +13,13 @@ from base64 import b64encode
 import pytest
 from lambdas_fixtures.harness import (
     IPCClient,
-    RecordingCloud,
     function_arn,
     interpreters,
     make_function,
     make_group,
-    wait_until,
 )
+from support.recorders import RecordingCloud
+from support.waiting import wait_until
 
 from simcore.core.assemble import Core
 from simcore.group import CLOUD
@@ -59,7 +59,8 @@ def test_a_publish_no_subscription_from_the_lambda_allows_never_reaches_a_subscr
     core.publish("echo/in", json.dumps({"publish_to": "echo/allowed", "n": 2}).encode())
     [allowed] = cloud.wait_for("echo/allowed", 1)
     assert json.loads(allowed)["event"]["n"] == 2
-    assert wait_until(lambda: core.router.counters()["dropped_unmatched"] == before["dropped_unmatched"] + 1)
+    wait_until(lambda: core.router.counters()["dropped_unmatched"] == before["dropped_unmatched"] + 1,
+               message="the router to count the unmatched publish as dropped")
     assert cloud.on(FORBIDDEN) == []
     assert [topic for topic, _ in cloud.messages if topic.startswith("secret/")] == []
     per_target = core.router.counters()["per_target"].get(CLOUD, {})

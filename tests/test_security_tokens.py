@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from lambdas_fixtures.harness import function_arn, make_group, wait_until
+from lambdas_fixtures.harness import function_arn, make_group
+from support.waiting import wait_until
 
 from simcore.core.assemble import Core
 from simcore.core.isolation import check_available
@@ -112,10 +113,11 @@ def test_the_token_is_in_a_0400_environ_of_the_workers_own_uid_and_nobody_else_r
     try:
         core.start()
         worker_pid = wait_until(lambda: next(
-            (w["pid"] for w in core.status()["functions"][ARN]["workers"]), None))
+            (w["pid"] for w in core.status()["functions"][ARN]["workers"]), None), message="the worker's pid")
         # The Lambda's own process runs as the RunAs uid (a container launcher above it stays root).
         holders = wait_until(lambda: {pid: token for pid, token in _token_holders(worker_pid).items()
-                                      if _uid(pid) == WORKER_UID})
+                                      if _uid(pid) == WORKER_UID},
+                             message=f"a token held by a uid {WORKER_UID} process")
         [token] = set(holders.values())
         assert core.tokens.lookup(token) is not None  # the live token of this worker
         for pid, uid in ((pid, _uid(pid)) for pid in _token_holders(worker_pid)):

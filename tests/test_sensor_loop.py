@@ -9,9 +9,7 @@ from __future__ import annotations
 import csv
 import datetime
 import importlib.util
-import json
 import os
-import threading
 
 import pytest
 from emulated_bme680 import EmulatedBME680Bus
@@ -24,40 +22,10 @@ from sensor_to_shadow.shadow_writer import ShadowWriter, shadow_error_code
 from sensor_to_shadow.source_bme680 import Bme680Source
 from sensor_to_shadow.source_replay import ReplaySource, weather_csv_path
 from sensor_to_shadow.tendency import PressureHistory
+from support.recorders import RecordingShadow
 
 # greengrasssdk 1.6.1's IoTDataPlane._shadow_op formats a shadow error answer like this.
 SDK_SHADOW_ERROR = 'Request for shadow state returned error code {} with message "{}"'
-
-
-class RecordingShadow:
-    """Stands where the SDK calls go: records update payloads, answers gets, fails on request."""
-
-    def __init__(self, document=None):
-        self.updates = []
-        self.gets = 0
-        self.document = document or {}
-        self.failures = []  # exceptions raised by the next updates, in order
-        self.changed = threading.Condition()
-
-    def update(self, thing_name, payload):
-        assert thing_name == "rain-thing"
-        if self.failures:
-            raise self.failures.pop(0)
-        with self.changed:
-            self.updates.append(json.loads(payload))
-            self.changed.notify_all()
-        return {"payload": b"{}"}
-
-    def get(self, thing_name):
-        self.gets += 1
-        return {"payload": json.dumps(self.document).encode()}
-
-    def reported(self):
-        return [update["state"]["reported"] for update in self.updates]
-
-    def wait_for(self, count, timeout=30.0):
-        with self.changed:
-            assert self.changed.wait_for(lambda: len(self.updates) >= count, timeout), self.updates
 
 
 def shadow_error(code, message):

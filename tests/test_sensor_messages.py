@@ -10,23 +10,13 @@ import pytest
 from emulated_bme680 import EmulatedBME680Bus
 from sensor_to_shadow.app import SensorApp
 from sensor_to_shadow.settings import load_settings
+from support.recorders import RecordingShadow
 
 CORPUS = json.loads((Path(__file__).parent / "corpus" / "sensor" / "messages.json").read_text())
 TOPICS = {
     "delta": "$aws/things/rain-thing/shadow/update/delta",
     "rejected": "$aws/things/rain-thing/shadow/update/rejected",
 }
-
-
-class RecordingShadow:
-    def __init__(self):
-        self.updates = []
-
-    def update(self, thing_name, payload):
-        self.updates.append(json.loads(payload))
-
-    def get(self, thing_name):
-        return {"payload": b"{}"}
 
 
 def _event(raw):

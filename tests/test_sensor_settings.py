@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 from sensor_to_shadow.settings import (
@@ -43,7 +44,7 @@ def test_replay_source_with_and_without_dates():
     ],
 )
 def test_malformed_source_is_refused_with_the_reason(text, message):
-    with pytest.raises(SettingsError) as raised:
+    with pytest.raises(SettingsError, match=re.escape(message)) as raised:
         parse_source(text)
     assert message in str(raised.value)
 

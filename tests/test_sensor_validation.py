@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def _reading(fields: dict) -> Reading:
 
 @pytest.mark.parametrize("case", CORPUS, ids=[case["name"] for case in CORPUS])
 def test_invalid_reading_is_refused_naming_the_field_and_the_reason(case):
-    with pytest.raises(InvalidReading) as raised:
+    with pytest.raises(InvalidReading, match=re.escape(case["reason"])) as raised:
         validate(_reading(case["reading"]))
     assert raised.value.field == case["field"]
     assert case["reason"] in str(raised.value)

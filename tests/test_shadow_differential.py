@@ -309,11 +309,11 @@ def compare_documents(
         return
     assert theirs["version"] == ours["version"] + moto_deletes
     for name in ("desired", "reported"):
-        assert json_equal(ours["state"].get(name), theirs["state"].get(name)), (name, ours, theirs)
+        assert json_equal(ours["state"].get(name), theirs["state"].get(name)), f"{name} differs: {(ours, theirs)}"
     desired, reported = ours["state"].get("desired", {}), ours["state"].get("reported", {})
     ours_delta = d1_without_bool_number_differences(ours["state"].get("delta", {}), desired, reported, stats)
     moto_delta = d2_without_empty_objects(theirs["state"].get("delta", {}), desired, reported, stats)
-    assert json_equal(ours_delta, moto_delta), (ours, theirs)
+    assert json_equal(ours_delta, moto_delta), f"delta differs: {(ours, theirs)}"
     stats["deltas_compared"] += 1
 
 
@@ -381,7 +381,7 @@ def test_checker_catches_a_delta_that_is_not_nested(monkeypatch):
 
     monkeypatch.setattr(shadow_module, "_delta", flat_delta)
     sequence = [("update", {"desired": {"a": {"b": 1, "c": 2}}, "reported": {"a": {"b": 1, "c": 3}}}, None)]
-    with ShadowEngine() as engine, pytest.raises(AssertionError):
+    with ShadowEngine() as engine, pytest.raises(AssertionError, match="^delta differs"):
         check_sequence(engine, Moto(), sequence, Counter())
 
 
@@ -399,5 +399,5 @@ def test_checker_catches_a_merge_that_replaces_nested_objects(monkeypatch):
 
     monkeypatch.setattr(shadow_module, "_merge", shallow_merge)
     sequence = [("update", {"desired": {"a": {"b": 1}}}, None), ("update", {"desired": {"a": {"c": 1}}}, None)]
-    with ShadowEngine() as engine, pytest.raises(AssertionError):
+    with ShadowEngine() as engine, pytest.raises(AssertionError, match="^desired differs"):
         check_sequence(engine, Moto(), sequence, Counter())

@@ -35,8 +35,9 @@ def update(engine: ShadowEngine, state: object, **extra: object):
     return engine.update("thing-1", json.dumps({"state": state, **extra}))
 
 
-def refused(call, *args) -> ShadowError:
-    with pytest.raises(ShadowError) as caught:
+def refused(call, *args, match: str) -> ShadowError:
+    """The ShadowError `call(*args)` raises, its text matching `match`."""
+    with pytest.raises(ShadowError, match=match) as caught:
         call(*args)
     return caught.value
 
@@ -210,7 +211,7 @@ def test_get_includes_delta_and_echoes_client_token(engine):
 
 
 def test_get_of_an_unknown_thing_is_404(engine):
-    error = refused(engine.get, "nobody")
+    error = refused(engine.get, "nobody", match="No shadow exists with name: nobody")
     assert (error.http_status, error.message) == (404, "No shadow exists with name: nobody")
 
 
@@ -222,7 +223,7 @@ def test_update_with_matching_version_is_accepted(engine):
 def test_update_with_stale_version_is_rejected_409(engine):
     update(engine, {"reported": {"a": 1}})
     update(engine, {"reported": {"a": 2}})
-    error = refused(lambda: update(engine, {"reported": {"a": 3}}, version=1))
+    error = refused(lambda: update(engine, {"reported": {"a": 3}}, version=1), match="Version conflict")
     assert (error.http_status, error.message) == (409, "Version conflict")
     assert engine.get("thing-1")["state"]["reported"] == {"a": 2}
     assert engine.version("thing-1") == 2
@@ -230,7 +231,7 @@ def test_update_with_stale_version_is_rejected_409(engine):
 
 def test_version_conflict_echoes_the_client_token(engine):
     update(engine, {"reported": {"a": 1}})
-    with pytest.raises(ShadowError) as caught:
+    with pytest.raises(ShadowError, match="Version conflict") as caught:
         update(engine, {"reported": {"a": 3}}, version=7, clientToken="tok-9")
     assert caught.value.to_document(5) == {
         "code": 409,
@@ -252,7 +253,7 @@ def test_delete_returns_the_version_and_removes_the_shadow(engine):
         "timestamp": 1_700_000_000,
         "clientToken": "d-1",
     }
-    assert refused(engine.get, "thing-1").http_status == 404
+    assert refused(engine.get, "thing-1", match="No shadow exists").http_status == 404
     assert engine.version("thing-1") is None
     assert engine.things() == []
 
@@ -260,7 +261,7 @@ def test_delete_returns_the_version_and_removes_the_shadow(engine):
 def test_delete_of_a_missing_shadow_is_404(engine):
     update(engine, {"reported": {"a": 1}})
     engine.delete("thing-1")
-    error = refused(engine.delete, "thing-1")
+    error = refused(engine.delete, "thing-1", match="No shadow exists with name: thing-1")
     assert (error.http_status, error.message) == (404, "No shadow exists with name: thing-1")
 
 
@@ -277,7 +278,7 @@ def test_a_shadow_recreated_after_delete_continues_the_version(engine):
 
 def test_client_token_of_64_bytes_is_accepted_and_65_refused(engine):
     assert update(engine, {"reported": {"a": 1}}, clientToken="t" * 64).accepted["clientToken"] == "t" * 64
-    error = refused(lambda: update(engine, {"reported": {"a": 1}}, clientToken="t" * 65))
+    error = refused(lambda: update(engine, {"reported": {"a": 1}}, clientToken="t" * 65), match="Invalid clientToken")
     assert (error.http_status, error.message, error.client_token) == (400, "Invalid clientToken", None)
 
 
@@ -286,7 +287,8 @@ def test_document_of_exactly_the_limit_is_accepted_and_one_byte_more_refused(clo
         small.update("t", json.dumps({"state": {"reported": {"a": "x" * 40}}}))
         # The compact JSON of the section, {"a":"x…","b":"y…"}, is what counts: fill it to exactly 100 bytes.
         fill = 100 - len(json.dumps({"a": "x" * 40, "b": ""}, separators=(",", ":")))
-        error = refused(small.update, "t", json.dumps({"state": {"reported": {"b": "y" * (fill + 1)}}}))
+        error = refused(small.update, "t", json.dumps({"state": {"reported": {"b": "y" * (fill + 1)}}}),
+                        match="exceeds the maximum size")
         assert (error.http_status, error.message) == (413, "The payload exceeds the maximum size allowed")
         small.update("t", json.dumps({"state": {"reported": {"b": "y" * fill}}}))
         assert small.get("t")["state"]["reported"]["b"] == "y" * fill
@@ -294,7 +296,7 @@ def test_document_of_exactly_the_limit_is_accepted_and_one_byte_more_refused(clo
 
 def test_request_body_over_the_limit_is_refused_413_before_parsing(clock):
     with ShadowEngine(max_document_bytes=100, clock=clock) as small:
-        error = refused(small.update, "t", b'{"state": {}}' + b" " * 100)
+        error = refused(small.update, "t", b'{"state": {}}' + b" " * 100, match="exceeds the maximum size")
         assert error.http_status == 413
         assert small.version("t") is None
 
@@ -302,7 +304,8 @@ def test_request_body_over_the_limit_is_refused_413_before_parsing(clock):
 def test_merged_document_over_the_limit_is_refused_413(clock):
     with ShadowEngine(max_document_bytes=200, clock=clock) as small:
         small.update("t", json.dumps({"state": {"reported": {"a": "x" * 120}}}))
-        error = refused(small.update, "t", json.dumps({"state": {"desired": {"b": "y" * 120}}}))
+        error = refused(small.update, "t", json.dumps({"state": {"desired": {"b": "y" * 120}}}),
+                        match="exceeds the maximum size")
         assert error.http_status == 413
         assert small.version("t") == 1
 
@@ -312,7 +315,7 @@ def test_nesting_of_6_is_accepted_and_7_refused(engine):
     six = {"l1": {"l2": {"l3": {"l4": {"l5": {"l6": 1}}}}}}
     update(engine, {"reported": six})
     seven = {"l1": {"l2": {"l3": {"l4": {"l5": {"l6": {"l7": 1}}}}}}}
-    error = refused(lambda: update(engine, {"reported": seven}))
+    error = refused(lambda: update(engine, {"reported": seven}), match="too many levels of nesting")
     assert (error.http_status, error.message) == (400, "JSON contains too many levels of nesting; maximum is 6")
 
 
@@ -324,13 +327,13 @@ def test_payload_may_be_bytes_str_or_dict(engine):
 
 
 def test_dict_payload_with_nan_is_invalid_json(engine):
-    error = refused(engine.update, "thing-1", {"state": {"reported": {"a": float("nan")}}})
+    error = refused(engine.update, "thing-1", {"state": {"reported": {"a": float("nan")}}}, match="Invalid JSON")
     assert (error.http_status, error.message) == (400, "Invalid JSON")
 
 
 def test_invalid_thing_name_is_refused(engine):
-    assert refused(engine.get, "bad thing").http_status == 400
-    assert refused(engine.update, "x" * 129, b'{"state": {}}').http_status == 400
+    assert refused(engine.get, "bad thing", match="Invalid thing name").http_status == 400
+    assert refused(engine.update, "x" * 129, b'{"state": {}}', match="Invalid thing name").http_status == 400
 
 
 def test_returned_documents_do_not_alias_the_store(engine):

@@ -138,7 +138,7 @@ def test_parse_shadow_topic_reads_thing_and_operation():
     parsed = parse_shadow_topic("$aws/things/core:1_a-b/shadow/delete")
     assert (parsed.thing, parsed.operation) == ("core:1_a-b", "delete")
     assert parsed.reply_topic("accepted") == "$aws/things/core:1_a-b/shadow/delete/accepted"
-    with pytest.raises(ShadowTopicError):
+    with pytest.raises(ShadowTopicError, match="Not a shadow request topic"):
         parse_shadow_topic("$aws/things//shadow/get")
 
 

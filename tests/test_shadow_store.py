@@ -30,7 +30,7 @@ def test_deleted_shadow_stays_deleted_and_keeps_its_version_across_restart(tmp_p
         first.update("core-1", b'{"state": {"reported": {"t": 2}}}')
         first.delete("core-1")
     with ShadowEngine(db) as second:
-        with pytest.raises(ShadowError) as caught:
+        with pytest.raises(ShadowError, match="No shadow exists with name: core-1") as caught:
             second.get("core-1")
         assert caught.value.http_status == 404
         assert second.things() == []
@@ -41,7 +41,7 @@ def test_refused_update_leaves_the_stored_document_unchanged(tmp_path):
     db = tmp_path / "shadows.db"
     with ShadowEngine(db) as engine:
         engine.update("core-1", b'{"state": {"reported": {"t": 1}}}')
-        with pytest.raises(ShadowError):
+        with pytest.raises(ShadowError, match="Version conflict"):
             engine.update("core-1", b'{"state": {"reported": {"t": 2}}, "version": 9}')
     with ShadowEngine(db) as reopened:
         assert reopened.get("core-1")["state"] == {"reported": {"t": 1}}

@@ -8,6 +8,7 @@ A case's header comments say what to expect:
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def test_corpus_case_gives_its_expected_error(case: Path):
         assert group.name == "corpus"
         return
     assert "expect" in header, f"{case.name} has no '# expect:' line"
-    with pytest.raises(TemplateError) as raised:
+    with pytest.raises(TemplateError, match=re.escape(header["expect"])) as raised:
         load_group(case, parameters)
     assert header["expect"] in str(raised.value)
     if "location" in header:

@@ -112,7 +112,7 @@ def test_only_the_chosen_branch_of_fn_if_is_resolved():
     ],
 )
 def test_bad_intrinsics_name_the_problem_and_the_place(value, message, location):
-    with pytest.raises(TemplateError) as raised:
+    with pytest.raises(TemplateError, match=re.escape(message)) as raised:
         make_resolver().resolve(value, "P")
     assert message in raised.value.message
     assert raised.value.location == location
@@ -131,7 +131,7 @@ def test_condition_must_be_a_condition_function():
 
 def test_find_unsupported_functions_reports_the_first_with_its_path():
     value = {"Resources": {"R": {"Properties": {"List": [1, {"Fn::Transform": {"Name": "M"}}]}}}}
-    with pytest.raises(TemplateError) as raised:
+    with pytest.raises(TemplateError, match="unsupported intrinsic function Fn::Transform") as raised:
         find_unsupported_functions(value, "")
     assert raised.value.location == "Resources.R.Properties.List[1].Fn::Transform"
 

@@ -220,7 +220,7 @@ def test_bad_parameters_file_is_refused(tmp_path, content, message):
 
 
 def test_missing_parameters_file_is_named(tmp_path):
-    with pytest.raises(TemplateError) as raised:
+    with pytest.raises(TemplateError, match="cannot read parameters file") as raised:
         load_parameters(tmp_path / "absent.json")
     assert raised.value.location == str(tmp_path / "absent.json")
 

@@ -6,7 +6,8 @@ import json
 import os
 
 import pytest
-from lambdas_fixtures.harness import IPCClient, IPCException, function_arn, make_function, make_group, wait_until
+from lambdas_fixtures.harness import IPCClient, IPCException, function_arn, make_function, make_group
+from support.waiting import wait_until
 
 from simcore.core.assemble import Core
 
@@ -34,6 +35,16 @@ def invoke(core, arn, event):
     client = IPCClient(port=core.ipc_port)
     client.auth_token = core.issue_token(TESTER)
     return client.get_work_result(arn, client.post_work(arn, json.dumps(event).encode(), b"", "RequestResponse"))
+
+
+def warm_up(core, arn):
+    """An idle warm worker of on-demand `arn`, so that a call's Timeout covers the call and not a cold start.
+
+    A call's Timeout runs from its post until a worker takes it: a cold start (a new interpreter importing the
+    handler) can use up a 1 s Timeout on a loaded machine. The first call may then fail "not started"; the
+    worker it started stays warm, and a later call is answered by it.
+    """
+    wait_until(lambda: invoke(core, arn, {"seconds": 0}).func_err == "", 60, message=f"a warm worker of {arn}")
 
 
 def pid_alive(pid):
@@ -64,14 +75,16 @@ def test_a_worker_over_its_memory_size_is_killed_with_the_cores_message(core, tm
 
 
 def test_on_demand_work_over_its_timeout_is_killed_and_fails_unhandled(core):
+    warm_up(core, SLEEPER)
     result = invoke(core, SLEEPER, {"seconds": 120})
     assert result.func_err == "Unhandled"
     assert json.loads(result.payload) == {"errorMessage": "Task timed out after 1 seconds"}
-    wait_until(lambda: core.status()["functions"][SLEEPER]["timeouts"] == 1)
-    wait_until(lambda: not core.status()["functions"][SLEEPER]["workers"])
+    wait_until(lambda: core.status()["functions"][SLEEPER]["timeouts"] == 1, message="the timeout to be counted")
+    wait_until(lambda: not core.status()["functions"][SLEEPER]["workers"], message="the timed-out worker to be gone")
 
 
 def test_work_within_the_timeout_answers_and_the_worker_stays_warm(core):
+    warm_up(core, SLEEPER)
     first = invoke(core, SLEEPER, {"seconds": 0})
     workers = core.status()["functions"][SLEEPER]["workers"]
     second = invoke(core, SLEEPER, {"seconds": 0})
@@ -85,7 +98,8 @@ def test_stop_ends_every_worker_process(tmp_path):
     group = make_group([make_function("sleeper", "faults", "faults.sleeper", pinned=True)])
     running = Core(group, runtime_root=tmp_path / "ggc")
     running.start()
-    pid = wait_until(lambda: [w["pid"] for w in running.status()["functions"][function_arn("sleeper")]["workers"]])[0]
+    pid = wait_until(lambda: [w["pid"] for w in running.status()["functions"][function_arn("sleeper")]["workers"]],
+                     message="the pinned worker's pid")[0]
     running.stop()
     assert not pid_alive(pid)
 
@@ -102,9 +116,10 @@ def test_on_demand_workers_are_capped_and_reused(tmp_path):
 
     from simcore.core.workers import WorkerSettings
 
+    # The Timeout only bounds a stuck call: it covers two cold starts and three calls in a row, so it is generous.
     group = make_group(
         [
-            make_function("sleeper", "faults", "faults.sleeper", timeout_s=10),
+            make_function("sleeper", "faults", "faults.sleeper", timeout_s=60),
             make_function("tester", "faults", "faults.sleeper"),
         ]
     )

@@ -7,7 +7,9 @@ import os
 import signal
 
 import pytest
-from lambdas_fixtures.harness import RecordingCloud, function_arn, make_function, make_group, wait_until
+from lambdas_fixtures.harness import function_arn, make_function, make_group
+from support.recorders import RecordingCloud
+from support.waiting import wait_until
 
 from simcore.core.assemble import Core
 from simcore.core.workers import FunctionWorkers, WorkerManager, WorkerSettings
@@ -77,7 +79,8 @@ def test_lambda_logging_and_stdout_reach_the_function_log_in_the_core_format(rel
     core.publish("relay/in", json.dumps({"n": 7}).encode())
     cloud.wait_for("relay/out", 1)
     log_file = root / "var/log/user/us-east-1/123456789012/relay.log"
-    lines = wait_until(lambda: "plain stdout line" in log_file.read_text() and log_file.read_text().splitlines())
+    lines = wait_until(lambda: "plain stdout line" in log_file.read_text() and log_file.read_text().splitlines(),
+                       message=f"the worker's stdout line in {log_file}")
     assert any("][INFO]-faults.py:" in line and "relaying {'n': 7}" in line for line in lines)
     assert any(line.endswith("][INFO]-plain stdout line") for line in lines)
 

@@ -1,12 +1,15 @@
-"""Helpers for tests that run a real core: build a group, record cloud messages, wait with a deadline."""
+"""Helpers for tests that run a real core: build a group of the fixture Lambdas, reach it through the IPC client.
+
+Waiting and recording cloud messages: `support.waiting` and `support.recorders`.
+"""
 
 from __future__ import annotations
 
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
+
+import pytest
 
 from simcore.group import Core as GroupCore
 from simcore.group import Function, Group, Subscription
@@ -68,49 +71,15 @@ def make_group(functions: Iterable[Function], routes: Iterable[tuple[str, str, s
     )
 
 
+# The worker interpreters a core test runs under, as fixture params: the Lambdas' own (when its venv is there)
+# and simcore's.
+INTERPRETER_KINDS = [
+    pytest.param("py38", marks=[pytest.mark.py38, pytest.mark.skipif(not PY38.exists(), reason="no .venv-py38")]),
+    "py311",
+]
+
+
 def interpreters(kind: str) -> dict[str, str]:
     """`py38`: the Lambdas' Python 3.8 venv; `py311`: simcore's own interpreter (it has greengrasssdk too)."""
     return {"python3.8": str(PY38) if kind == "py38" else sys.executable}
 
-
-def wait_until(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.02) -> object:
-    """Poll `predicate` until it returns something truthy; AssertionError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
-class RecordingCloud:
-    """A cloud port that keeps what reaches `cloud`, for assertions."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self._changed = threading.Condition()
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        with self._changed:
-            self.messages.append((topic, payload))
-            self._changed.notify_all()
-
-    def on(self, topic: str) -> list[bytes]:
-        """Payloads received on `topic`, in order."""
-        with self._changed:
-            return [payload for received_topic, payload in self.messages if received_topic == topic]
-
-    def wait_for(self, topic: str, count: int = 1, timeout: float = 20.0) -> list[bytes]:
-        """At least `count` payloads on `topic`; AssertionError at the deadline."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                found = [payload for received_topic, payload in self.messages if received_topic == topic]
-                if len(found) >= count:
-                    return found
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"{len(found)} of {count} messages on {topic} within {timeout} s")
-                self._changed.wait(remaining)

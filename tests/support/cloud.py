@@ -1,4 +1,4 @@
-"""Helpers for the cloud tests (no tests here): a stand-in cloud, a TCP gate, a collecting subscriber.
+"""Helpers for the cloud tests: a stand-in cloud, a TCP gate, a collecting subscriber, the core's link settings.
 
 The gate sits between the core's link and the real mosquitto broker. It never touches the bytes (TLS runs
 end to end); it only decides WHEN the core may reach the broker, so a test can let the cloud-side
@@ -11,8 +11,6 @@ import contextlib
 import json
 import socket
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,16 +21,6 @@ from simcore.shadow.engine import ShadowEngine
 from simcore.shadow.service import open_shadow_service
 
 FAST_BACKOFF = {"backoff_base_s": 0.2, "backoff_max_s": 1.0, "connect_timeout_s": 5.0}
-
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float = 20.0, interval_s: float = 0.02) -> bool:
-    """Poll `predicate` until it holds or `timeout_s` passes; whether it held."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        threading.Event().wait(interval_s)
-    return predicate()
 
 
 def start_test_cloud(state_dir: Path, thing: str = "RainCore") -> tuple[RunningCloud, ShadowEngine]:
@@ -129,6 +117,7 @@ class Collector:
             self.messages.append((topic, payload))
 
     def payloads(self) -> list[bytes]:
+        """Every payload received, in arrival order."""
         with self._lock:
             return [payload for _, payload in self.messages]
 
@@ -137,6 +126,7 @@ class Collector:
         return [json.loads(payload)[name] for payload in self.payloads()]
 
     def stop(self) -> None:
+        """Disconnect the subscriber."""
         self.link.stop()
 
 
