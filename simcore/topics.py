@@ -22,13 +22,13 @@ def validate_topic(topic: str) -> None:
 def validate_filter(subject: str) -> None:
     """Refuse a subscription subject that is not an MQTT topic filter (`#` last and alone, `+` alone)."""
     if not subject:
-        raise ValueError("A subscription subject is empty")
+        raise RoutingError("A subscription subject is empty")
     levels = subject.split("/")
     for index, level in enumerate(levels):
         if "#" in level and (level != "#" or index != len(levels) - 1):
-            raise ValueError(f"Subscription subject {subject!r}: '#' must be a whole level and the last one")
+            raise RoutingError(f"Subscription subject {subject!r}: '#' must be a whole level and the last one")
         if "+" in level and level != "+":
-            raise ValueError(f"Subscription subject {subject!r}: '+' must be a whole level")
+            raise RoutingError(f"Subscription subject {subject!r}: '+' must be a whole level")
 
 
 def topic_matches(subject: str, topic: str) -> bool:

@@ -91,14 +91,14 @@ def test_the_control_endpoint_answers_an_error_by_its_status_and_the_client_gets
     server = ControlServer(tmp_path, {"publish": refuse, "full": full})
     server.start()
     try:
-        with pytest.raises(ControlRefused) as refused:
+        with pytest.raises(ControlRefused, match="wildcard") as refused:
             call(tmp_path, "publish")
         assert (refused.value.http_status, refused.value.code, refused.value.exit_code) == (400, "RoutingError", 3)
         assert refused.value.describe() == "The topic 'a/#' has a wildcard (at topic)"
-        with pytest.raises(ControlRefused) as throttled:
+        with pytest.raises(ControlRefused, match="no room") as throttled:
             call(tmp_path, "full")
         assert (throttled.value.http_status, throttled.value.code) == (429, "QueueFullError")
-        with pytest.raises(ControlRefused) as unknown:
+        with pytest.raises(ControlRefused, match="unknown command") as unknown:
             call(tmp_path, "nothing")
         assert (unknown.value.http_status, unknown.value.code) == (404, "UnknownCommand")
     finally:

@@ -369,7 +369,7 @@ def test_checker_catches_a_delta_that_tells_1_from_1_0(monkeypatch):
 
     monkeypatch.setattr(shadow_module, "json_equal", strict_equal)
     sequence = [("update", {"desired": {"a": 1}, "reported": {"a": 1.0}}, None)]
-    with ShadowEngine() as engine, pytest.raises(AssertionError):
+    with ShadowEngine() as engine, pytest.raises(AssertionError, match="delta differs"):
         check_sequence(engine, Moto(), sequence, Counter())
 
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from simcore.errors import SimcoreError, TemplateError
+from simcore.errors import RoutingError, TemplateError
 from simcore.group import (
     CLOUD,
     SHADOW_SERVICE,
@@ -762,6 +762,5 @@ def _check_subject(subscription_id: str, subject: str, location: str) -> None:
         )
     try:
         validate_filter(subject)
-    except (ValueError, SimcoreError) as error:  # whichever topics raises: ValueError or a SimcoreError
-        reason = error.message if isinstance(error, SimcoreError) else str(error)
-        raise TemplateError(f"subscription {subscription_id}: {reason}", location=location) from None
+    except RoutingError as error:
+        raise TemplateError(f"subscription {subscription_id}: {error.message}", location=location) from None
