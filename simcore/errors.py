@@ -16,7 +16,9 @@ a part could not start) and the errors several parts share (`TemplateError`, `De
 `BrokerError` (simcore/cloud/broker.py), `SyncUnavailable`, `SyncConflict` (simcore/cloud/sync.py),
 `CloudConfigError` (simcore/cloud/settings.py), `ConnectorConfigError` (simcore/connectors/parameters.py),
 `ShadowTopicError` (simcore/shadow/service.py), `ReplayPeriodError` (simcore/demo/records.py),
-`DemoSetupError` (simcore/demo/run.py).
+`DemoSetupError` (simcore/demo/run.py), `InvalidMetric` (simcore/connectors/cloudwatch_metrics.py),
+`FeedbackInputError` (simcore/connectors/ml_feedback.py), `SinkError` (simcore/connectors/sinks.py),
+`MqttConnectRefused` (simcore/cloud/failures.py).
 """
 
 from __future__ import annotations

@@ -24,14 +24,18 @@ import ssl
 from AWSIoTPythonSDK.exception.operationError import operationError
 
 from simcore.cloud.settings import ALPN_PROTOCOL, LinkSettings
+from simcore.errors import SimcoreError
 
 # How long the handshake check waits for an alert after its side of a TLS 1.3 handshake: the endpoint
 # answers within one round trip; silence means it accepted the certificate and waits for MQTT CONNECT.
 ALERT_WAIT_S = 2.0
 
 
-class MqttConnectRefused(ConnectionError):
+class MqttConnectRefused(SimcoreError, ConnectionError):
     """The broker answered CONNECT with a non-zero CONNACK return code (as the SDK's ackCallback reports it)."""
+
+    code = "MqttConnectRefused"
+    http_status = 502
 
     REASONS = {1: "unacceptable protocol version", 2: "client identifier rejected", 3: "server unavailable",
                4: "bad user name or password", 5: "not authorized"}
@@ -69,7 +73,7 @@ def describe_connect_failure(error: BaseException, settings: LinkSettings) -> st
     if isinstance(error, ConnectionRefusedError):
         return f"nothing accepts connections on {endpoint} (connection refused)"
     if isinstance(error, MqttConnectRefused):
-        return f"{endpoint} refused the MQTT connection as {settings.client_id!r}: {error}"
+        return f"{endpoint} refused the MQTT connection as {settings.client_id!r}: {error.message}"
     if isinstance(error, (ConnectionResetError, BrokenPipeError)):
         return (f"{endpoint} closed the connection during the TLS/MQTT handshake; the endpoint may have "
                 f"refused the certificate {settings.cert_path}")

@@ -30,6 +30,7 @@ from typing import Any
 
 from simcore.connectors.parameters import ISOLATION_MODE_PATTERN, ParameterReader
 from simcore.connectors.sinks import MetricSink, SinkError
+from simcore.errors import InputError
 from simcore.group import Connector
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,10 @@ class CloudWatchMetricsSettings:
         )
 
 
-class InvalidMetric(ValueError):
+class InvalidMetric(InputError, ValueError):
     """A message the connector refuses; `namespace` when the message had a readable one."""
+
+    code = "InvalidMetric"
 
     def __init__(self, detail: str, namespace: str | None = None):
         super().__init__(f"{INVALID_MESSAGE}: {detail}")
@@ -221,8 +224,8 @@ class CloudWatchMetricsConnector:
         except InvalidMetric as error:
             with self._changed:
                 self.counters["rejected"] += 1
-            log.warning("CloudWatch Metrics connector refused a message on %s: %s", topic, error)
-            self._publish_status(_fail(error.namespace, INVALID_INPUT, str(error)))
+            log.warning("CloudWatch Metrics connector refused a message on %s: %s", topic, error.message)
+            self._publish_status(_fail(error.namespace, INVALID_INPUT, error.message))
             return
         with self._changed:
             self._add(namespace, _Buffered(datum, self._clock()))

@@ -37,6 +37,7 @@ from typing import Any
 from simcore.connectors.parameters import ParameterReader
 from simcore.connectors.sampling import RANDOM_SAMPLING, STRATEGY_NAMES, SamplingStrategy
 from simcore.connectors.sinks import ObjectStore, SinkError
+from simcore.errors import InputError
 from simcore.group import Connector
 
 log = logging.getLogger(__name__)
@@ -160,8 +161,10 @@ def _number_between(value: Any, low: float, high: float) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
 
 
-class FeedbackInputError(ValueError):
+class FeedbackInputError(InputError, ValueError):
     """A request the feedback client itself would refuse (missing argument, wrong type, bad ConfigId)."""
+
+    code = "FeedbackInputError"
 
 
 @dataclass
@@ -263,7 +266,7 @@ class MLFeedbackConnector:
         try:
             request = FeedbackRequest.from_message(payload)
         except FeedbackInputError as error:
-            self._refuse(str(error))
+            self._refuse(error.message)
             return
         self.submit(request)
 
@@ -272,8 +275,8 @@ class MLFeedbackConnector:
         try:
             request = FeedbackRequest.from_invocation(payload, client_context)
         except FeedbackInputError as error:
-            self._refuse(str(error))
-            return json.dumps({"errorMessage": str(error), "errorType": "ValueError"}).encode(), "Handled"
+            self._refuse(error.message)
+            return json.dumps({"errorMessage": error.message, "errorType": "ValueError"}).encode(), "Handled"
         queued = self.submit(request)
         return json.dumps({"id": request.request_id, "queued": queued}).encode(), ""
 

@@ -18,6 +18,8 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from simcore.errors import SimcoreError
+
 # CloudWatch error codes that a later attempt can get past (the rest mean the data itself is refused).
 RETRYABLE_CODES = frozenset(
     {
@@ -31,13 +33,13 @@ RETRYABLE_CODES = frozenset(
 )
 
 
-class SinkError(Exception):
+class SinkError(SimcoreError):
     """A put failed: `code` is the service's error code (or the exception class), `retryable` if worth retrying."""
 
+    http_status = 502
+
     def __init__(self, code: str, message: str, *, retryable: bool):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
         self.retryable = retryable
 
 
