@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simcore.defaults import DEFAULT_SHADOW_SYNC_TIMEOUT_S as DEFAULT_SYNC_TIMEOUT_S
 from simcore.errors import ShadowError
 from simcore.group import Group
 
-DEFAULT_SYNC_TIMEOUT_S = 5.0
 RETRY_DELAY_S = 1.0
 SECTIONS = ("desired", "reported")
 OWNER = {"desired": "cloud", "reported": "local"}
