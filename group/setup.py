@@ -19,7 +19,6 @@ import argparse
 import io
 import json
 import os
-import re
 import sys
 import warnings
 import zipfile
@@ -35,20 +34,25 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from simcore.core_config import core_config
+from simcore.core_config import (
+    CA_FILE,
+    CERT_FILE,
+    KEY_FILE,
+    THING_ARN,
+    CoreConfig,
+    CoreConfigError,
+    check_core_config,
+    core_config_text,
+    write_core_config,
+)
+from simcore.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_KEEP_ALIVE_S, DEFAULT_MQTT_PORT, DEFAULT_REGION
 
 DEFAULT_ROOT = Path("/greengrass")
-CERT_FILE = "core.cert.pem"
-KEY_FILE = "core.private.key"
-CA_FILE = "root.ca.pem"
-DEFAULT_MQTT_PORT = 8883
-DEFAULT_KEEP_ALIVE_S = 600
-# A local stand-in cloud has no account: the default matches simcore's template loader, so the config's
-# thing ARN is the one the group names for its core.
-LOCAL_ACCOUNT_ID = "123456789012"
-LOCAL_REGION = "us-east-1"
-THING_ARN = re.compile(
-    r"^arn:aws[a-z-]*:iot:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):thing/(?P<name>[A-Za-z0-9:_-]+)$")
+# The config.json fields build_config's arguments fill, to name the argument when the config refuses it.
+_ARGUMENT_OF_FIELD = {"coreThing.thingArn": "thing_arn", "coreThing.iotHost": "iot_host",
+                      "coreThing.ggHost": "gg_host", "coreThing.iotMqttPort": "iot_mqtt_port",
+                      "coreThing.keepAlive": "keep_alive_s", "coreThing.caPath": "ca_file",
+                      "coreThing.certPath": "cert_file", "coreThing.keyPath": "key_file"}
 # The CA AWS IoT's ATS endpoints chain to; the core verifies the cloud with it.
 AMAZON_ROOT_CA = "Amazon Root CA 1"
 # Files inside greengrass-setup.zip and the modes they are unpacked with (the key only for its owner).
@@ -60,33 +64,35 @@ class SetupError(Exception):
     """The setup cannot be produced; the message says which input is wrong or missing."""
 
 
-def build_config(
+def setup_config(
     *, thing_arn: str, iot_host: str, gg_host: str | None = None, iot_mqtt_port: int = DEFAULT_MQTT_PORT,
     keep_alive_s: int = DEFAULT_KEEP_ALIVE_S, certs_dir: str | Path = DEFAULT_ROOT / "certs",
     cert_file: str = CERT_FILE, key_file: str = KEY_FILE, ca_file: str = CA_FILE, use_systemd: bool = True,
-) -> dict[str, Any]:
-    """A Greengrass v1 (1.7+) config.json as a dict.
+) -> CoreConfig:
+    """The Greengrass v1 (1.7+) core config for a real core (systemd) or a local stand-in (`use_systemd=False`).
 
     `coreThing` paths are file names in `certs_dir` (as the core resolves them); `crypto` repeats them as
-    file:// URIs. `gg_host` defaults to the region's Greengrass ATS endpoint, or to `iot_host` for a
-    thing ARN outside AWS's regions. Raises ValueError naming the bad argument.
+    file:// URIs. `gg_host` defaults to the region's Greengrass ATS endpoint. Raises ValueError naming the
+    bad argument.
     """
-    match = THING_ARN.match(thing_arn)
-    if not match:
-        raise ValueError(f"thing_arn must look like arn:aws:iot:<region>:<account>:thing/<name>, got {thing_arn!r}")
-    if not iot_host or any(character in iot_host for character in "/: "):
-        raise ValueError(f"iot_host must be a host name or address without scheme or port, got {iot_host!r}")
-    if not 0 < iot_mqtt_port < 65536:
-        raise ValueError(f"iot_mqtt_port must be 1-65535, got {iot_mqtt_port}")
-    if not 30 <= keep_alive_s <= 1200:
-        raise ValueError(f"keep_alive_s must be 30-1200 seconds (the core's range), got {keep_alive_s}")
-    directory = Path(certs_dir)
-    if not directory.is_absolute():
+    if not Path(certs_dir).is_absolute():
         raise ValueError(f"certs_dir must be absolute (the core resolves it), got {str(certs_dir)!r}")
-    if gg_host is None:
-        gg_host = f"greengrass-ats.iot.{match['region']}.amazonaws.com"
-    return core_config(thing_arn, iot_host, iot_mqtt_port, ca_file, cert_file, key_file, certs_dir=directory,
-                       region=match["region"], keep_alive_s=keep_alive_s, use_systemd=use_systemd, gg_host=gg_host)
+    config = CoreConfig.for_thing(
+        thing_arn, iot_host, certs_dir=Path(certs_dir), ca_file=ca_file, cert_file=cert_file, key_file=key_file,
+        iot_mqtt_port=iot_mqtt_port, keep_alive_s=keep_alive_s, gg_host=gg_host, use_systemd=use_systemd,
+    )
+    try:
+        return check_core_config(config)
+    except CoreConfigError as error:
+        argument = _ARGUMENT_OF_FIELD.get(error.field or "")
+        if argument is None:
+            raise
+        raise ValueError(error.message.replace(error.field, argument, 1)) from None
+
+
+def build_config(**arguments: Any) -> dict[str, Any]:
+    """`setup_config(**arguments)` as the config.json document (a dict)."""
+    return setup_config(**arguments).to_document()
 
 
 @dataclass(frozen=True)
@@ -150,7 +156,7 @@ def identity_from_outputs(
         missing.append("PrivateKeySecretArn (or PrivateKeyParameterName)")
     if missing:
         raise SetupError(f"the stack outputs lack {', '.join(missing)}; is this the group stack?")
-    match = THING_ARN.match(outputs["ThingArn"])
+    match = THING_ARN.fullmatch(outputs["ThingArn"])
     if not match:
         raise SetupError(f"output ThingArn is not a thing ARN: {outputs['ThingArn']!r}")
     session = session or boto3.session.Session(region_name=match["region"])
@@ -244,11 +250,11 @@ def write_setup(
     identity: CoreIdentity, out_dir: Path, *, root: Path = DEFAULT_ROOT, install: bool = False
 ) -> SetupFiles:
     """Write `config.json` and `greengrass-setup.zip` into out_dir; with `install`, unpack it into root."""
-    config = build_config(
+    config = setup_config(
         thing_arn=identity.thing_arn, iot_host=identity.iot_host, gg_host=identity.gg_host,
         iot_mqtt_port=identity.iot_mqtt_port, certs_dir=root.resolve() / "certs",
     )
-    config_text = json.dumps(config, indent=2) + "\n"
+    config_text = core_config_text(config)
     contents = {
         f"certs/{CERT_FILE}": identity.certificate_pem,
         f"certs/{KEY_FILE}": identity.private_key_pem,
@@ -256,8 +262,7 @@ def write_setup(
         "config/config.json": config_text,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    config_path = out_dir / "config.json"
-    config_path.write_text(config_text, encoding="utf-8")
+    config_path = write_core_config(out_dir / "config.json", config)
     zip_path = out_dir / "greengrass-setup.zip"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -306,8 +311,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     local = parser.add_argument_group("--local")
     local.add_argument("--thing-name", help="the core thing's name")
     local.add_argument("--thing-arn", help="default arn:aws:iot:<region>:<account-id>:thing/<thing-name>")
-    local.add_argument("--account-id", default=LOCAL_ACCOUNT_ID,
-                       help=f"for the default --thing-arn ({LOCAL_ACCOUNT_ID}, as simcore's template loader uses)")
+    local.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID,
+                       help=f"for the default --thing-arn ({DEFAULT_ACCOUNT_ID}, as simcore's template loader uses)")
     local.add_argument("--iot-host", help="the local broker's host")
     local.add_argument("--port", type=int, default=DEFAULT_MQTT_PORT, help="the local broker's TLS port")
     local.add_argument("--cert", type=Path, help="the core's certificate (PEM)")
@@ -325,7 +330,7 @@ def identity_from_arguments(arguments: argparse.Namespace) -> CoreIdentity:
         missing = [option for option, value in needed.items() if not value]
         if missing:
             raise SetupError(f"--local needs {', '.join(missing)}")
-        region = arguments.region or LOCAL_REGION
+        region = arguments.region or DEFAULT_REGION
         thing_arn = arguments.thing_arn or f"arn:aws:iot:{region}:{arguments.account_id}:thing/{arguments.thing_name}"
         return identity_for_local_cloud(
             thing_arn=thing_arn, iot_host=arguments.iot_host, port=arguments.port,

@@ -14,7 +14,8 @@ a part could not start) and the errors several parts share (`TemplateError`, `De
 `RuntimeConfigError`, `ShadowError`, `RoutingError`, `QueueFullError`). Errors of one part live in it:
 `IPCError` (simcore/core/ipc/dispatch.py), `ControlError`, `ControlRefused` (simcore/service/control.py),
 `BrokerError` (simcore/cloud/broker.py), `SyncUnavailable`, `SyncConflict` (simcore/cloud/sync.py),
-`CloudConfigError` (simcore/cloud/settings.py), `ConnectorConfigError` (simcore/connectors/parameters.py),
+`CoreConfigError` (simcore/core_config.py),
+`ConnectorConfigError` (simcore/connectors/parameters.py),
 `ShadowTopicError` (simcore/shadow/service.py), `ReplayPeriodError` (simcore/demo/records.py),
 `DemoSetupError` (simcore/demo/run.py), `InvalidMetric` (simcore/connectors/cloudwatch_metrics.py),
 `FeedbackInputError` (simcore/connectors/ml_feedback.py), `SinkError` (simcore/connectors/sinks.py),

@@ -18,10 +18,10 @@ from support.waiting import wait_until
 
 from simcore.cloud.ca import LocalCA
 from simcore.cloud.link import CloudLink
-from simcore.cloud.settings import CloudConfigError, load_settings
+from simcore.cloud.settings import load_settings
 from simcore.cloud.spooler import FileSpooler, MemorySpooler
 from simcore.cloud.sync import ShadowSync
-from simcore.core_config import core_config, write_core_config
+from simcore.core_config import CoreConfig, CoreConfigError, read_core_config, write_core_config
 from simcore.shadow.service import ShadowService, open_shadow_service
 
 OUTPUT_TOPIC = "rain/RainCore/inference/output"
@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parent.parent
 # -- configuration ---------------------------------------------------------------------------------
 
 def test_settings_come_from_config_json_with_certs_relative_to_the_certs_dir(tmp_path):
-    config_path = write_core_config(tmp_path / "config" / "config.json", core_config(
-        "arn:aws:iot:eu-west-1:123456789012:thing/MyCore", "abc-ats.iot.eu-west-1.amazonaws.com", 8883,
-        "root.ca.pem", "1a2b3c.cert.pem", "1a2b3c.private.key",
+    config_path = write_core_config(tmp_path / "config" / "config.json", CoreConfig.for_thing(
+        "arn:aws:iot:eu-west-1:123456789012:thing/MyCore", "abc-ats.iot.eu-west-1.amazonaws.com",
+        iot_mqtt_port=8883, ca_file="root.ca.pem", cert_file="1a2b3c.cert.pem", key_file="1a2b3c.private.key",
     ))
     settings = load_settings(config_path)
     assert settings.client_id == "MyCore"
@@ -47,7 +47,7 @@ def test_settings_come_from_config_json_with_certs_relative_to_the_certs_dir(tmp
 
 
 def test_port_443_turns_alpn_on_as_the_sdk_does(tmp_path):
-    config = core_config("arn:aws:iot:us-east-1:1:thing/C", "h", 443, "ca", "c", "k")
+    config = CoreConfig.for_thing("arn:aws:iot:us-east-1:1:thing/C", "h", iot_mqtt_port=443)
     settings = load_settings(write_core_config(tmp_path / "config" / "config.json", config))
     assert settings.uses_alpn
 
@@ -58,10 +58,12 @@ def test_port_443_turns_alpn_on_as_the_sdk_does(tmp_path):
     ("thingArn", "not-an-arn", "not a thing ARN"),
 ])
 def test_bad_config_names_the_field(tmp_path, field, value, message):
-    config = core_config("arn:aws:iot:us-east-1:1:thing/C", "h", 8883, "ca", "c", "k")
+    config = CoreConfig.for_thing("arn:aws:iot:us-east-1:1:thing/C", "h").to_document()
     config["coreThing"][field] = value
-    path = write_core_config(tmp_path / "config" / "config.json", config)
-    with pytest.raises(CloudConfigError, match=message) as raised:
+    path = tmp_path / "config" / "config.json"  # written by hand: the one writer refuses a bad config
+    path.parent.mkdir()
+    path.write_text(json.dumps(config))
+    with pytest.raises(CoreConfigError, match=message) as raised:
         load_settings(path)
     assert str(path) in raised.value.location
 
@@ -258,8 +260,8 @@ def test_kill_9_under_file_spooling_then_restart_loses_nothing(cloud, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     # The core's own connection is cut at the gate, so the killed process still holds unsent messages.
     gate = TcpGate(cloud.port)
-    config = json.loads(cloud.config_path.read_text())
-    config["coreThing"]["iotMqttPort"] = gate.port
+    config = read_core_config(cloud.config_path)
+    config = replace(config, core_thing=replace(config.core_thing, iot_mqtt_port=gate.port))
     gated_config = write_core_config(tmp_path / "gated" / "config" / "config.json", config)
     (tmp_path / "gated" / "certs").symlink_to(cloud.certs_dir)
     command = [sys.executable, "-c", _KILLED_PUBLISHER, str(gated_config), str(spool_path), "0"]

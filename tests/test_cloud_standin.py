@@ -13,8 +13,8 @@ from support.waiting import wait_until
 
 from simcore.cloud.ca import LocalCA
 from simcore.cloud.link import CloudLink
-from simcore.cloud.settings import thing_name_from_arn
 from simcore.cloud.standin import cloud_shadow_get, cloud_shadow_update, start_cloud, watch
+from simcore.core_config import thing_name_from_arn
 from simcore.errors import ShadowError
 from simcore.shadow.service import open_shadow_service
 

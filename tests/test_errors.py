@@ -52,7 +52,7 @@ def test_every_error_has_a_string_code_and_the_mapping_attributes():
     classes = all_error_classes()
     # The tree reaches the errors of every part, not only those in errors.py.
     names = {cls.__name__ for cls in classes}
-    assert {"IPCError", "BrokerError", "SyncUnavailable", "SyncConflict", "ControlError", "CloudConfigError",
+    assert {"IPCError", "BrokerError", "SyncUnavailable", "SyncConflict", "ControlError", "CoreConfigError",
             "ConnectorConfigError", "DemoSetupError", "ReplayPeriodError", "ShadowTopicError"} <= names
     for cls in classes:
         assert isinstance(cls.code, str) and cls.code, cls

@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from simcore.defaults import DEFAULT_MQTT_PORT, DEFAULT_THING_NAME
+
 DEFAULT_STATE_DIR = Path(".simcore-cloud")
 DEFAULT_CONFIG = DEFAULT_STATE_DIR / "config" / "config.json"
 
@@ -63,8 +65,8 @@ def add_cloud_commands(commands: argparse._SubParsersAction, _sub: Callable) -> 
 
     start = verbs.add_parser("start", help="start the stand-in: a local CA, a mutual-TLS MQTT broker, shadows")
     start.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
-    start.add_argument("--port", type=int, default=8883, help="MQTT over TLS port (0: any free port)")
-    start.add_argument("--thing", default="RainEdgeCore", help="the core thing to issue a certificate for")
+    start.add_argument("--port", type=int, default=DEFAULT_MQTT_PORT, help="MQTT over TLS port (0: any free port)")
+    start.add_argument("--thing", default=DEFAULT_THING_NAME, help="the core thing to issue a certificate for")
     start.set_defaults(handler=cmd_cloud_start)
 
     for verb, handler, help_text in (

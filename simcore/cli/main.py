@@ -16,6 +16,7 @@ from simcore.cli.common import DEFAULT_ROOT
 from simcore.cli.deploy import cmd_deploy, cmd_rollback
 from simcore.cli.run import add_run_flags, cmd_run
 from simcore.cli.steer import cmd_logs, cmd_publish, cmd_shadow, cmd_status, cmd_stop
+from simcore.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME
 from simcore.errors import SimcoreError
 
 
@@ -35,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("template", type=Path)
     deploy.add_argument("--param", action="append", default=[], metavar="K=V", help="a template parameter")
     deploy.add_argument("--params-file", type=Path, help="parameters as JSON (AWS CLI list or a map)")
-    deploy.add_argument("--region", default="us-east-1")
-    deploy.add_argument("--account-id", default="123456789012")
-    deploy.add_argument("--stack-name", default="rain-edge")
+    deploy.add_argument("--region", default=DEFAULT_REGION)
+    deploy.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID)
+    deploy.add_argument("--stack-name", default=DEFAULT_STACK_NAME)
     deploy.add_argument("--s3-endpoint-url", help="S3 endpoint for s3:// ML resources (e.g. a local S3)")
     deploy.add_argument("--secrets-endpoint-url", help="Secrets Manager endpoint for the group's secret resources")
     deploy.add_argument("--secrets-file", type=Path, help="secret values from a local JSON file instead of AWS "

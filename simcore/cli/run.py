@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from simcore.cli.common import key_values
+from simcore.defaults import DEFAULT_SPOOL_STORAGE
 from simcore.service.signals import wait_for_signal
 
 
@@ -53,7 +54,9 @@ def add_run_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--runtime", action="append", default=[], metavar="python3.8=PATH",
                          help="the interpreter for a Lambda Runtime")
     command.add_argument("--ipc-port", type=int, default=0, help="IPC port (default: any free port)")
-    command.add_argument("--config", type=Path, help="a v1 config.json: link to that IoT endpoint")
+    command.add_argument("--config", type=Path, help="a v1 config.json: link to that IoT endpoint (its "
+                         "runtime.maxWorkItemCount and system.shadowSyncTimeout apply too)")
     command.add_argument("--certs-dir", type=Path, help="where config.json's cert paths lie (default: beside it)")
-    command.add_argument("--spool", choices=["Memory", "FileSystem"], default="FileSystem",
-                         help="the cloud spooler's storage (FileSystem survives restarts)")
+    command.add_argument("--spool", choices=["Memory", "FileSystem"], default=DEFAULT_SPOOL_STORAGE,
+                         help="the cloud spooler's storage (default %(default)s; FileSystem survives restarts, "
+                         "Memory does not)")

@@ -38,8 +38,9 @@ from simcore.cloud.failures import (
     names_its_cause,
     tls_handshake_failure,
 )
-from simcore.cloud.settings import ALPN_PORT, LinkSettings, load_settings
+from simcore.cloud.settings import LinkSettings, load_settings
 from simcore.cloud.spooler import MemorySpooler, Spooler
+from simcore.defaults import ALPN_PORT
 
 MessageHandler = Callable[[str, bytes], None]
 ConnectionListener = Callable[[bool], None]

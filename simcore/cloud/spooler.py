@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_MAX_BYTES = 2_621_440  # 2.5 MB, the v1 core's default spooler size
+from simcore.defaults import DEFAULT_SPOOL_MAX_BYTES as DEFAULT_MAX_BYTES  # 2.5 MB, the v1 core's default
 
 log = logging.getLogger(__name__)
 

@@ -26,13 +26,11 @@ from simcore.cloud.ca import CA_FILE, LocalCA
 from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import LinkSettings, load_settings
 from simcore.cloud.shadow_service import CloudShadowService
-from simcore.core_config import core_config, write_core_config
+from simcore.core_config import CoreConfig, CoreConfigError, read_core_config, write_core_config
+from simcore.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_THING_NAME
 from simcore.errors import ShadowError
 from simcore.shadow.service import ShadowHandler, open_shadow_service
 
-DEFAULT_THING = "RainEdgeCore"
-DEFAULT_REGION = "us-east-1"
-DEFAULT_ACCOUNT = "123456789012"
 REQUEST_TIMEOUT_S = 5.0
 
 
@@ -73,8 +71,8 @@ class RunningCloud:
 
 
 def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler,
-                thing_name: str = DEFAULT_THING, region: str = DEFAULT_REGION,
-                account_id: str = DEFAULT_ACCOUNT, prefer_broker: str = "mosquitto") -> RunningCloud:
+                thing_name: str = DEFAULT_THING_NAME, region: str = DEFAULT_REGION,
+                account_id: str = DEFAULT_ACCOUNT_ID, prefer_broker: str = "mosquitto") -> RunningCloud:
     """Start the stand-in cloud in `state_dir` on 127.0.0.1:`port` (0: a free port).
 
     `shadow_service` answers the shadow topics (`simcore.shadow.service.open_shadow_service(path)`, as
@@ -92,9 +90,10 @@ def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler
     try:
         cert_file, key_file = _core_thing_files(ca, config_path, thing_name)
         thing_arn = f"arn:aws:iot:{region}:{account_id}:thing/{thing_name}"
-        write_core_config(config_path, core_config(
-            thing_arn, "127.0.0.1", broker.port, CA_FILE, cert_file, key_file, certs_dir=certs_dir,
-            region=region, use_systemd=False,
+        # simcore, not systemd, runs the core this config is for.
+        write_core_config(config_path, CoreConfig.for_thing(
+            thing_arn, "127.0.0.1", iot_mqtt_port=broker.port, certs_dir=certs_dir, ca_file=CA_FILE,
+            cert_file=cert_file, key_file=key_file, use_systemd=False,
         ))
         cloud_settings = load_settings(config_path, certs_dir)
         service_cert = ca.issue_thing("simcore-cloud-shadow-service", file_stem="shadow-service")
@@ -116,12 +115,12 @@ def _core_thing_files(ca: LocalCA, config_path: Path, thing_name: str) -> tuple[
     """The core thing's cert and key file names: the previous run's if still there, else newly issued."""
     if config_path.exists():
         try:
-            core_thing = json.loads(config_path.read_text())["coreThing"]
-            cert_file, key_file = core_thing["certPath"], core_thing["keyPath"]
-            if core_thing["thingArn"].endswith(f"/{thing_name}") and (ca.certs_dir / cert_file).exists() \
+            core_thing = read_core_config(config_path).core_thing
+            cert_file, key_file = core_thing.cert_path, core_thing.key_path
+            if core_thing.name == thing_name and (ca.certs_dir / cert_file).exists() \
                     and (ca.certs_dir / key_file).exists():
                 return cert_file, key_file
-        except (ValueError, KeyError, TypeError):
+        except CoreConfigError:
             pass  # an unreadable old config is simply replaced
     issued = ca.issue_thing(thing_name)
     return issued.cert_path.name, issued.key_path.name

@@ -34,12 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simcore.defaults import DEFAULT_SHADOW_SYNC_TIMEOUT_S as DEFAULT_SYNC_TIMEOUT_S
 from simcore.errors import ShadowError, SimcoreError
 from simcore.group import Group
 from simcore.shadow.engine import json_equal
 from simcore.shadow.service import ShadowService
 
-DEFAULT_SYNC_TIMEOUT_S = 5.0
 RETRY_DELAY_S = 1.0
 SECTIONS = ("desired", "reported")
 OWNER = {"desired": "cloud", "reported": "local"}

@@ -11,10 +11,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from simcore.defaults import DEFAULT_MAX_WORK_ITEMS  # `runtime.maxWorkItemCount` of a v1 core's config.json
 from simcore.errors import QueueFullError
-
-# `runtime.maxWorkItemCount` of a v1 core's config.json.
-DEFAULT_MAX_WORK_ITEMS = 1024
 
 FUNC_ERR_NONE = ""
 FUNC_ERR_HANDLED = "Handled"

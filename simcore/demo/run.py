@@ -25,6 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from simcore.defaults import DEFAULT_THING_NAME
 from simcore.demo.records import ReplayPeriod, count_records, parse_date
 from simcore.demo.state import DemoState
 from simcore.demo.summary import Summary, build_summary, load_model_card
@@ -36,7 +37,6 @@ DEFAULT_MODEL = REPO_ROOT / "resources" / "rain_model" / "dist" / "rain-model.ta
 PY38_INTERPRETER = Path(".venv-py38") / "bin" / "python"
 MODEL_RESOURCE = "RainModel"
 DEFAULT_ROOT = Path(".simcore-demo")
-DEFAULT_THING = "RainEdgeCore"
 # ~1464 data hours (Nov-Dec 2013) at 30 hours per wall second: under a minute, plus start-up.
 DEFAULT_SPEED = 30.0
 DEFAULT_STALL_TIMEOUT_S = 60.0
@@ -70,7 +70,7 @@ def add_demo_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-web", action="store_true", help="no web page, the terminal view only")
     parser.add_argument("--keep-web", action="store_true",
                         help="after the summary, keep serving the final page until Ctrl-C")
-    parser.add_argument("--thing", default=DEFAULT_THING, help="the core's thing name (template ThingName)")
+    parser.add_argument("--thing", default=DEFAULT_THING_NAME, help="the core's thing name (template ThingName)")
     parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE, help="the group template")
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the ML resource archive (ModelS3Uri)")
     parser.add_argument("--metrics-interval", type=int, default=5,

@@ -12,7 +12,7 @@
     lambda/<FunctionName>/        each function's code
     resources/<resource id>/      each ML resource, extracted
     secrets/<resource id>.json    each Secrets Manager secret resource's versions (0600, folder 0700)
-    config/config.json            the core's config (coreThing, runtime)
+    config/config.json            the core's config (coreThing, runtime, crypto; certs in <root>/certs)
     config/parameters.json        the effective parameters
   var/log/system, var/log/user    log folders (simcore.core.logs writes in them)
 ```
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simcore.core_config import CoreConfig, write_core_config
 from simcore.deploy.archive import (
     DEFAULT_LIMITS,
     ExtractionLimits,
@@ -338,7 +339,7 @@ def _build(
             "ResourceDirs": {resource_id: str(path) for resource_id, path in resource_dirs.items()},
         },
     )
-    _write_config(staging / "config", group, loaded.parameters)
+    _write_config(staging / "config", group, loaded.parameters, root / "certs")
     return tuple(warnings)
 
 
@@ -442,29 +443,19 @@ def _place_model(resource: Resource, source: Path, target: Path, limits: Extract
         raise DeployError(f"resource {resource.id}: {error.message}", location=error.location) from None
 
 
-def _write_config(folder: Path, group: Group, parameters: Mapping[str, Any]) -> None:
-    """The core's `config.json` (the fields a v1 core reads; cert files are placed by `group/` tools)."""
+def _write_config(folder: Path, group: Group, parameters: Mapping[str, Any], certs_dir: Path) -> None:
+    """The core's `config.json` and the effective parameters.
+
+    The document is `group.setup`'s but for what deploy legitimately does not know or decides otherwise:
+    no `iotHost` (the IoT endpoint comes with the identity, from `group.setup`), `useSystemd: no` (simcore,
+    not systemd, runs this core), `allowFunctionsToRunAsRoot: no` recorded explicitly, and the group's core
+    recorded as `thingName` and `certificateArn`. Cert files (in `certs_dir`) are placed by `group/` tools.
+    """
     core = group.cores[0]
-    _write_json_atomically(
-        folder / "config.json",
-        {
-            "coreThing": {
-                "caPath": "root.ca.pem",
-                "certPath": "core.cert.pem",
-                "keyPath": "core.private.key",
-                "thingArn": core.thing_arn,
-                "thingName": core.thing_name,
-                "certificateArn": core.certificate_arn,
-                "iotHost": "",
-                "ggHost": f"greengrass-ats.iot.{group.region}.amazonaws.com",
-                "iotMqttPort": 8883,
-                "keepAlive": 600,
-            },
-            "runtime": {"cgroup": {"useSystemd": "no"}, "allowFunctionsToRunAsRoot": "no"},
-            "managedRespawn": False,
-            "crypto": {"caPath": "file://certs/root.ca.pem", "principals": {}},
-        },
-    )
+    write_core_config(folder / "config.json", CoreConfig.for_thing(
+        core.thing_arn, None, certs_dir=certs_dir, use_systemd=False, allow_functions_to_run_as_root=False,
+        thing_name=core.thing_name, certificate_arn=core.certificate_arn or None,
+    ))
     _write_json_atomically(folder / "parameters.json", dict(parameters))
 
 

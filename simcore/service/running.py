@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from simcore.cloud.link import CloudLink
+from simcore.cloud.settings import link_settings
 from simcore.cloud.spooler import make_spooler
 from simcore.cloud.sync import ShadowSync, synced_things
 from simcore.connectors.registry import build_registry
 from simcore.core.assemble import Core, default_shadow_service
 from simcore.core.secrets import secret_store_from_records
+from simcore.core_config import CoreConfig, Runtime, System, read_core_config
+from simcore.defaults import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_STORAGE
 from simcore.deploy.deployment import Deployment
 from simcore.deploy.secrets import read_stored_secrets
 from simcore.group import CLOUD
@@ -30,16 +33,31 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunOptions:
-    """How to run a deployment. `cloud_config` is a v1 `config.json` (None: no cloud link)."""
+    """How to run a deployment. `cloud_config` is a v1 `config.json` (None: no cloud link).
+
+    `max_work_items` and `shadow_sync_timeout_s` left None come from that config.json's
+    `runtime.maxWorkItemCount` and `system.shadowSyncTimeout`, else from simcore.defaults.
+    """
 
     isolation: str | None = "off"
     interpreters: Mapping[str, str] = field(default_factory=dict)
     ipc_port: int = 0
     cloud_config: Path | None = None
     certs_dir: Path | None = None
-    spool_storage: str = "Memory"
-    spool_max_bytes: int = 2_621_440
-    shadow_sync_timeout_s: float = 5.0
+    spool_storage: str = DEFAULT_SPOOL_STORAGE
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    shadow_sync_timeout_s: float | None = None
+    max_work_items: int | None = None
+
+    def resolved(self, config: CoreConfig | None) -> RunOptions:
+        """These options with every None limit filled from `config` (the one `cloud_config` names) or the defaults."""
+        runtime, system = (config.runtime, config.system) if config is not None else (Runtime(), System())
+        return dataclasses.replace(
+            self,
+            max_work_items=runtime.max_work_items if self.max_work_items is None else self.max_work_items,
+            shadow_sync_timeout_s=(system.shadow_sync_timeout_s if self.shadow_sync_timeout_s is None
+                                   else self.shadow_sync_timeout_s),
+        )
 
 
 class RunningCore:
@@ -47,6 +65,9 @@ class RunningCore:
 
     def __init__(self, deployment: Deployment, options: RunOptions):
         self.deployment = deployment
+        # Read once: the link's identity and endpoint, and the core's limits, come from the same file.
+        self.core_config = read_core_config(options.cloud_config) if options.cloud_config is not None else None
+        options = options.resolved(self.core_config)
         self.options = options
         root = deployment.root
         (root / "var").mkdir(parents=True, exist_ok=True)
@@ -69,6 +90,7 @@ class RunningCore:
             isolation=options.isolation,
             interpreters=options.interpreters,
             ipc_port=options.ipc_port,
+            max_work_items=options.max_work_items,
         )
         self.link: CloudLink | None = None
         self.sync: ShadowSync | None = None
@@ -88,7 +110,7 @@ class RunningCore:
     def _build_cloud_link(self, options: RunOptions) -> None:
         spool_path = self.deployment.root / "var" / "spool.sqlite"
         spooler = make_spooler(options.spool_storage, spool_path, options.spool_max_bytes)
-        self.link = CloudLink.from_config(options.cloud_config, options.certs_dir, spooler=spooler)
+        self.link = CloudLink(link_settings(self.core_config, options.certs_dir), spooler)
         for subscription in self.deployment.group.subscriptions:
             if subscription.source == CLOUD:
                 self.link.subscribe(subscription.subject, self._from_cloud)

@@ -18,6 +18,7 @@ from typing import Any
 
 from cfnlint.decode import decode_str
 
+from simcore.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME
 from simcore.errors import TemplateError
 from simcore.group import Group
 from simcore.template.builder import build_group
@@ -75,9 +76,9 @@ def load_group(
     path: str | Path,
     parameters: Mapping[str, str] | None = None,
     *,
-    region: str = "us-east-1",
-    account_id: str = "123456789012",
-    stack_name: str = "rain-edge",
+    region: str = DEFAULT_REGION,
+    account_id: str = DEFAULT_ACCOUNT_ID,
+    stack_name: str = DEFAULT_STACK_NAME,
 ) -> Group:
     """The `Group` the template at `path` defines, with `parameters` applied.
 
@@ -105,9 +106,9 @@ def resolve_template(
     path: str | Path,
     parameters: Mapping[str, str] | None = None,
     *,
-    region: str = "us-east-1",
-    account_id: str = "123456789012",
-    stack_name: str = "rain-edge",
+    region: str = DEFAULT_REGION,
+    account_id: str = DEFAULT_ACCOUNT_ID,
+    stack_name: str = DEFAULT_STACK_NAME,
 ) -> LoadedGroup:
     """Like `load_group`, keeping the resolved template and effective parameters."""
     if not re.fullmatch(r"[a-zA-Z][-a-zA-Z0-9]{0,127}", stack_name):
