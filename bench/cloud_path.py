@@ -144,7 +144,7 @@ def extract_model(target: Path) -> Path:
 
 def bench_deployment(root: Path, model_dir: Path):
     """A deployment of the template's inference path: the sensor (this process), the inference Lambda."""
-    from simcore.deploy.deployment import Deployment
+    from simcore.deploy.record import Deployment
     from simcore.group import CLOUD, SHADOW_SERVICE, Core, Function, Group, Subscription
 
     core = Core("core", THING, f"arn:aws:iot:{REGION}:{ACCOUNT}:thing/{THING}",

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from simcore.deploy.deployment import deploy, group_from_json, group_to_json, load_deployment, read_status, rollback
+from simcore.deploy.deployment import deploy, rollback
+from simcore.deploy.record import group_from_json, group_to_json, load_deployment, read_status
 from simcore.errors import DeployError, TemplateError
 from simcore.template.loader import load_group
 

@@ -8,7 +8,8 @@ import json
 import tarfile
 from pathlib import Path
 
-from simcore.deploy.deployment import deploy, load_deployment, read_status
+from simcore.deploy.deployment import deploy
+from simcore.deploy.record import load_deployment, read_status
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "cloudformation" / "greengrass-group.yaml"

@@ -12,7 +12,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from simcore.deploy.deployment import deploy, read_status
+from simcore.deploy.deployment import deploy
+from simcore.deploy.record import read_status
 from simcore.errors import DeployError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "templates"

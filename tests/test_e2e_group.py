@@ -27,7 +27,8 @@ from support.waiting import wait_until
 from simcore.cloud.link import CloudLink
 from simcore.cloud.standin import RunningCloud, cloud_shadow_get, cloud_shadow_update, start_standin
 from simcore.core.isolation import check_available
-from simcore.deploy.deployment import Deployment, deploy
+from simcore.deploy.deployment import deploy
+from simcore.deploy.record import Deployment
 from simcore.errors import ShadowError, SimcoreError
 from simcore.service.running import RunningCore, RunOptions
 

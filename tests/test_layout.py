@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,15 @@ def test_architecture_doc_names_every_module():
     assert expected - listed == set(), f"not in docs/architecture.md: {sorted(expected - listed)}"
     unknown = sorted(listed - expected)
     assert not unknown, f"docs/architecture.md names modules that do not exist: {unknown}"
+
+
+def test_running_a_core_does_not_load_the_template_machinery():
+    """`simcore run` needs a deployment's record, not its template: cfn-lint stays out of the running core."""
+    probe = (
+        "import sys, simcore.cli.run, simcore.service.running\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'cfnlint' or m.startswith('simcore.template'))\n"
+        "print(','.join(loaded))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", f"the running core imports: {result.stdout.strip()}"

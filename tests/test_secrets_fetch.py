@@ -13,7 +13,8 @@ import pytest
 from moto import mock_aws
 
 from simcore.core.secrets import secret_store_from_records
-from simcore.deploy.deployment import deploy, load_deployment, read_status
+from simcore.deploy.deployment import deploy
+from simcore.deploy.record import load_deployment, read_status
 from simcore.deploy.secrets import SECRETS_FILE_ENV, fetch_secrets, read_stored_secrets
 from simcore.errors import DeployError, TemplateError
 from simcore.group import Group, Resource, ResourceAccess

@@ -28,7 +28,7 @@ def run_options(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the current deployment until Ctrl-C, SIGTERM or `simcore stop`."""
-    from simcore.deploy.deployment import load_deployment
+    from simcore.deploy.record import load_deployment
     from simcore.service.running import RunningCore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

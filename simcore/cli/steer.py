@@ -17,7 +17,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         status = call(args.root, "status")
     except ControlError as error:
-        from simcore.deploy.deployment import read_status
+        from simcore.deploy.record import read_status
 
         print(f"no running core: {error.message}", file=sys.stderr)
         deployment_status = read_status(args.root)
@@ -31,7 +31,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     """Print a function's log (or a system log with --system), optionally following it."""
     from simcore.core.logs import LogLayout
-    from simcore.deploy.deployment import load_deployment
+    from simcore.deploy.record import load_deployment
 
     layout = LogLayout(Path(args.root).absolute())
     if args.system:

@@ -23,7 +23,7 @@ from simcore.core.assemble import Core, default_shadow_service
 from simcore.core.secrets import secret_store_from_records
 from simcore.core_config import CoreConfig, Runtime, System, read_core_config
 from simcore.defaults import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_STORAGE
-from simcore.deploy.deployment import Deployment
+from simcore.deploy.record import Deployment
 from simcore.deploy.secrets import read_stored_secrets
 from simcore.group import CLOUD
 from simcore.service.control import ControlServer
