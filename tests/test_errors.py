@@ -196,3 +196,14 @@ def test_run_on_a_taken_ipc_port_is_one_line(tmp_path, taken_port):
     assert deployed.returncode == 0, deployed.stderr
     finished = simcore_cli("run", "--ipc-port", str(taken_port), "--root", str(root))
     assert_one_line(finished, EXIT_FAILED, f"127.0.0.1:{taken_port}", "--ipc-port")
+
+
+@pytest.mark.parametrize(
+    "command", [["cloud", "start", "--port", "0", "--state-dir"], ["deploy", str(CLI_GROUP), "--root"]]
+)
+def test_a_folder_that_cannot_be_made_is_one_line(tmp_path, command):
+    # Below a regular file nothing can be created, whoever runs the test (root included).
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    finished = simcore_cli(*command, str(blocker / "state"))
+    assert_one_line(finished, EXIT_FAILED, str(blocker), "check the path")

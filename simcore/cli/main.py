@@ -17,7 +17,7 @@ from simcore.cli.deploy import cmd_deploy, cmd_rollback
 from simcore.cli.run import add_run_flags, cmd_run
 from simcore.cli.steer import cmd_logs, cmd_publish, cmd_shadow, cmd_status, cmd_stop
 from simcore.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME
-from simcore.errors import SimcoreError
+from simcore.errors import EXIT_FAILED, SimcoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,5 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The one place an error becomes the CLI's answer: its message (with the fix) and its exit code.
         print(f"simcore: {error.describe()}", file=sys.stderr)
         return error.exit_code
+    except OSError as error:
+        # A folder or file the command was pointed at cannot be used (a read-only or unwritable --root,
+        # --state-dir...): the machine's answer, said once, not a traceback.
+        where = f" {error.filename}" if error.filename else ""
+        print(f"simcore: cannot use{where}: {error.strerror or error}; check the path and its permissions",
+              file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
