@@ -151,6 +151,17 @@ def _normal(name: str) -> str:
     return posixpath.normpath(name)
 
 
+def _checked_name(archive: Path, raw_name: str, is_dir: bool) -> str:
+    """A member's normalised name; DeployError when the name is unsafe or names the extraction folder itself."""
+    problem = check_member_name(raw_name)
+    if problem:
+        raise _refuse(archive, raw_name, problem)
+    name = _normal(raw_name)
+    if name == "." and not is_dir:
+        raise _refuse(archive, raw_name, "names the extraction folder itself")
+    return name
+
+
 class _SizeBudget:
     """The bytes an archive may expand to: per member and in all, counted as members are checked."""
 
@@ -195,14 +206,9 @@ def _checked_tar_members(archive: Path, tar: tarfile.TarFile, limits: Extraction
     for member in tar:  # lazily: stop before reading past a member that breaks a limit
         if len(members) >= limits.max_members:
             raise _refuse(archive, member.name, f"more than {limits.max_members} members")
-        problem = check_member_name(member.name)
-        if problem:
-            raise _refuse(archive, member.name, problem)
-        name = _normal(member.name)
+        name = _checked_name(archive, member.name, member.isdir())
         # A later member replacing an earlier one (a file by a link, a link by a file) is how several
         # tar attacks start; the same folder listed twice is harmless and common.
-        if name == "." and not member.isdir():
-            raise _refuse(archive, member.name, "names the extraction folder itself")
         replaces = name in regular_files or name in symlinks or name in hard_links
         if replaces or (name in directories and not member.isdir()):
             raise _refuse(archive, member.name, "duplicate entry")
@@ -291,12 +297,7 @@ def _check_zip_members(
 
 def _check_zip_entry(archive: Path, info: zipfile.ZipInfo, earlier_names: set[str]) -> str:
     """Refuse an entry whose name or type is unsafe (or repeats an earlier name); its normalised name."""
-    problem = check_member_name(info.filename)
-    if problem:
-        raise _refuse(archive, info.filename, problem)
-    name = _normal(info.filename)
-    if name == "." and not info.is_dir():
-        raise _refuse(archive, info.filename, "names the extraction folder itself")
+    name = _checked_name(archive, info.filename, info.is_dir())
     if name in earlier_names:
         raise _refuse(archive, info.filename, "duplicate entry")
     file_type = stat.S_IFMT(info.external_attr >> 16)
