@@ -297,7 +297,8 @@ def _check_zip_members(
 
 def _check_zip_entry(archive: Path, info: zipfile.ZipInfo, earlier_names: set[str]) -> str:
     """Refuse an entry whose name or type is unsafe (or repeats an earlier name); its normalised name."""
-    name = _checked_name(archive, info.filename, info.is_dir())
+    # ZipInfo.is_dir() fails on an empty name; the name check must see that name first.
+    name = _checked_name(archive, info.filename, info.filename.endswith("/"))
     if name in earlier_names:
         raise _refuse(archive, info.filename, "duplicate entry")
     file_type = stat.S_IFMT(info.external_attr >> 16)
