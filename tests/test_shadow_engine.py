@@ -125,6 +125,16 @@ def test_delta_disappears_when_reported_catches_up(engine):
     assert "delta" not in engine.get("thing-1")["state"]
 
 
+def test_an_update_that_changes_neither_section_publishes_no_delta_but_counts_a_version(engine):
+    update(engine, {"desired": {"interval": 0.001}, "reported": {"interval": 60}})
+    repeated = update(engine, {"reported": {"interval": 60}})
+    assert repeated.delta is None  # nothing changed: AWS sends /delta only when the state changes
+    assert repeated.accepted["version"] == 2
+    assert engine.get("thing-1")["state"]["delta"] == {"interval": 0.001}  # the delta itself stands
+    changed = update(engine, {"reported": {"seq": 1}})
+    assert changed.delta["state"] == {"interval": 0.001}  # a real change with a pending delta: published
+
+
 def test_delta_tells_true_from_1_but_not_1_from_1_0(engine):
     update(engine, {"desired": {"flag": True, "count": 1}, "reported": {"flag": 1, "count": 1.0}})
     assert engine.get("thing-1")["state"]["delta"] == {"flag": True}

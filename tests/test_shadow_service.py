@@ -48,6 +48,14 @@ def test_update_without_delta_publishes_no_delta(service):
     ]
 
 
+def test_a_repeated_report_beside_a_pending_desired_value_publishes_no_delta(service):
+    service.handle(f"{PREFIX}/update", b'{"state": {"desired": {"interval": 0.001}}}')
+    first = service.handle(f"{PREFIX}/update", b'{"state": {"reported": {"interval": 60}}}')
+    again = service.handle(f"{PREFIX}/update", b'{"state": {"reported": {"interval": 60}}}')
+    assert f"{PREFIX}/update/delta" in published(first)
+    assert [topic for topic, _ in again.publications] == [f"{PREFIX}/update/accepted", f"{PREFIX}/update/documents"]
+
+
 def test_refused_update_is_answered_and_published_on_rejected(service):
     outcome = service.handle(f"{PREFIX}/update", b'{"state": "on", "clientToken": "c2"}')
     body = {

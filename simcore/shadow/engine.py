@@ -202,7 +202,11 @@ class ShadowEngine:
         }
         delta_state = _delta(state.get("desired", {}), state.get("reported", {}))
         delta_document = None
-        if delta_state:
+        # AWS sends /delta "when the shadow's state changes": an update that leaves desired and reported as
+        # they were (a device repeating its report) publishes none, so a device that answers every delta
+        # with the same report cannot start an update/delta loop (docs/shadow.md, "Documents").
+        state_changed = not json_equal(previous["state"] if previous is not None else {}, state)
+        if delta_state and state_changed:
             delta_document = _with_token(
                 {
                     "state": delta_state,
