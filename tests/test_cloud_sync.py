@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -120,6 +121,38 @@ def test_the_sync_timeout_is_configurable_and_a_silent_cloud_is_retried(synced):
     synced.cloud.service.start()
     wait_until(lambda: _state(synced.cloud_engine).get("reported") == {"t": 1}, 30,
                message="the retried update in the cloud shadow")
+
+
+def test_the_clouds_desired_lands_while_the_local_shadow_changes_without_pause(synced):
+    # A device in an update loop: the local shadow changes again as soon as it has changed, so its version
+    # always differs from the one read before a cloud round trip (issue 12, item 5).
+    _local_update(synced, {"reported": {"n": 0}})
+    wait_until(lambda: "reported" in _state(synced.cloud_engine), message="a reported state in the cloud shadow")
+    stop = threading.Event()
+    writes = []
+
+    def busy_device() -> None:
+        while not stop.is_set():
+            writes.append(1)
+            synced.local_service.handle(UPDATE, json.dumps({"state": {"reported": {"n": len(writes)}}}).encode())
+
+    device = threading.Thread(target=busy_device, daemon=True)
+    device.start()
+    try:
+        cloud_shadow_update(synced.cloud.config_path, THING, {"state": {"desired": {"mode": "slow"}}})
+        wait_until(lambda: _state(synced.local_engine).get("desired") == {"mode": "slow"}, 30, message=lambda: (
+            f"the cloud's desired state locally during the loop; sync {synced.sync.stats}"))
+        cloud_shadow_update(synced.cloud.config_path, THING, {"state": {"desired": None}})
+        wait_until(lambda: "desired" not in _state(synced.local_engine), 30, message=lambda: (
+            f"the cloud's desired: null locally during the loop; sync {synced.sync.stats}"))
+        assert len(writes) > 100  # the device really kept writing all along
+    finally:
+        stop.set()
+        device.join(10)
+    # Once the device stops, both sides end equal: no local reading was overwritten by the sync.
+    wait_until(lambda: _state(synced.cloud_engine) == _state(synced.local_engine), 30, message=lambda: (
+        f"convergence; local {_state(synced.local_engine)}, cloud {_state(synced.cloud_engine)}"))
+    assert _state(synced.local_engine)["reported"] == {"n": len(writes)}
 
 
 def test_a_cloud_delete_removes_the_unchanged_local_shadow(synced):

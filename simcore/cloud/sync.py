@@ -398,8 +398,6 @@ class ShadowSync:
     def sync_thing(self, thing: str) -> None:
         """One full sync of one thing: read both sides, merge against the base, write what differs."""
         record = self.store.get(thing)
-        local_document = self._local_get(thing)
-        local_version = None if local_document is None else int(local_document["version"])
         outcome, cloud_answer = self._cloud_request(thing, "get", {})
         if outcome == "rejected" and cloud_answer.get("code") != 404:
             raise SyncUnavailable(
@@ -407,6 +405,10 @@ class ShadowSync:
             )
         cloud_document = cloud_answer if outcome == "accepted" else None
         cloud_version = None if cloud_document is None else int(cloud_document["version"])
+        # The local side is read after the cloud's round trip, just before the merge: a busy local shadow
+        # then has only the merge's own time to change in, not a network round trip.
+        local_document = self._local_get(thing)
+        local_version = None if local_document is None else int(local_document["version"])
 
         if record.base is not None and local_version == record.local_version \
                 and cloud_version == record.cloud_version:
@@ -429,19 +431,39 @@ class ShadowSync:
         cloud_patch = {section: patch for section in SECTIONS
                        if (patch := state_patch(_sections(cloud_document).get(section, {}),
                                                 merged.get(section, {})))}
-        if local_patch or local_document is None:
-            body: dict = {"state": local_patch or merged}
-            if local_document is not None:
-                body["version"] = local_version
-            local_version = self._local_write(thing, "update", body)
+        if local_document is None:
+            local_version = self._local_write(thing, "update", {"state": merged})
+        elif local_patch:
+            local_version = self._patch_local(thing, local_version, local_patch)
         if cloud_patch or cloud_document is None:
-            body = {"state": cloud_patch or merged}
+            body: dict = {"state": cloud_patch or merged}
             if cloud_document is not None:
                 body["version"] = cloud_version
             cloud_version = self._cloud_write(thing, "update", body)
         self.store.put(thing, SyncRecord(local_version, cloud_version, merged))
         log.info("shadow sync: %s in sync (local version %s, cloud version %s)", thing, local_version,
                  cloud_version)
+
+    def _patch_local(self, thing: str, read_version: int | None, patch: dict) -> int | None:
+        """Write the merge's local patch; the local version to remember for the next sync.
+
+        The `desired` part goes without a version condition. It names only fields the cloud changed since
+        the last sync (the cloud owns desired: on a field both sides changed the cloud wins anyway), so a
+        local write in between loses nothing, and a shadow updated hundreds of times a second still gets
+        the cloud's change. When such a write did land in between, the version read is remembered, not the
+        one written, so the next sync merges again. The `reported` part (the device's own) stays conditioned
+        on the version: a concurrent reading is never overwritten (409, and the sync runs again).
+        """
+        version = read_version
+        if "desired" in patch:
+            written = self._local_write(thing, "update", {"state": {"desired": patch["desired"]}})
+            uninterrupted = read_version is not None and written == read_version + 1
+            if "reported" not in patch:
+                return written if uninterrupted else read_version
+            if not uninterrupted:
+                raise SyncConflict(f"local shadow of {thing} changed during the sync (desired written)")
+            version = written
+        return self._local_write(thing, "update", {"state": {"reported": patch["reported"]}, "version": version})
 
     def _propagate_delete(self, thing: str, record: SyncRecord, local_version: int | None,
                           cloud_version: int | None) -> bool:
