@@ -308,3 +308,96 @@ def test_an_unusable_configuration_is_logged_and_reported_never_raised(environ, 
         assert report["sensor"]["status"] == status.CONFIG_ERROR and reason in report["sensor"]["last_error"]
     answer = app.handle({"state": {"read_interval_s": 10}}, "$aws/things/rain-thing/shadow/update/delta")
     assert answer["ok"] is True
+
+
+# --- an out-of-range desired value is answered once (issue 12, item 5) ------------------------------
+DELTA = "$aws/things/rain-thing/shadow/update/delta"
+
+
+def _delta(value, timestamp=1_700_000_000, version=5):
+    return {"version": version, "state": {"read_interval_s": value},
+            "metadata": {"read_interval_s": {"timestamp": timestamp}}}
+
+
+def test_an_out_of_range_desired_interval_is_answered_once_with_what_was_kept_and_why():
+    app, shadow = make_app({"READ_INTERVAL_S": "30"})
+    first = app.handle(_delta(0.001), DELTA)
+    assert first["ok"] is False and "between 1.0 and 86400.0" in first["error"]["message"]
+    [answer] = shadow.reported()
+    assert answer["read_interval_s"] == 30.0
+    assert answer["read_interval_error"].startswith("read_interval_s must be between 1.0 and 86400.0")
+    assert answer["read_interval_error"].endswith("keeping 30.0 s")
+    # The same desired value comes back with every later change of the shadow: no more writes.
+    for version in range(6, 16):
+        again = app.handle(_delta(0.001, version=version), DELTA)
+        assert again["ok"] is False and again["answered"] is False
+    assert len(shadow.updates) == 1
+    assert app.health.counts["bad_messages"] == 1
+    assert app.loop.read_interval_s == 30.0
+
+
+def test_a_new_refusal_is_answered_again_and_a_valid_value_clears_the_error():
+    app, shadow = make_app({"READ_INTERVAL_S": "30"})
+    app.handle(_delta(0.001), DELTA)
+    app.handle(_delta(0.002), DELTA)  # another bad value
+    app.handle(_delta(0.002, timestamp=1_700_000_100), DELTA)  # the same bad value, set again later
+    assert len(shadow.updates) == 3
+    answer = app.handle(_delta(45), DELTA)
+    assert answer == {"ok": True, "applied": {"read_interval_s": 45.0}}
+    assert shadow.reported()[-1] == {"read_interval_s": 45.0, "read_interval_error": None}
+    app.handle(_delta(0.001), DELTA)  # after a valid value, an old bad value is news again
+    assert len(shadow.updates) == 5
+
+
+# --- a restart resumes the replay after the shadow's last reading (issue 12, item 7) ----------------
+def test_a_restarted_replay_resumes_after_the_shadows_last_reading_with_seq_going_on():
+    spec = "replay:JFK:2013-06-01:2013-06-03"
+    _, whole = run_replay(spec)
+    uninterrupted = [r for r in whole.reported() if "seq" in r]
+    stop_at = uninterrupted[20]
+    shadow = RecordingShadow({"state": {"reported": stop_at}, "version": 99})
+    loop, _ = make_loop(ReplaySource(parse_source(spec), speed=3600.0), shadow)
+    loop.resume_from_shadow()
+    while loop.step() is not None:
+        pass
+    resumed = [r for r in shadow.reported() if "seq" in r]
+    assert resumed[0]["ts"] == uninterrupted[21]["ts"]  # the next record, not the first one
+    assert [r["ts"] for r in resumed] == [r["ts"] for r in uninterrupted[21:]]
+    assert [r["seq"] for r in resumed] == list(range(stop_at["seq"] + 1, stop_at["seq"] + 1 + len(resumed)))
+    # The pre-roll moved with the resume point: every tendency equals the uninterrupted run's.
+    assert [r["pressure_tendency_3h"] for r in resumed] == [r["pressure_tendency_3h"] for r in uninterrupted[21:]]
+
+
+@pytest.mark.parametrize("change", [
+    {"sensor": {"status": status.FINISHED}},   # the last run ended: a new one starts over
+    {"replay": "replay:LGA:2013-06-01:2013-06-03"},  # another replay's reading
+])
+def test_a_finished_or_different_replay_starts_from_its_first_record(change):
+    spec = "replay:JFK:2013-06-01:2013-06-03"
+    _, whole = run_replay(spec)
+    last = dict([r for r in whole.reported() if "seq" in r][10], **change)
+    shadow = RecordingShadow({"state": {"reported": last}, "version": 7})
+    loop, _ = make_loop(ReplaySource(parse_source(spec), speed=3600.0), shadow)
+    loop.resume_from_shadow()
+    loop.step()
+    assert shadow.reported()[-1]["ts"] == [r for r in whole.reported() if "seq" in r][0]["ts"]
+    assert shadow.reported()[-1]["seq"] == last["seq"] + 1
+
+
+def test_a_failed_get_at_start_is_retried_not_taken_for_an_empty_shadow():
+    shadow = RecordingShadow({"state": {"reported": {"seq": 41}}, "version": 3})
+    failures = [Exception("Failed to invoke function due to timeout")] * 2
+    get = shadow.get
+
+    def flaky_get(thing_name):
+        if failures:
+            raise failures.pop()
+        return get(thing_name)
+
+    health = SensorHealth()
+    writer = ShadowWriter("rain-thing", shadow.update, flaky_get, health, sleep=lambda s: None)
+    bus, source = chip()
+    loop = SensorLoop(source, writer, health, 60.0)
+    loop.resume_from_shadow()
+    loop.step()
+    assert shadow.reported()[-1]["seq"] == 42

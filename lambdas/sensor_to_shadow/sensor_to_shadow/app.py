@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from sensor_to_shadow import health as status
 from sensor_to_shadow.control import MessageError, parse_delta, parse_rejected
@@ -21,6 +21,9 @@ from sensor_to_shadow.source_bme680 import Bme680Source, open_smbus
 from sensor_to_shadow.source_replay import ReplayError, ReplaySource
 
 log = logging.getLogger(__name__)
+
+# `reported.read_interval_error`: why the last desired read_interval_s was refused and what was kept.
+REFUSAL_FIELD = "read_interval_error"
 
 
 def make_source(settings: SensorSettings, open_bus: Callable[[int], object] = open_smbus,
@@ -60,6 +63,8 @@ class SensorApp:
             log.error("sensor not started: %s", self.config_error)
             self.health.set_status(status.CONFIG_ERROR, self.config_error)
         self.thread: Optional[threading.Thread] = None
+        # The last refused delta (its reason and the desired value's timestamp): answered once, not again.
+        self._last_refusal: Optional[Tuple[str, object]] = None
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], update: UpdateCall, get: GetCall) -> "SensorApp":
@@ -84,8 +89,9 @@ class SensorApp:
             return
         try:
             loop.resume_from_shadow()
-        except Exception:  # start-up is best effort: readings matter more than the resumed seq
-            log.exception("could not resume from the shadow; starting fresh")
+        except Exception:  # after every retry: readings matter more than the resumed seq
+            log.exception("could not read the shadow at start after retrying; starting from seq 1 and the "
+                          "first record (a replay may repeat records, seq restarts)")
         loop.run()
 
     # --- messages -----------------------------------------------------------------------------------
@@ -107,9 +113,18 @@ class SensorApp:
         try:
             request = parse_delta(event)
         except MessageError as error:
-            # Tell the cloud why its desired value was not applied; keep the current interval.
+            refusal = (str(error), _desired_timestamp(event))
+            if refusal == self._last_refusal:
+                # Answered already: every later change of the shadow (each reading) brings the same delta
+                # while the desired value stands; answering each one again is the update/delta loop.
+                log.debug("delta: %s (answered before)", error)
+                return {"ok": False, "error": {"code": "BadMessage", "message": str(error)}, "answered": False}
+            self._last_refusal = refusal
+            # Tell the cloud once why its desired value was not applied, and what the sensor kept.
             self.health.note_error("desired state rejected: {}".format(error))
-            self._report({"read_interval_s": self._interval(), "sensor": self.health.as_reported()})
+            self._report({"read_interval_s": self._interval(),
+                          REFUSAL_FIELD: "{}; keeping {} s".format(error, self._interval()),
+                          "sensor": self.health.as_reported()})
             raise
         if request.ignored_keys:
             log.info("delta: ignoring desired keys the sensor does not own: %s",
@@ -120,7 +135,11 @@ class SensorApp:
             self.loop.set_read_interval(request.read_interval_s)
         log.info("read interval set to %s s by the cloud (delta version %s)",
                  request.read_interval_s, request.version)
-        self._report({"read_interval_s": request.read_interval_s})
+        reported: Dict[str, object] = {"read_interval_s": request.read_interval_s}
+        if self._last_refusal is not None:
+            reported[REFUSAL_FIELD] = None  # the refusal no longer describes the shadow: delete it
+            self._last_refusal = None
+        self._report(reported)
         return {"ok": True, "applied": {"read_interval_s": request.read_interval_s}}
 
     def _on_rejected(self, event: object) -> Dict[str, object]:
@@ -141,3 +160,10 @@ class SensorApp:
     def _report(self, reported: Mapping[str, object]) -> None:
         if self.settings.thing_name:
             self.writer.report(reported)
+
+
+def _desired_timestamp(event: object) -> object:
+    """When the refused desired value was written (the delta's metadata), so a value set again is answered."""
+    metadata = event.get("metadata") if isinstance(event, Mapping) else None
+    entry = metadata.get("read_interval_s") if isinstance(metadata, Mapping) else None
+    return entry.get("timestamp") if isinstance(entry, Mapping) else None

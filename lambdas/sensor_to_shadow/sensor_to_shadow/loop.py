@@ -55,13 +55,16 @@ class SensorLoop:
 
     # --- start-up ----------------------------------------------------------------------------------
     def resume_from_shadow(self) -> None:
-        """Continue `seq` after the last reported one, apply a pending desired read_interval_s, pre-roll."""
-        document = self.writer.get_document()
+        """Continue `seq` after the last reported one, resume an unfinished replay after the last reading
+        the shadow holds, apply a pending desired read_interval_s, pre-roll."""
+        document = self.writer.read_document()
         state = document.get("state") if isinstance(document.get("state"), dict) else {}
         reported = state.get("reported") if isinstance(state.get("reported"), dict) else {}
         seq = reported.get("seq")
         if isinstance(seq, int) and not isinstance(seq, bool) and seq > 0:
             self.seq = seq
+        if self.is_replay:
+            self._resume_replay(reported)
         delta = state.get("delta") if isinstance(state.get("delta"), dict) else {}
         if "read_interval_s" in delta:
             try:
@@ -70,6 +73,19 @@ class SensorLoop:
             except MessageError as error:
                 log.warning("pending desired %s", error)
         self.preroll()
+
+    def _resume_replay(self, reported: Dict[str, object]) -> None:
+        # Only the same replay, left unfinished: a finished one (or another range) starts from its beginning.
+        ts = reported.get("ts")
+        sensor = reported.get("sensor") if isinstance(reported.get("sensor"), dict) else {}
+        same_replay = reported.get("replay") == getattr(self.source, "identity", None)
+        if not same_replay or sensor.get("status") == status.FINISHED:
+            return
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+            return
+        skipped = self.source.resume_after(float(ts))
+        log.info("resuming %s after ts %s, the shadow's last reading (seq %s): %d records already written",
+                 reported.get("replay"), ts, self.seq, skipped)
 
     def preroll(self) -> int:
         """Feed the history with the replay's records before its range (silently): returns how many."""
@@ -158,6 +174,7 @@ class SensorLoop:
         }
         if self.is_replay:
             reported["observed_rain"] = reading.observed_rain
+            reported["replay"] = self.source.identity  # a restart resumes only the same replay
         if self.writer.report(reported):
             self.health.count("readings")
             self.last_reported = reported

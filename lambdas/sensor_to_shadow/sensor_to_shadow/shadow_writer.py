@@ -25,6 +25,8 @@ GetCall = Callable[[str], object]             # (thingName) -> SDK answer with t
 _ERROR_CODE = re.compile(r"error code (\d{3})")
 MAX_ATTEMPTS = 3
 RETRY_BASE_S = 0.5
+START_READ_ATTEMPTS = 10   # about 2 minutes of retries (0.5 s doubling to 30 s) before starting without it
+START_RETRY_MAX_S = 30.0
 
 
 def shadow_error_code(error: BaseException) -> Optional[int]:
@@ -67,6 +69,25 @@ class ShadowWriter:
             if code != 404:
                 log.warning("get shadow of %s failed: %s", self.thing_name, error)
             return {}
+
+    def read_document(self, attempts: int = START_READ_ATTEMPTS) -> Dict[str, object]:
+        """The current document for start-up ({} when the thing has no shadow: 404); a failed get is retried.
+
+        Start-up reads `seq` and the last `ts` from here: taking a failed get for "no shadow" would restart
+        `seq` at 1 and a replay at its first record. Raises the last error after `attempts` tries.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return document_from_answer(self._get(self.thing_name))
+            except Exception as error:  # the SDK raises plain Exceptions
+                if shadow_error_code(error) == 404:
+                    return {}
+                log.warning("get shadow of %s at start failed (attempt %d/%d): %s",
+                            self.thing_name, attempt, attempts, error)
+                if attempt == attempts:
+                    raise
+                self._sleep(min(RETRY_BASE_S * 2 ** (attempt - 1), START_RETRY_MAX_S))
+        return {}
 
     def report(self, reported: Mapping[str, object]) -> bool:
         """Write `state.reported`; True when the shadow accepted it."""

@@ -8,6 +8,7 @@ predictions made on it can be scored. `temp` is °F and converted like training 
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime
 import importlib.util
@@ -99,6 +100,7 @@ class ReplaySource:
             raise ReplayError("station {!r} has no records in the data set".format(spec.station))
         start = _epoch(spec.date_from) if spec.date_from else float("-inf")
         end = _epoch(spec.date_to + datetime.timedelta(days=1)) if spec.date_to else float("inf")
+        self._station_records = records
         self.preroll = [r for r in records if start - PREROLL_S <= r.ts < start]
         self._records = [r for r in records if start <= r.ts < end]
         if not self._records:
@@ -106,6 +108,26 @@ class ReplaySource:
                 spec.station, spec.date_from, spec.date_to))
         self._next_index = 0
         self._last_ts: Optional[float] = None
+
+    @property
+    def identity(self) -> str:
+        """What is replayed, as the shadow records it (`reported.replay`): `replay:<station>[:<from>:<to>]`."""
+        if self.spec.date_from is None or self.spec.date_to is None:
+            return "replay:{}".format(self.spec.station)
+        return "replay:{}:{}:{}".format(self.spec.station, self.spec.date_from, self.spec.date_to)
+
+    def resume_after(self, ts: float) -> int:
+        """Go on after the record at `ts` (the last one written before a restart); how many are skipped.
+
+        The pre-roll becomes the records of the window before the next record, so its tendency is the
+        one an uninterrupted replay gives it.
+        """
+        index = bisect.bisect_right([record.ts for record in self._records], ts)
+        self._next_index = index
+        self._last_ts = ts
+        following = self._records[index].ts if index < len(self._records) else ts
+        self.preroll = [r for r in self._station_records if following - PREROLL_S <= r.ts < following]
+        return index
 
     def __len__(self) -> int:
         return len(self._records)
