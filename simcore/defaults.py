@@ -27,6 +27,12 @@ DEFAULT_KEEP_ALIVE_S = 600
 DEFAULT_SPOOL_STORAGE = "FileSystem"
 DEFAULT_SPOOL_MAX_BYTES = 2_621_440
 
+# SQLite write-ahead logs (shadows, spool, sync state): checkpointed every 64 pages (256 KB at SQLite's
+# 4 KB page) instead of SQLite's 1000 (4 MB), and truncated back to 256 KB after a checkpoint when a
+# long reader let one grow past it.
+WAL_AUTOCHECKPOINT_PAGES = 64
+WAL_SIZE_LIMIT_BYTES = 262_144
+
 # `system.shadowSyncTimeout`: how long shadow sync waits for the cloud's accepted/rejected answer.
 DEFAULT_SHADOW_SYNC_TIMEOUT_S = 5.0
 # `runtime.maxWorkItemCount`: queued work items for all functions together; excess items are dropped.

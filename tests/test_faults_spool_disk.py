@@ -9,13 +9,13 @@ with SQLite's page limit; this one mounts a filesystem (root only; skipped with 
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.cloud import Collector, core_settings
+from support.disk import fill, mounted_tmpfs
 from support.waiting import wait_until
 
 from simcore.cloud.link import CloudLink
@@ -30,42 +30,13 @@ MESSAGE_BYTES = 4000
 @pytest.fixture
 def tiny_disk(tmp_path) -> Iterator[Path]:
     """A 64 KB tmpfs mounted in tmp_path, unmounted afterwards."""
-    yield from _mounted_tmpfs(tmp_path / "disk", "64k")
-
-
-def _mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
+    yield from mounted_tmpfs(tmp_path / "disk", "64k")
 
 
 @pytest.fixture
 def small_disk(tmp_path) -> Iterator[Path]:
     """A 256 KB tmpfs: room for SQLite's shared-memory file, a WAL and a few messages."""
-    yield from _mounted_tmpfs(tmp_path / "disk", "256k")
-
-
-def _fill(disk: Path) -> Path:
-    """Fill what is left of `disk` with one file, byte-exact; the file, to delete to free the space.
-
-    Only ever a tiny tmpfs mounted by this module: filling any other filesystem would fill a shared disk.
-    """
-    usage = os.statvfs(disk)
-    assert os.path.ismount(disk) and usage.f_blocks * usage.f_frsize <= 1024 * 1024, f"{disk} is not a tiny mount"
-    filler = disk / "filler"
-    with filler.open("wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"f" * 512)
-        except OSError as error:
-            assert error.errno == 28, error  # ENOSPC
-    return filler
+    yield from mounted_tmpfs(tmp_path / "disk", "256k")
 
 
 def _link(spooler: FileSpooler, tmp_path: Path) -> CloudLink:
@@ -136,7 +107,7 @@ def test_the_cloud_link_recovers_when_the_disk_was_full_as_acknowledgements_arri
         wait_until(lambda: collector.link.send_now("rain/RainCore/probe", b"probe", 1.0)
                    and b"probe" in collector.payloads(), 30, message="the subscriber to hear its own probe",
                    interval_s=0.2)
-        filler = _fill(disk)  # the broker's acknowledgements now arrive on a full disk
+        filler = fill(disk)  # the broker's acknowledgements now arrive on a full disk
         link.start()
         assert link.wait_connected(10)
         wait_until(lambda: {f"before {n}".encode() for n in range(5)} <= set(collector.payloads()), 30,

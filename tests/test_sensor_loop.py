@@ -401,3 +401,57 @@ def test_a_failed_get_at_start_is_retried_not_taken_for_an_empty_shadow():
     loop.resume_from_shadow()
     loop.step()
     assert shadow.reported()[-1]["seq"] == 42
+
+
+# --- readings the shadow cannot store are kept and written later, oldest first (issue 12, item 8) -----
+FULL_DISK = shadow_error(500, "Internal service failure")
+
+
+def test_readings_the_shadow_cannot_store_are_kept_and_written_oldest_first_when_it_can_again():
+    bus, source = chip()
+    loop, shadow = make_loop(source)
+    loop.step()  # seq 1 written
+    shadow.failures = [FULL_DISK] * (3 * 3)  # three readings, three attempts each: the disk is full
+    for _ in range(3):
+        loop.step()
+    assert [r["seq"] for r in shadow.reported()] == [1]
+    assert [r["seq"] for r in loop.unwritten] == [2, 3, 4]
+    assert loop.health.as_reported()["unwritten_readings"] == 3
+    loop.step()  # space is back: the kept readings go first, in order, then the new one
+    assert [r["seq"] for r in shadow.reported()] == [1, 2, 3, 4, 5]
+    assert shadow.reported()[-1]["sensor"]["unwritten_readings"] == 0
+    assert loop.health.counts["readings"] == 5
+
+
+def test_the_unwritten_buffer_is_bounded_and_counts_what_it_pushes_out(monkeypatch, caplog):
+    monkeypatch.setattr("sensor_to_shadow.loop.MAX_UNWRITTEN_READINGS", 2)
+    bus, source = chip()
+    loop, shadow = make_loop(source)
+    shadow.failures = [FULL_DISK] * 100  # the disk stays full
+    for _ in range(4):
+        loop.step()
+    assert [r["seq"] for r in loop.unwritten] == [3, 4]
+    assert loop.health.counts["readings_dropped"] == 2
+    assert "dropping the oldest (seq 2)" in caplog.text
+    shadow.failures = []  # space is back: the full buffer is written before the new reading needs room
+    loop.step()
+    written = shadow.reported()
+    assert [r["seq"] for r in written] == [3, 4, 5]
+    assert written[-1]["sensor"]["readings_dropped"] == 2
+
+
+def test_a_finished_replay_reports_the_end_only_once_every_reading_is_written():
+    loop, shadow = make_loop(ReplaySource(parse_source("replay:JFK:2013-06-01:2013-06-01"), speed=3600.0))
+    loop.resume_from_shadow()
+    while loop.source.remaining() > 3:
+        loop.step()
+    shadow.failures = [FULL_DISK] * 100  # the disk fills for the last three records
+    while loop.source.remaining():
+        loop.step()
+    assert loop.unwritten
+    assert loop.step() == 5.0  # finished, but readings still wait: the end is not reported yet
+    assert all(r.get("sensor", {}).get("status") != status.FINISHED for r in shadow.reported())
+    shadow.failures = []
+    assert loop.step() is None
+    assert shadow.reported()[-2]["seq"] == loop.seq
+    assert shadow.reported()[-1]["sensor"]["status"] == status.FINISHED

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simcore.defaults import DEFAULT_SPOOL_MAX_BYTES as DEFAULT_MAX_BYTES  # 2.5 MB, the v1 core's default
+from simcore.shadow.wal import bound_wal
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,7 @@ class FileSpooler(Spooler):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        bound_wal(self._db)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
             " topic TEXT NOT NULL, payload BLOB NOT NULL, size INTEGER NOT NULL)"

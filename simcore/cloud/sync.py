@@ -39,6 +39,7 @@ from simcore.errors import ShadowError, SimcoreError
 from simcore.group import Group
 from simcore.shadow.engine import json_equal
 from simcore.shadow.service import ShadowService
+from simcore.shadow.wal import bound_wal
 
 RETRY_DELAY_S = 1.0
 SECTIONS = ("desired", "reported")
@@ -161,7 +162,7 @@ class SyncStore:
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            bound_wal(self._db)
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS sync (thing TEXT PRIMARY KEY, local_version INTEGER,"
                 " cloud_version INTEGER, base TEXT)"

@@ -162,6 +162,7 @@ class RunningCore:
         status = self.core.status()
         status["deployment"] = {"id": self.deployment.id, "number": self.deployment.number}
         status["connectors"] = self.connectors.status()
+        status["shadow"] = self.shadow_service.counters()
         if self.link is not None:
             status["cloud"] = self.link.stats().__dict__
         if self.sync is not None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from simcore.errors import ShadowError
+from simcore.shadow.wal import bound_wal
 
 SECTIONS = ("desired", "reported")
 MAX_CLIENT_TOKEN_BYTES = 64
@@ -116,8 +117,7 @@ class ShadowEngine:
         )
         if db_path is not None:
             # WAL with synchronous=FULL: a committed update survives a crash of the process or the machine.
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            bound_wal(self._db)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS shadows ("
             " thing TEXT PRIMARY KEY,"
@@ -326,7 +326,20 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is not None:
+            self._rollback()
+            return
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            # A COMMIT that failed (a full disk) may leave the transaction open: end it, or the next
+            # BEGIN fails too and the engine stays unusable after space returns.
+            self._rollback()
+            raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
 
 # --- request helpers -----------------------------------------------------------------------------------

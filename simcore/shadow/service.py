@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 SHADOW_TOPIC_PREFIX = "$aws/things/"
 _OPERATION_TOPIC = re.compile(r"\$aws/things/([^/]+)/shadow/(get|update|delete)")
 _NAMED_SHADOW_TOPIC = re.compile(r"\$aws/things/[^/]+/shadow/name/.*")
+INTERNAL_FAILURE = "Internal service failure"
 
 ShadowListener = Callable[[str, UpdateResult], None]
 Publish = Callable[[str, bytes], None]
@@ -106,6 +109,14 @@ class ShadowService:
     def __init__(self, engine: ShadowEngine):
         self.engine = engine
         self.listeners: list[ShadowListener] = []
+        self._counter_lock = threading.Lock()
+        self.storage_failures = 0  # requests refused because the database could not be written or read
+        self.last_storage_error = ""
+
+    def counters(self) -> dict[str, int | str]:
+        """What `simcore status` shows under `shadow`: storage failures (a full disk) and the last one."""
+        with self._counter_lock:
+            return {"storage_failures": self.storage_failures, "last_storage_error": self.last_storage_error}
 
     def handle(self, topic: str, payload: bytes) -> ShadowOutcome:
         """Serve one request published (or invoked) on a shadow request topic."""
@@ -125,8 +136,27 @@ class ShadowService:
             body = dumps_document(document)
             return ShadowOutcome(body, [(request.reply_topic("accepted"), body)])
         except ShadowError as error:
-            body = dumps_document(error.to_document(self.engine.timestamp()))
-            return ShadowOutcome(body, [(request.reply_topic("rejected"), body)])
+            return self._rejected(request, error)
+        except sqlite3.Error as error:  # SQLITE_FULL (a full disk), I/O errors: the request was not stored
+            return self._rejected(request, self._storage_failed(request, payload, error))
+
+    def _storage_failed(self, request: ShadowRequestTopic, payload: bytes, error: sqlite3.Error) -> ShadowError:
+        with self._counter_lock:
+            self.storage_failures += 1
+            self.last_storage_error = f"{request.operation} of {request.thing}: {error}"
+            count = self.storage_failures
+        log.error("shadow %s of %s not stored (%d storage failures so far): %s", request.operation,
+                  request.thing, count, error)
+        try:
+            token = client_token_from(payload)
+        except ShadowError:
+            token = None
+        # AWS's answer when the service cannot serve the request: 500 "Internal service failure".
+        return ShadowError(500, INTERNAL_FAILURE, token)
+
+    def _rejected(self, request: ShadowRequestTopic, error: ShadowError) -> ShadowOutcome:
+        body = dumps_document(error.to_document(self.engine.timestamp()))
+        return ShadowOutcome(body, [(request.reply_topic("rejected"), body)])
 
     def _accepted(
         self, request: ShadowRequestTopic, result: UpdateResult, publications: list[tuple[str, dict]]

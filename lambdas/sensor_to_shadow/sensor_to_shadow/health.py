@@ -27,7 +27,9 @@ class SensorHealth:
             "shadow_errors": 0,      # update_thing_shadow failed
             "shadow_rejected": 0,    # update/rejected messages received
             "bad_messages": 0,       # malformed delta/rejected/unknown messages
+            "readings_dropped": 0,   # unwritten readings pushed out of the full buffer (oldest first)
         }
+        self.unwritten_readings = 0  # readings the shadow could not store yet, kept to be written later
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add to one counter."""
@@ -43,6 +45,11 @@ class SensorHealth:
                 self.last_error = error
             return changed
 
+    def set_unwritten(self, count: int) -> None:
+        """How many readings wait to be written (the shadow could not store them)."""
+        with self._lock:
+            self.unwritten_readings = count
+
     def note_error(self, reason: str) -> None:
         """Remember a reason as the last error without changing the status."""
         with self._lock:
@@ -56,5 +63,7 @@ class SensorHealth:
                 "errors": self.counts["errors"],
                 "invalid_readings": self.counts["invalid_readings"],
                 "shadow_errors": self.counts["shadow_errors"],
+                "unwritten_readings": self.unwritten_readings,
+                "readings_dropped": self.counts["readings_dropped"],
                 "last_error": self.last_error,
             }

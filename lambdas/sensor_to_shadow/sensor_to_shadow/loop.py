@@ -8,15 +8,16 @@ still reported (and applied to the hardware mode only).
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
-from typing import Dict, Optional
+from typing import Deque, Dict, Optional
 
 from sensor_to_shadow import health as status
 from sensor_to_shadow.control import MessageError, parse_read_interval
 from sensor_to_shadow.health import SensorHealth
 from sensor_to_shadow.reading import Reading
-from sensor_to_shadow.shadow_writer import ShadowWriter
+from sensor_to_shadow.shadow_writer import FAILED, WRITTEN, ShadowWriter
 from sensor_to_shadow.source_bme680 import SensorError
 from sensor_to_shadow.source_replay import ReplayFinished
 from sensor_to_shadow.tendency import PressureHistory
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 300.0
+# Readings the shadow could not store (a full disk: 500), kept in memory and written oldest first once it
+# stores again, so the inference Lambda still sees each one. About 0.5 KB each: 1024 hold ~17 hours at the
+# default 60 s interval in ~0.5 MB. Beyond it the oldest go first (counted in readings_dropped).
+MAX_UNWRITTEN_READINGS = 1024
+FINISH_RETRY_S = 5.0  # a finished replay with readings still unwritten tries again this often
 
 
 def _json_time(ts: float) -> object:
@@ -52,6 +58,7 @@ class SensorLoop:
         self.wake = threading.Event()
         self.stop_requested = threading.Event()
         self.is_replay = hasattr(source, "seconds_until_next")
+        self.unwritten: Deque[Dict[str, object]] = collections.deque()
 
     # --- start-up ----------------------------------------------------------------------------------
     def resume_from_shadow(self) -> None:
@@ -116,6 +123,8 @@ class SensorLoop:
         try:
             reading = self.source.read()
         except ReplayFinished as finished:
+            if not self.write_unwritten():
+                return FINISH_RETRY_S  # the end is reported once every reading is in the shadow
             log.info("%s", finished)
             self._report_status(status.FINISHED, str(finished))
             return None
@@ -175,9 +184,36 @@ class SensorLoop:
         if self.is_replay:
             reported["observed_rain"] = reading.observed_rain
             reported["replay"] = self.source.identity  # a restart resumes only the same replay
-        if self.writer.report(reported):
-            self.health.count("readings")
-            self.last_reported = reported
+        if len(self.unwritten) >= MAX_UNWRITTEN_READINGS and not self.write_unwritten():
+            dropped = self.unwritten.popleft()
+            self.health.count("readings_dropped")
+            log.error("%d readings wait for the shadow: dropping the oldest (seq %s)", len(self.unwritten) + 1,
+                      dropped.get("seq"))
+        self.unwritten.append(reported)
+        self.write_unwritten()
+
+    def write_unwritten(self) -> bool:
+        """Write the readings waiting for the shadow, oldest first; True when none is left waiting.
+
+        Stops at the first one the shadow cannot store yet (it stays first in line). One the shadow
+        refuses for its content (400, 413) would be refused again: it is counted and let go.
+        """
+        while self.unwritten:
+            reported = self.unwritten[0]
+            self.health.set_unwritten(len(self.unwritten) - 1)  # those still waiting behind this one
+            reported["sensor"] = self.health.as_reported()
+            outcome = self.writer.write(reported)
+            if outcome == FAILED:
+                break
+            self.unwritten.popleft()
+            if outcome == WRITTEN:
+                self.health.count("readings")
+                self.last_reported = reported
+        self.health.set_unwritten(len(self.unwritten))
+        if self.unwritten:
+            log.warning("%d readings wait for the shadow to store them again (oldest seq %s)",
+                        len(self.unwritten), self.unwritten[0].get("seq"))
+        return not self.unwritten
 
     def _sensor_failed(self, reason: str) -> float:
         self.consecutive_errors += 1

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 UpdateCall = Callable[[str, bytes], object]   # (thingName, payload) -> SDK answer
 GetCall = Callable[[str], object]             # (thingName) -> SDK answer with the document
 
+WRITTEN, REFUSED, FAILED = "written", "refused", "failed"  # what `ShadowWriter.write` did
 _ERROR_CODE = re.compile(r"error code (\d{3})")
 MAX_ATTEMPTS = 3
 RETRY_BASE_S = 0.5
@@ -91,6 +92,11 @@ class ShadowWriter:
 
     def report(self, reported: Mapping[str, object]) -> bool:
         """Write `state.reported`; True when the shadow accepted it."""
+        return self.write(reported) == WRITTEN
+
+    def write(self, reported: Mapping[str, object]) -> str:
+        """Write `state.reported`: WRITTEN, REFUSED (the payload's fault: never worth sending again) or
+        FAILED (the service could not store it, or IPC failed: worth sending again later)."""
         with self._lock:
             self._tokens += 1
             body = {"state": {"reported": dict(reported)}, "clientToken": "sensor-{}".format(self._tokens)}
@@ -98,19 +104,21 @@ class ShadowWriter:
             for attempt in range(1, self._max_attempts + 1):
                 try:
                     self._update(self.thing_name, payload)
-                    return True
+                    return WRITTEN
                 except Exception as error:  # ShadowError, InvocationException: both plain Exceptions
                     code = shadow_error_code(error)
                     self._health.count("shadow_errors")
                     retryable = code is None or code == 409 or code >= 500
                     log.error("shadow update of %s failed (attempt %d/%d, code %s): %s",
                               self.thing_name, attempt, self._max_attempts, code, error)
-                    if not retryable or attempt == self._max_attempts:
-                        return False
+                    if not retryable:
+                        return REFUSED
+                    if attempt == self._max_attempts:
+                        return FAILED
                     if code == 409:
                         current = self.get_document()
                         log.info("409 on %s: fresh get shows version %s; retrying",
                                  self.thing_name, current.get("version"))
                     else:
                         self._sleep(RETRY_BASE_S * 2 ** (attempt - 1))
-            return False
+            return FAILED
