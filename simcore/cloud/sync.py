@@ -13,7 +13,9 @@ sync remembers, per thing, the local and cloud versions and the state it last le
   `true` is not `1`.
 
 The merged state is then written to whichever side differs from it, each write conditioned on the
-version just read (a concurrent edit gives 409 and the sync runs again), so both sides converge.
+version just read (a concurrent edit gives 409 and the sync runs again), so both sides converge. The one
+exception is the local `desired` patch, written unconditioned so a local shadow that never stops changing
+still takes the cloud's desired state (`_patch_local` says why that loses nothing).
 A shadow deleted on one side is deleted on the other if the other has not changed since the last sync;
 otherwise the surviving side is copied back (a delete never destroys an edit the deleter did not see).
 
