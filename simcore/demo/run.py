@@ -153,6 +153,7 @@ class DemoRun:
     def run(self) -> Summary:
         """Everything, start to summary; stops cleanly whatever happens."""
         from simcore.cloud.standin import start_standin
+        from simcore.demo.fresh import forget_replay_position
         from simcore.demo.observer import CloudObserver
         from simcore.demo.view_terminal import TerminalView
         from simcore.deploy.deployment import deploy
@@ -178,6 +179,7 @@ class DemoRun:
                 running = RunningCore(deployment, RunOptions(
                     isolation="off", interpreters=python38_interpreters(), cloud_config=cloud.config_path,
                     certs_dir=cloud.certs_dir, spool_storage="FileSystem"))
+                forget_replay_position(running.shadow_service, cloud.config_path, cloud.certs_dir, args.thing)
                 running.shadow_service.listeners.append(state.on_local_shadow)
                 title = (f"simcore demo · {args.thing} · replay {period.station} {period.date_from} to "
                          f"{period.date_to} ({total} records) at {args.speed:g} h/s")
