@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub("status", cmd_status, "show the running core's workers, router counters, cloud link and sync")
 
-    logs = sub("logs", cmd_logs, "print a function's log (name, id or ARN), or a system log with --system")
+    logs = sub("logs", cmd_logs, "print a function's log (its name, entry Id, template logical id or ARN), "
+               "or a system log with --system")
     logs.add_argument("function")
     logs.add_argument("-f", "--follow", action="store_true")
     logs.add_argument("--system", action="store_true", help="FUNCTION names a system log (runtime, GGShadowService)")

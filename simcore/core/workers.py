@@ -12,12 +12,21 @@
   is killed, the real core's "Worker consumed all allocated memory!" line is logged and the item fails
   `Unhandled`. On-demand work also gets its `Timeout` enforced by a kill.
 - stdout and stderr go, line by line, to the function's log file in the core's line format.
+- A worker's state (in the status): `starting` from its process's creation until its runtime reports, on a pipe
+  the core passes it (`SIMCORE_STATE_FD`), that it has begun importing the handler's module; then `running`
+  while module-level code runs (a pinned function whose module code never returns stays `running`, as a v1
+  core counts a pinned function running once its process is up); `idle` while it waits for work, `busy` while
+  it handles an item, `stopping` once the core is ending it. A function whose worker died keeps its last
+  exit and its last error: the newest ERROR/FATAL line its log got from that worker (a traceback's last
+  line), read from the end of the log (bounded), or the core's kill message.
 - Interpreters: `simcore.core.interpreters`. The process environment: `simcore.core.environment`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -33,7 +42,7 @@ from typing import Any, Protocol
 from simcore.core.environment import function_environment
 from simcore.core.interpreters import resolve_interpreter
 from simcore.core.isolation import LaunchPlanner, off_planner
-from simcore.core.logs import LogSinks
+from simcore.core.logs import LogSinks, last_error_line
 from simcore.core.processes import children_by_parent, signal_tree, start_pump, tree_rss_kb
 from simcore.core.work_queue import WorkItem, WorkQueue
 from simcore.errors import RuntimeConfigError
@@ -76,6 +85,8 @@ class WorkerSettings:
     tree_scan_s: float = 0.5
     stop_grace_s: float = 3.0
     poison_kept: int = 100
+    # How long a dead worker's output may take to reach its log before its last error is read from it.
+    output_drain_s: float = 1.0
 
 
 @dataclass(eq=False)
@@ -87,6 +98,9 @@ class Worker:
     token: str
     process: subprocess.Popen
     started_at: float
+    started_wall: float = 0.0  # time.time() at start: the log lines this worker wrote are not older
+    state_fd: int | None = None  # read end of the pipe the runtime reports its import start on
+    importing: bool = False  # the runtime began importing the handler's module
     current: WorkItem | None = None
     waiting_since: float | None = None
     served: int = 0
@@ -97,14 +111,38 @@ class Worker:
 
     @property
     def state(self) -> str:
-        """starting, idle, busy, stopping or dead."""
+        """starting, running, idle, busy, stopping or dead (the module docstring says when each holds)."""
         if self.dead:
             return "dead"
         if self.kill_reason or self.retiring:
             return "stopping"
         if self.current is not None:
             return "busy"
-        return "idle" if self.waiting_since is not None else "starting"
+        if self.waiting_since is not None:
+            return "idle"
+        return "running" if self.importing or self.served else "starting"
+
+    def read_state_pipe(self) -> None:
+        """Take what the runtime reported on its state pipe (never blocks); close the pipe at its end."""
+        if self.state_fd is None:
+            return
+        try:
+            data = os.read(self.state_fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if b"i" in data:
+            self.importing = True
+        if not data or self.importing:
+            self.close_state_pipe()
+
+    def close_state_pipe(self) -> None:
+        """Close the read end of the state pipe, once."""
+        if self.state_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.state_fd)
+            self.state_fd = None
 
 
 @dataclass(eq=False)
@@ -123,6 +161,7 @@ class FunctionWorkers:
     timeouts: int = 0
     poison: int = 0
     last_exit: str | None = None
+    last_error: str | None = None
 
     def live(self) -> list[Worker]:
         """Workers not yet dead."""
@@ -274,6 +313,9 @@ class WorkerManager:
         function = pool.function
         worker_id = uuid.uuid4().hex[:12]
         token = self.tokens.issue(function.arn, worker_id)
+        state_read, state_write = os.pipe()
+        os.set_blocking(state_read, False)
+        started_wall = time.time()
         try:
             launch = self.launch_planner(function)
             code_dir = Path(self.code_dirs.get(function.arn, function.code_dir))
@@ -285,6 +327,7 @@ class WorkerManager:
                 runtime_dir=LAMBDA_SIDE_DIR,
                 code_dir=code_dir,
                 env_rewrites=launch.env_rewrites,
+                state_fd=state_write,
             )
             argv = [*launch.argv_prefix, pool.interpreter, str(LAMBDA_RUNTIME), "--handler", function.handler]
             process = subprocess.Popen(
@@ -297,16 +340,21 @@ class WorkerManager:
                 start_new_session=True,
                 user=launch.uid,
                 group=launch.gid,
+                pass_fds=(state_write,),
             )
         except (OSError, RuntimeConfigError) as error:
+            os.close(state_read)
+            os.close(state_write)
             self.tokens.revoke(token)
             pool.consecutive_failures += 1
             pool.next_start_at = time.monotonic() + self._backoff(pool)
             message = f"Cannot start a worker for {function.arn}: {error}"
+            pool.last_error = message
             log.error(message)
             self._system(message, "ERROR")
             return None
-        worker = Worker(worker_id, function, token, process, time.monotonic())
+        os.close(state_write)  # the worker holds its own copy; its end of the pipe is EOF to us
+        worker = Worker(worker_id, function, token, process, time.monotonic(), started_wall, state_read)
         sink = self.log_sinks.function_log(function)
         worker.pumps = [
             start_pump(process.stdout, sink, "INFO", f"{function.name}-out"),
@@ -352,6 +400,9 @@ class WorkerManager:
         for worker in [w for pool in self.pools.values() for w in pool.live()]:
             if worker.process.poll() is not None:
                 self._handle_exit(worker)
+            else:
+                with self._lock:
+                    worker.read_state_pipe()
         self._enforce_memory()
         now = time.monotonic()
         pending = self.work_queue.pending_by_function()
@@ -414,6 +465,7 @@ class WorkerManager:
                 return
             worker.kill_reason = reason
         signal_tree(worker.process, signal.SIGKILL)
+        self.pools[worker.function.arn].last_error = message
         self._system(message, "ERROR")
         self._function_line(worker.function, "ERROR", message)
         if item is not None and item.result is not None:
@@ -428,6 +480,7 @@ class WorkerManager:
             self._by_id.pop(worker.id, None)
             pool = self.pools[worker.function.arn]
             pool.workers.remove(worker)
+            worker.close_state_pipe()
         self.tokens.revoke(worker.token)
         code = worker.process.wait()
         reason = worker.kill_reason
@@ -443,12 +496,21 @@ class WorkerManager:
             pool.crashes += 1
             message = f"Worker {worker.id} (pid {worker.process.pid}) of {worker.function.arn} exited with code {code}"
             self._system(message, "ERROR")
+            pool.last_error = self._last_error_of(worker)
             if item is not None:
                 self._retry_or_set_aside(pool, item)
         if uptime >= self.settings.healthy_after_s:
             pool.consecutive_failures = 0
         pool.consecutive_failures += 1
         pool.next_start_at = time.monotonic() + self._backoff(pool)
+
+    def _last_error_of(self, worker: Worker) -> str | None:
+        """The last error line the dead `worker` left in its function's log, once its output has drained."""
+        deadline = time.monotonic() + self.settings.output_drain_s
+        for pump in worker.pumps:
+            # A pump ends at its pipe's EOF; a child the worker left behind may hold the pipe open longer.
+            pump.join(timeout=max(0.0, deadline - time.monotonic()))
+        return last_error_line(self.log_sinks.function_log(worker.function), worker.started_wall)
 
     def _retry_or_set_aside(self, pool: FunctionWorkers, item: WorkItem) -> None:
         item.attempts += 1
@@ -470,10 +532,12 @@ class WorkerManager:
     # -- status and logs ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Per function: pinned, interpreter, workers (pid, state), restarts, crashes, kills, poison."""
+        """Per function: pinned, interpreter, workers (pid, state), restarts, crashes, kills, poison, last error."""
         with self._lock:
             functions = {}
             for arn, pool in self.pools.items():
+                for worker in pool.live():
+                    worker.read_state_pipe()
                 functions[arn] = {
                     "name": pool.function.name,
                     "pinned": pool.function.pinned,
@@ -496,6 +560,7 @@ class WorkerManager:
                     "timeouts": pool.timeouts,
                     "poison": pool.poison,
                     "last_exit": pool.last_exit,
+                    "last_error": pool.last_error,
                 }
             return {"functions": functions, "poison_messages": [vars(p) for p in self.poison_messages]}
 

@@ -577,6 +577,7 @@ def _functions(
                 config_path,
                 default_execution,
                 resources_by_id,
+                logical_id,
             )
         )
     return tuple(functions), default_isolation
@@ -598,6 +599,7 @@ def _function(
     path: str,
     default_execution: Mapping[str, Any],
     resources_by_id: Mapping[str, Resource],
+    logical_id: str,
 ) -> Function:
     environment = config.get("Environment") or {}
     environment_path = child_path(path, "Environment")
@@ -659,6 +661,7 @@ def _function(
         run_as_uid=None if run_as.get("Uid") is None else _int(run_as["Uid"], child_path(path, "RunAs.Uid")),
         run_as_gid=None if run_as.get("Gid") is None else _int(run_as["Gid"], child_path(path, "RunAs.Gid")),
         exec_args=None if config.get("ExecArgs") is None else str(config["ExecArgs"]),
+        logical_id=logical_id,
     )
 
 
