@@ -344,7 +344,6 @@ class WorkerManager:
             )
         except (OSError, RuntimeConfigError) as error:
             os.close(state_read)
-            os.close(state_write)
             self.tokens.revoke(token)
             pool.consecutive_failures += 1
             pool.next_start_at = time.monotonic() + self._backoff(pool)
@@ -353,7 +352,8 @@ class WorkerManager:
             log.error(message)
             self._system(message, "ERROR")
             return None
-        os.close(state_write)  # the worker holds its own copy; its end of the pipe is EOF to us
+        finally:
+            os.close(state_write)  # the worker has its own copy; once it closes that, the core reads EOF
         worker = Worker(worker_id, function, token, process, time.monotonic(), started_wall, state_read)
         sink = self.log_sinks.function_log(function)
         worker.pumps = [
