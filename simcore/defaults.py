@@ -31,3 +31,25 @@ DEFAULT_SPOOL_MAX_BYTES = 2_621_440
 DEFAULT_SHADOW_SYNC_TIMEOUT_S = 5.0
 # `runtime.maxWorkItemCount`: queued work items for all functions together; excess items are dropped.
 DEFAULT_MAX_WORK_ITEMS = 1024
+
+# AWS's size limits, enforced at deploy with AWS's numbers (docs/deploy.md cites where each comes from).
+# A template body CloudFormation accepts from S3 ("Template may not exceed 1000000 bytes in size."); one passed
+# directly in a request (TemplateBody) may hold only 51,200 bytes, but `aws cloudformation deploy` uploads a
+# bigger one to S3, so the S3 limit is the one a template can reach.
+CFN_TEMPLATE_MAX_BYTES = 1_000_000
+CFN_TEMPLATE_BODY_MAX_BYTES = 51_200
+# A Lambda function's code, unzipped ("Unzipped size must be smaller than 262144000 bytes"); a zip uploaded
+# directly may hold 50 MB (52,428,800 bytes), one uploaded through S3 (as `aws cloudformation package` does) more.
+LAMBDA_CODE_UNZIPPED_MAX_BYTES = 262_144_000
+LAMBDA_ZIP_DIRECT_UPLOAD_MAX_BYTES = 52_428_800
+
+# Worker starts: a function whose workers fail this many times in a row before they ever ask for work (the
+# interpreter cannot run, the handler cannot be imported) is marked failed; its queued work is set aside as
+# poison instead of waiting for a worker that never comes. With the 0.1 s backoff doubling, 5 failed starts
+# take about 1.5 s plus the starts themselves.
+DEFAULT_MAX_FAILED_STARTS = 5
+
+# The Lambda `Runtime`s simcore can run: Python 3 (its runtime in simcore/lambda_side needs nothing newer than
+# 3.4; Greengrass v1 offered python3.7 and python3.8). python2.7 cannot run it, and other languages have no
+# runtime here. Group 1 is the minor version.
+SUPPORTED_RUNTIME_PATTERN = r"python3\.(\d+)"

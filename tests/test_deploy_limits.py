@@ -1,0 +1,117 @@
+"""Deploy refuses what AWS refuses, and never hangs: ReDoS-proof AllowedPattern, template size, code size, special files.
+
+Each refusal names AWS's limit (or the reason) and where it is; nothing here is timed: the linear-time matcher
+is proved by the engine in use (RE2), and pytest-timeout is only the backstop for a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from simcore.cli.main import main
+from simcore.defaults import CFN_TEMPLATE_MAX_BYTES
+from simcore.errors import DeployError, TemplateError
+from simcore.template.loader import load_group, load_parameters
+from simcore.template.patterns import compile_allowed_pattern
+
+CORPUS = Path(__file__).parent / "corpus" / "templates"
+BASE = CORPUS / "parameter_pattern.yaml"
+FIXTURES = Path(__file__).parent / "fixtures" / "templates"
+
+
+# -- AllowedPattern ---------------------------------------------------------------------------------------
+
+
+def test_allowed_pattern_is_matched_by_re2_so_an_exponential_pattern_answers_in_one_pass():
+    pattern = compile_allowed_pattern("^(a+)+$", "ThingName", "Parameters.ThingName.AllowedPattern")
+    assert pattern.engine == "RE2"
+    assert pattern.matches("a" * 10_000)
+    assert not pattern.matches("a" * 10_000 + "b")  # hours (2^10000 paths) for a backtracking engine
+
+
+def test_a_template_parameter_with_the_redos_pattern_is_refused_naming_the_parameter(tmp_path):
+    template = tmp_path / "redos.yaml"
+    template.write_text(BASE.read_text().replace("AllowedPattern: '[a-z-]+'", "AllowedPattern: '^(a+)+$'"))
+    value = "a" * 10_000 + "b"
+    with pytest.raises(TemplateError, match=re.escape("Parameter 'ThingName' must match pattern ^(a+)+$")) as raised:
+        load_group(template, {"ThingName": value})
+    assert raised.value.location == "Parameters.ThingName"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"(a)\1", "(?=a)a", "(?<!b)a", "a*+", "(?>a)", r"\p{javaLowerCase}"],
+    ids=["backreference", "lookahead", "lookbehind", "possessive", "atomic", "java-class"],
+)
+def test_java_constructs_re2_cannot_run_in_linear_time_are_refused_by_name(pattern):
+    with pytest.raises(TemplateError, match="is not a pattern simcore can match") as raised:
+        compile_allowed_pattern(pattern, "P", "Parameters.P.AllowedPattern")
+    assert raised.value.location == "Parameters.P.AllowedPattern"
+    assert "backreferences, lookahead/lookbehind" in raised.value.message
+
+
+@pytest.mark.parametrize(("pattern", "value"), [(r"\Qa.b\E", "a.b"), ("(?i)abc", "ABC"), (r"[0-9]{1,3}", "255")])
+def test_the_java_syntax_re2_shares_matches_the_whole_value(pattern, value):
+    compiled = compile_allowed_pattern(pattern, "P", "Parameters.P")
+    assert compiled.matches(value)
+    assert not compiled.matches(value + "x")
+
+
+# -- the template file ------------------------------------------------------------------------------------
+
+
+def _padded(tmp_path: Path, size: int) -> Path:
+    """The corpus base template padded with a trailing comment to exactly `size` bytes."""
+    text = BASE.read_text().encode()
+    text += b"\n#" + b"x" * (size - len(text) - 3) + b"\n"
+    assert len(text) == size
+    (tmp_path / "fixtures").symlink_to(CORPUS.parent.parent / "fixtures", target_is_directory=True)
+    folder = tmp_path / "corpus" / "templates"
+    folder.mkdir(parents=True)
+    path = folder / "padded.yaml"
+    path.write_bytes(text)
+    return path
+
+
+def test_a_template_of_exactly_aws_1_mb_loads(tmp_path):
+    assert load_group(_padded(tmp_path, CFN_TEMPLATE_MAX_BYTES)).name == "corpus"
+
+
+def test_a_template_one_byte_over_aws_1_mb_is_refused_with_aws_limit_named(tmp_path):
+    path = _padded(tmp_path, CFN_TEMPLATE_MAX_BYTES + 1)
+    with pytest.raises(TemplateError, match=re.escape("Template may not exceed 1000000 bytes in size.")) as raised:
+        load_group(path)
+    assert raised.value.location == str(path)
+    assert "51,200 bytes when passed directly" in raised.value.message
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
+def test_a_template_or_parameters_file_that_is_not_a_regular_file_is_refused_without_reading(tmp_path, kind):
+    path = tmp_path / "special"
+    if kind == "fifo":
+        os.mkfifo(path)  # opening it for reading would wait for a writer forever
+    elif kind == "device":
+        path = Path("/dev/zero")  # reading it never ends
+    else:
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(path))
+    with pytest.raises(TemplateError, match="not a regular file") as raised:
+        load_group(path)
+    assert raised.value.location == str(path)
+    with pytest.raises(TemplateError, match="cannot read parameters file: not a regular file"):
+        load_parameters(path)
+
+
+def test_the_cli_refuses_an_oversized_template_in_one_line_with_exit_3(tmp_path, capsys):
+    path = _padded(tmp_path, CFN_TEMPLATE_MAX_BYTES + 1)
+    assert main(["deploy", str(path), "--root", str(tmp_path / "root")]) == 3
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("simcore: template is over 1,000,000 bytes")
+    assert "Traceback" not in error
