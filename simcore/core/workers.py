@@ -8,6 +8,10 @@
 - A worker that dies holding an item (a crash, `kill -9`) gets the item back at the front of its queue; an
   item that has been held by `max_attempts` dying workers is a poison message: set aside, counted, logged,
   and its caller answered `Unhandled`.
+- A function whose workers fail `max_failed_starts` times in a row before they ever ask for work (the
+  interpreter cannot run, the handler cannot be imported, the process cannot be started) is marked failed:
+  it is not started again until the core restarts, and its queued work, and any that arrives later, is set
+  aside as poison with that reason (in the status), never left waiting for a worker that will not come.
 - `MemorySize` is enforced by polling the RSS of the worker's process tree in /proc: over the limit, the tree
   is killed, the real core's "Worker consumed all allocated memory!" line is logged and the item fails
   `Unhandled`. On-demand work also gets its `Timeout` enforced by a kill.
@@ -45,6 +49,7 @@ from simcore.core.isolation import LaunchPlanner, off_planner
 from simcore.core.logs import LogSinks, last_error_line
 from simcore.core.processes import children_by_parent, signal_tree, start_pump, tree_rss_kb
 from simcore.core.work_queue import WorkItem, WorkQueue
+from simcore.defaults import DEFAULT_MAX_FAILED_STARTS
 from simcore.errors import RuntimeConfigError
 from simcore.group import Function, Group
 from simcore.paths import LAMBDA_RUNTIME, LAMBDA_SIDE_DIR
@@ -87,6 +92,7 @@ class WorkerSettings:
     poison_kept: int = 100
     # How long a dead worker's output may take to reach its log before its last error is read from it.
     output_drain_s: float = 1.0
+    max_failed_starts: int = DEFAULT_MAX_FAILED_STARTS
 
 
 @dataclass(eq=False)
@@ -107,6 +113,7 @@ class Worker:
     kill_reason: str | None = None
     retiring: bool = False
     dead: bool = False
+    asked_for_work: bool = False
     pumps: list[threading.Thread] = field(default_factory=list)
 
     @property
@@ -162,6 +169,8 @@ class FunctionWorkers:
     poison: int = 0
     last_exit: str | None = None
     last_error: str | None = None
+    failed_starts: int = 0
+    failed: str | None = None
 
     def live(self) -> list[Worker]:
         """Workers not yet dead."""
@@ -177,6 +186,7 @@ class PoisonMessage:
     subject: str | None
     attempts: int
     payload_bytes: int
+    reason: str = "killed its worker"
 
 
 class WorkerManager:
@@ -277,6 +287,9 @@ class WorkerManager:
         if worker is None or worker.dead or worker.function.arn != caller.function_arn:
             return None
         with self._lock:
+            if not worker.asked_for_work:
+                worker.asked_for_work = True
+                self.pools[worker.function.arn].failed_starts = 0
             # Idle time counts from the first empty poll, not from each re-poll.
             if worker.waiting_since is None:
                 worker.waiting_since = time.monotonic()
@@ -351,6 +364,7 @@ class WorkerManager:
             pool.last_error = message
             log.error(message)
             self._system(message, "ERROR")
+            self._failed_start(pool, str(error))
             return None
         finally:
             os.close(state_write)  # the worker has its own copy; once it closes that, the core reads EOF
@@ -409,6 +423,9 @@ class WorkerManager:
         on_demand_live = sum(len(p.live()) for p in self.pools.values() if not p.function.pinned)
         for pool in self.pools.values():
             live = pool.live()
+            if pool.failed is not None:
+                self._set_aside_queued(pool)
+                continue
             if pool.function.pinned:
                 if not live and now >= pool.next_start_at:
                     self._spawn(pool)
@@ -499,6 +516,9 @@ class WorkerManager:
             pool.last_error = self._last_error_of(worker)
             if item is not None:
                 self._retry_or_set_aside(pool, item)
+            if not worker.asked_for_work and uptime < self.settings.healthy_after_s:
+                said = f": {pool.last_error}" if pool.last_error else ""
+                self._failed_start(pool, f"exited with code {code} before it asked for work{said}")
         if uptime >= self.settings.healthy_after_s:
             pool.consecutive_failures = 0
         pool.consecutive_failures += 1
@@ -528,6 +548,41 @@ class WorkerManager:
         self._system(message, "ERROR")
         if item.result is not None:
             item.result.fail_unhandled(f"The function's worker died {item.attempts} times handling this request")
+
+    def _failed_start(self, pool: FunctionWorkers, why: str) -> None:
+        """Count a start that failed; at `max_failed_starts` in a row, mark the function failed and set its
+        queued work aside (a crash loop ends here instead of restarting forever)."""
+        with self._lock:
+            pool.failed_starts += 1
+            if pool.failed is not None or pool.failed_starts < self.settings.max_failed_starts:
+                return
+            pool.failed = (
+                f"{pool.failed_starts} starts in a row failed before the worker asked for work (last: {why}); "
+                "not started again until the core restarts: fix its Runtime interpreter or handler "
+                "(see its log) and restart"
+            )
+        message = f"Function {pool.function.arn} failed: {pool.failed}"
+        log.error(message)
+        self._system(message, "ERROR")
+        self._function_line(pool.function, "ERROR", message)
+        self._set_aside_queued(pool)
+
+    def _set_aside_queued(self, pool: FunctionWorkers) -> None:
+        """Every item queued for a failed function, set aside as poison with the function's failure as reason."""
+        for item in self.work_queue.drain(pool.function.arn):
+            pool.poison += 1
+            self.poison_messages.append(PoisonMessage(
+                item.function_arn, item.invocation_id, item.subject, item.attempts, len(item.payload),
+                reason=f"function failed: {pool.failed}",
+            ))
+            message = (
+                f"Poison message set aside: invocation {item.invocation_id} of {item.function_arn}"
+                f"{' on ' + item.subject if item.subject else ''}: the function failed to start"
+            )
+            log.error(message)
+            self._system(message, "ERROR")
+            if item.result is not None:
+                item.result.fail_unhandled(f"The function failed to start: {pool.failed}")
 
     # -- status and logs ---------------------------------------------------------------------------------
 
@@ -561,6 +616,8 @@ class WorkerManager:
                     "poison": pool.poison,
                     "last_exit": pool.last_exit,
                     "last_error": pool.last_error,
+                    "failed_starts": pool.failed_starts,
+                    "failed": pool.failed,
                 }
             return {"functions": functions, "poison_messages": [vars(p) for p in self.poison_messages]}
 
