@@ -216,11 +216,17 @@ class _SizeBudget:
     def take(self, member_name: str, size: int) -> None:
         """Count one member's size; DeployError naming it when it breaks either limit."""
         if size > self.limits.max_member_bytes:
-            limit = self.limits.max_member_bytes
-            raise _refuse(self.archive, member_name, f"{size} bytes, above the {limit}-byte limit")
+            raise _refuse(self.archive, member_name, _beyond_member(self.limits, f"{size} bytes"))
         self.total += size
         if self.total > self.limits.max_total_bytes:
             raise _refuse(self.archive, member_name, _beyond_total(self.limits, "archive expands"))
+
+
+def _beyond_member(limits: ExtractionLimits, what: str) -> str:
+    # A member limit as large as the total is the same limit (code: AWS Lambda's), so it is named the same way.
+    same_limit = limits.total_limit and limits.max_member_bytes >= limits.max_total_bytes
+    whose = f": {limits.total_limit}" if same_limit else ""
+    return f"{what}, above the {limits.max_member_bytes}-byte limit{whose}"
 
 
 def _beyond_total(limits: ExtractionLimits, what: str) -> str:
@@ -504,8 +510,7 @@ class _FolderCopy:
                 written += len(chunk)
                 self.total += len(chunk)
                 if written > self.limits.max_member_bytes:
-                    limit = self.limits.max_member_bytes
-                    raise self._refuse(relative, f"above the {limit}-byte limit for one file")
+                    raise self._refuse(relative, _beyond_member(self.limits, f"over {written - len(chunk)} bytes"))
                 if self.total > self.limits.max_total_bytes:
                     raise self._refuse(relative, _beyond_total(self.limits, "the folder holds"))
                 output.write(chunk)
