@@ -214,3 +214,12 @@ def test_the_cli_refuses_dev_zero_as_a_model_in_one_line_with_exit_3(workspace, 
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert error.startswith("simcore: resource rain-model: model source 'file:///dev/zero' is a character device")
+
+
+def test_one_code_file_over_the_budget_is_refused_naming_aws_limit_before_it_is_all_copied(workspace, tmp_path):
+    sensor = workspace / "lambdas" / "sensor"
+    with open(sensor / "blob.bin", "wb") as blob:
+        blob.truncate(3 * MiB)  # sparse: 3 MiB to read, nothing on disk
+    with pytest.raises(DeployError, match=re.escape(f"'blob.bin' in {sensor}: over {MiB} bytes")) as raised:
+        deploy(workspace / "sam_group.yaml", None, tmp_path / "ggc", code_limits=SMALL_CODE_LIMITS)
+    assert "Unzipped size must be smaller than 262144000 bytes" in raised.value.message
