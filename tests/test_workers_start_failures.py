@@ -132,6 +132,9 @@ def test_a_function_that_keeps_failing_to_start_stops_after_n_and_its_queued_wor
         failed = wait_until(lambda: core.status()["functions"][RELAY]["failed"],
                             message=lambda: f"the function marked failed: {core.status()['functions'][RELAY]}")
         assert f"{DEFAULT_MAX_FAILED_STARTS} starts in a row failed" in failed
+        # The reason carries the last error line the worker left (what to fix), not only its exit code.
+        cause = "pyenv: python3.8: command not found" if not pinned else "No module named 'no_such_module'"
+        assert cause in failed
         # Once failed, no worker is started again: the number of starts is final.
         starts = core.status()["functions"][RELAY]["starts"]
         if pinned:  # one worker at a time: exactly N starts; on-demand work may have started a few at once
