@@ -159,3 +159,11 @@ def test_a_function_that_keeps_failing_to_start_stops_after_n_and_its_queued_wor
 
 def test_the_number_of_failed_starts_is_a_setting_defaulting_to_the_documented_value():
     assert WorkerSettings().max_failed_starts == DEFAULT_MAX_FAILED_STARTS == 5
+
+
+def test_deploy_of_a_runtime_with_no_interpreter_here_warns_what_to_install(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
+    assert main(["deploy", str(_cli_template(tmp_path, "python3.99")), "--root", str(tmp_path / "root")]) == 0
+    output = capsys.readouterr().out
+    assert "warning: function rain-edge-echo: No interpreter for python3.99" in output
+    assert "Install Python 3.99 (e.g. `pyenv install 3.99`) or pass --runtime python3.99=PATH" in output
