@@ -31,6 +31,20 @@ DEFAULT_SPOOL_MAX_BYTES = 2_621_440
 DEFAULT_SHADOW_SYNC_TIMEOUT_S = 5.0
 # `runtime.maxWorkItemCount`: queued work items for all functions together; excess items are dropped.
 DEFAULT_MAX_WORK_ITEMS = 1024
+# The work queue's byte bound: payload and client-context bytes queued for all functions together. Each
+# function gets an equal share of this and of `maxWorkItemCount` (at least two 6 MB invokes' worth), so one
+# flooded function cannot take another's room. See docs/isolation.md "Work queue".
+DEFAULT_MAX_WORK_BYTES = 64 * 1024 * 1024
+
+# The IPC server's connection limits (docs/isolation.md "IPC"). A connection that has not yet shown a valid
+# token holds one of the few admission slots; once authenticated it moves to a caller slot.
+DEFAULT_IPC_ADMISSION_SLOTS = 64
+DEFAULT_IPC_CALLER_SLOTS = 256
+# Seconds a connection may take to send a whole request (request line, headers and body), counted from
+# when the server starts waiting for it; an idle kept-alive connection is closed after as long.
+DEFAULT_IPC_READ_TIMEOUT_S = 10.0
+# Bytes of request bodies being read at once, across every connection (each body reserves its length).
+DEFAULT_IPC_BODY_BUDGET_BYTES = 64 * 1024 * 1024
 
 # AWS's size limits, enforced at deploy with AWS's numbers (docs/deploy.md cites where each comes from).
 # A template body CloudFormation accepts from S3 ("Template may not exceed 1000000 bytes in size."); one passed

@@ -83,7 +83,8 @@ class Core:
         self.runtime_root = Path(runtime_root)
         self.runtime_root.mkdir(parents=True, exist_ok=True)
         self.shadow_service = _SerialShadow(shadow_service or default_shadow_service(self.runtime_root))
-        self.work_queue = WorkQueue(max_work_items)
+        # Each function gets its own share of the queue's items and bytes (simcore.core.work_queue).
+        self.work_queue = WorkQueue(max_work_items, targets=[function.arn for function in group.functions])
         self.router = Router(
             group.subscriptions,
             [function.arn for function in group.functions],
@@ -194,7 +195,17 @@ class Core:
             "ipc_port": self.ipc_port if self.server is not None else None,
             "running": self._started,
             "router": self.router.counters(),
-            "ipc": {"refused_calls": self.dispatcher.refused_calls},
+            "work_queue": {
+                **self.work_queue.limits(),
+                "queued_bytes": self.work_queue.queued_bytes,
+                "peak_bytes": self.work_queue.peak_bytes,
+                "refused": dict(self.work_queue.refused),
+            },
+            "ipc": {
+                "refused_calls": self.dispatcher.refused_calls,
+                "throttled_invokes": dict(self.dispatcher.throttled_invokes),
+                **(self.server.counters() if self.server is not None else {}),
+            },
             **self.workers.status(),
         }
 

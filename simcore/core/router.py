@@ -1,10 +1,11 @@
 """Greengrass v1 message routing: the subscription table, topic matching and the bounded work queue.
 
 A message moves only where a subscription matches its source and topic: to a function (a work item on the
-shared work queue), to `cloud` (the cloud port), to `GGShadowService` (the shadow service) or to a connector.
-Work items for all functions share one bound (`runtime.maxWorkItemCount`, 1024 by default). With
-`BestEffort` a target whose queue is full loses the message (counted); with `AllOrError` the whole publish
-fails when any function target is full, and nothing is delivered.
+work queue), to `cloud` (the cloud port), to `GGShadowService` (the shadow service) or to a connector.
+Work items are bounded in items (`runtime.maxWorkItemCount`, 1024 by default) and bytes, each function with
+its own share (simcore.core.work_queue). With `BestEffort` a target whose share is full loses the message
+(counted); with `AllOrError` the whole publish fails when any function target is full, and nothing is
+delivered.
 
 A publish no subscription matches is counted in one of two ways. The shadow service's own outcome topics
 (`.../update/accepted`, `.../delta`, `.../documents` ... published for every request, whether anyone listens,
