@@ -169,6 +169,11 @@ class WorkQueue:
         with self._changed:
             return {arn: len(items) for arn, items in self._queued.items() if items}
 
+    def pending_bytes(self, function_arn: str) -> int:
+        """Bytes waiting for `function_arn`."""
+        with self._changed:
+            return self._shares[function_arn].bytes if function_arn in self._shares else 0
+
     @property
     def queued_bytes(self) -> int:
         """Bytes (payloads and client contexts) waiting for all functions."""

@@ -262,8 +262,11 @@ class IPCDispatcher:
         except RoutingError as error:
             # Refused, never lost: the caller is told (429 TooManyRequestsException for a full share), and counted.
             with self._results_lock:
-                self.throttled_invokes[target] = self.throttled_invokes.get(target, 0) + 1
-            log.warning("Invoke of %s by %s refused: %s", target, caller.function_arn, error.message)
+                refused = self.throttled_invokes[target] = self.throttled_invokes.get(target, 0) + 1
+            if refused & (refused - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a flood cannot flood the log too
+                log.warning(
+                    "Invoke of %s by %s refused (%d so far): %s", target, caller.function_arn, refused, error.message
+                )
             raise IPCError(f"Cannot invoke {target}: {error.message}", http_status=error.http_status) from None
         if result is not None:
             self._remember(caller, item)
