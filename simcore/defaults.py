@@ -29,7 +29,9 @@ DEFAULT_SPOOL_MAX_BYTES = 2_621_440
 
 # `system.shadowSyncTimeout`: how long shadow sync waits for the cloud's accepted/rejected answer.
 DEFAULT_SHADOW_SYNC_TIMEOUT_S = 5.0
-# `runtime.maxWorkItemCount`: queued work items for all functions together; excess items are dropped.
+# `runtime.maxWorkItemCount`: queued work items for all functions together (v1's figure); a core shares it out
+# equally among its functions, and an item that does not fit is refused (429) or, routed BestEffort, dropped
+# and counted.
 DEFAULT_MAX_WORK_ITEMS = 1024
 # The work queue's byte bound: payload and client-context bytes queued for all functions together. Each
 # function gets an equal share of this and of `maxWorkItemCount` (at least two 6 MB invokes' worth), so one

@@ -57,7 +57,7 @@ HEADER_ERROR_TYPE = "X-Amzn-ErrorType"
 DEADLINE_CHECK_S = 0.2
 # What a connection beyond the admission slots gets before it is closed (it is never read).
 _REFUSAL = (
-    b"HTTP/1.1 503 Too many IPC connections\r\nContent-Length: 0\r\nConnection: close\r\n"
+    b"HTTP/1.1 429 Too many IPC connections\r\nContent-Length: 0\r\nConnection: close\r\n"
     b"X-Amzn-ErrorType: TooManyRequestsException\r\n\r\n"
 )
 
