@@ -157,11 +157,17 @@ def test_a_publish_body_over_128_kb_is_refused_413_before_it_is_sent(core):
     assert status == 413
 
 
-def test_headers_over_16_kb_are_refused_431(core):
-    sock = _send_head(core.ipc_port, _head(_path(VICTIM), {f"X-Pad-{i}": "p" * 1000 for i in range(17)}))
-    status, _, _ = _status_of(sock)
+@pytest.mark.parametrize(
+    "head",
+    [_head(_path(VICTIM), {f"X-Pad-{i}": "p" * 1000 for i in range(17)}), _head(_path("x" * 20_000), {})],
+    ids=["headers", "request-line"],
+)
+def test_headers_over_16_kb_are_refused_431(core, head):
+    sock = _send_head(core.ipc_port, head)
+    status, _, body = _status_of(sock)
     sock.close()
     assert status == 431
+    assert json.loads(body)["errorMessage"] == "The request line and headers exceed 16384 bytes"
 
 
 def test_a_body_is_answered_100_continue_only_after_the_token_passed(core):

@@ -147,6 +147,8 @@ class _IPCHandler(BaseHTTPRequestHandler):
         except _HeadersTooLarge:
             self.close_connection = True
             self.server.count("headers_too_large")
+            if not hasattr(self, "request_version"):  # the request line itself was too long: never parsed
+                self.request_version = "HTTP/1.1"
             self._fail(IPCError(f"The request line and headers exceed {MAX_HEADER_BYTES} bytes", http_status=431))
         except _ClientGone:
             self.close_connection = True
