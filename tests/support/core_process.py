@@ -1,8 +1,8 @@
 """A core in a process of its own, for tests that measure what the core holds (RSS, threads) under attack.
 
-`python tests/support/core_process.py <runtime_root>` starts a `Core` for a group of two on-demand functions
-(no worker starts until one is invoked), prints one JSON line `{"port", "tokens": {name: token}}`, then answers
-commands read from stdin, one JSON line each:
+`python tests/support/core_process.py <runtime_root> [<read timeout s>]` starts a `Core` for a group of two
+on-demand functions (no worker starts until one is invoked), prints one JSON line
+`{"port", "tokens": {name: token}}`, then answers commands read from stdin, one JSON line each:
 
 - `status`: `{"rss_kb", "peak_kb", "threads", "core"}` — VmRSS and VmHWM from /proc/self/status, the
   process's thread count (/proc/self/task) and `Core.status()`;
@@ -34,7 +34,7 @@ def _memory_kb() -> dict[str, int]:
     return {"rss_kb": found["VmRSS"], "peak_kb": found["VmHWM"]}
 
 
-def _serve(runtime_root: Path) -> None:
+def _serve(runtime_root: Path, read_timeout_s: float | None) -> None:
     sys.path[:0] = [str(TESTS), str(TESTS.parent)]
     from lambdas_fixtures.harness import function_arn, make_function, make_group
 
@@ -43,6 +43,8 @@ def _serve(runtime_root: Path) -> None:
     group = make_group([make_function(name, "compat", "echo.function_handler") for name in FUNCTIONS])
     core = Core(group, runtime_root=runtime_root)
     core.start()
+    if read_timeout_s is not None:  # a test that holds connections longer than the default read timeout
+        core.server.read_timeout_s = read_timeout_s
     tokens = {name: core.issue_token(function_arn(name)) for name in FUNCTIONS}
     print(json.dumps({"port": core.ipc_port, "tokens": tokens}), flush=True)
     try:
@@ -63,9 +65,10 @@ def _serve(runtime_root: Path) -> None:
 class CoreProcess:
     """The test side: start the core process, ask it for its status, stop it."""
 
-    def __init__(self, runtime_root: Path):
+    def __init__(self, runtime_root: Path, read_timeout_s: float | None = None):
+        extra = [] if read_timeout_s is None else [str(read_timeout_s)]
         self._process = subprocess.Popen(
-            [sys.executable, __file__, str(runtime_root)],
+            [sys.executable, __file__, str(runtime_root), *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -96,4 +99,4 @@ class CoreProcess:
 
 
 if __name__ == "__main__":
-    _serve(Path(sys.argv[1]))
+    _serve(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else None)
