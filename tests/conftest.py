@@ -7,6 +7,8 @@ need simcore or moto import their helpers from `support` when they run. That kee
 interpreters, with no plugin loading that depends on the Python version.
 """
 
+import os
+import stat
 import sys
 import tarfile
 from pathlib import Path
@@ -21,6 +23,41 @@ MODEL_ARCHIVE = REPO_ROOT / "resources" / "rain_model" / "dist" / "rain-model.ta
 for _code_root in LAMBDA_CODE_ROOTS:
     if str(_code_root) not in sys.path:
         sys.path.insert(0, str(_code_root))
+
+
+class _PassableTempFactory:
+    """pytest's `tmp_path_factory` whose folders another user may pass through (search only, no listing).
+
+    As root, simcore runs Lambdas as ggc_user (as a v1 core does), and pytest makes every temporary folder
+    0700: a Lambda whose code or model a test put there could not reach it. Only folders from the basetemp
+    down are touched; what the core keeps private (its `var/`, keys, secrets) stays 0700/0600 inside.
+    """
+
+    def __init__(self, factory):
+        self._factory = factory
+
+    def mktemp(self, basename, numbered=True):
+        """The factory's folder, passable for others down from the basetemp's parent."""
+        path = self._factory.mktemp(basename, numbered)
+        top = self._factory.getbasetemp().parent
+        for folder in (path, *path.parents):
+            mode = folder.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                os.chmod(str(folder), stat.S_IMODE(mode) | stat.S_IXOTH)
+            if folder == top:
+                break
+        return path
+
+    def __getattr__(self, name):
+        return getattr(self._factory, name)
+
+
+@pytest.fixture(scope="session")
+def tmp_path_factory(tmp_path_factory):
+    """pytest's own, but passable by the Lambdas' user when the tests run as root (see _PassableTempFactory)."""
+    if os.geteuid() != 0:
+        return tmp_path_factory
+    return _PassableTempFactory(tmp_path_factory)
 
 
 @pytest.fixture
