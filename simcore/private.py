@@ -19,10 +19,13 @@ _SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
 def private_dir(path: str | Path) -> Path:
-    """`path` as a folder (made with its parents if missing) that only its owner can enter: mode 0700."""
+    """`path` as a folder that only its owner can enter (mode 0700); missing parents are made 0700 too."""
     path = Path(path)
-    path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-    os.chmod(path, PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask, and the folder may have existed
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=PRIVATE_DIR_MODE, exist_ok=True)
+        os.chmod(folder, PRIVATE_DIR_MODE)  # mkdir's mode is filtered by the umask
+    os.chmod(path, PRIVATE_DIR_MODE)  # it may have existed, made by an older simcore
     return path
 
 

@@ -64,6 +64,7 @@ from simcore.group import (
     Group,
     Resource,
 )
+from simcore.private import private_dir
 from simcore.template.loader import resolve_template
 
 _CODE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
@@ -221,7 +222,7 @@ def _build(
     runtime_warnings = list(runtime_check(group)) if runtime_check else []
     staging.mkdir(parents=True)
     for log_folder in ("system", "user"):
-        (root / "var" / "log" / log_folder).mkdir(parents=True, exist_ok=True)
+        private_dir(root / "var" / "log" / log_folder)  # the core's alone: Lambdas run as another user
     (staging / "template").mkdir()
     shutil.copy2(template_path, staging / "template" / template_path.name)
 
