@@ -8,9 +8,10 @@ interpreters, with no plugin loading that depends on the Python version.
 """
 
 import os
-import stat
+import shutil
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,26 +27,34 @@ for _code_root in LAMBDA_CODE_ROOTS:
 
 
 class _PassableTempFactory:
-    """pytest's `tmp_path_factory` whose folders another user may pass through (search only, no listing).
+    """pytest's `tmp_path_factory`, but with folders another user may pass through (search only, no listing).
 
     As root, simcore runs Lambdas as ggc_user (as a v1 core does), and pytest makes every temporary folder
-    0700: a Lambda whose code or model a test put there could not reach it. Only folders from the basetemp
-    down are touched; what the core keeps private (its `var/`, keys, secrets) stays 0700/0600 inside.
+    0700 under a `pytest-of-root` that each new pytest session narrows again: a Lambda whose code or model a
+    test put there could not reach it. So root's sessions take their folders from a session folder of their
+    own, `<tmp>/simcore-pytest-*` (0711; the newest three are kept, as pytest keeps its own). What the core
+    keeps private inside (its `var/`, keys, secrets) stays 0700/0600.
     """
+
+    KEEP = 3
 
     def __init__(self, factory):
         self._factory = factory
+        top = Path(tempfile.gettempdir())
+        sessions = sorted(top.glob("simcore-pytest-*"), key=lambda path: path.stat().st_mtime)
+        for old in sessions[: max(0, len(sessions) - self.KEEP + 1)]:
+            shutil.rmtree(str(old), ignore_errors=True)
+        self._root = Path(tempfile.mkdtemp(prefix="simcore-pytest-", dir=str(top)))
+        os.chmod(str(self._root), 0o711)
+
+    def getbasetemp(self):
+        """This session's folder."""
+        return self._root
 
     def mktemp(self, basename, numbered=True):
-        """The factory's folder, passable for others down from the basetemp's parent."""
-        path = self._factory.mktemp(basename, numbered)
-        top = self._factory.getbasetemp().parent
-        for folder in (path, *path.parents):
-            mode = folder.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                os.chmod(str(folder), stat.S_IMODE(mode) | stat.S_IXOTH)
-            if folder == top:
-                break
+        """A new folder (mode 0711) in this session's folder; `numbered` is always so (unique names)."""
+        path = Path(tempfile.mkdtemp(prefix=basename, dir=str(self._root)))
+        os.chmod(str(path), 0o711)
         return path
 
     def __getattr__(self, name):

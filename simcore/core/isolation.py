@@ -19,6 +19,7 @@ The identity a Lambda runs as is `simcore.core.identity`'s: as a v1 core decides
 from __future__ import annotations
 
 import functools
+import grp
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Literal
 
 from simcore.core.identity import DEFAULT_GROUP, DEFAULT_USER, Identity, resolve_identity
-from simcore.errors import RuntimeConfigError
+from simcore.errors import RuntimeConfigError, StartError
 from simcore.group import Function, Group, Resource
 from simcore.paths import ISOLATION_LAUNCHER
 
@@ -58,6 +59,8 @@ class LaunchPlan:
     mounts: tuple[tuple[str, str, str], ...] = field(default=())
     # Who the Lambda's own process runs as (in container mode the launcher switches to it); None: simcore's.
     identity: Identity | None = None
+    # Its supplementary groups when it switches: the owning groups of resources with AutoAddGroupOwner.
+    extra_groups: tuple[int, ...] = ()
 
 
 def mode_for(function: Function, override: Mode | None = None) -> Mode:
@@ -121,14 +124,56 @@ def plan_launch(
             f"resources where they lie{where}; devices used in place"
         )
     switch = not identity.is_own
+    extra_groups = resource_groups(function, group) if switch and os.geteuid() == 0 else ()
     return LaunchPlan(
         argv_prefix=[],
         env_rewrites=rewrites,
         uid=identity.uid if switch else None,
         gid=identity.gid if switch else None,
-        description=description,
+        description=description + _describe_groups(extra_groups),
         identity=identity,
+        extra_groups=extra_groups,
     )
+
+
+def resource_groups(function: Function, group: Group) -> tuple[int, ...]:
+    """The groups a v1 core adds to the Lambda's process: for each local device or volume it may access whose
+    `GroupOwnerSetting.AutoAddGroupOwner` is true, the `GroupOwner` named there, else the group owning the
+    resource's source path (a device missing on this host adds nothing: it is the Lambda's to report)."""
+    gids: list[int] = []
+    for access in function.resource_access:
+        try:
+            resource = group.resource(access.resource_id)
+        except KeyError:
+            continue  # named by _path_resources
+        if resource.kind not in ("local_device", "local_volume") or not resource.auto_add_group_owner:
+            continue
+        gid = _group_id(resource.group_owner, function) if resource.group_owner else _owning_group(resource.source)
+        if gid is not None and gid not in gids:
+            gids.append(gid)
+    return tuple(gids)
+
+
+def _group_id(name: str, function: Function) -> int:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise StartError(
+            f"function {function.name} should get group {name} (a resource's GroupOwner), which does not exist "
+            f"on this host: create it with `groupadd --system {name}` or name another GroupOwner",
+            location=function.arn,
+        ) from None
+
+
+def _owning_group(path: str) -> int | None:
+    try:
+        return os.stat(path).st_gid
+    except OSError:
+        return None
+
+
+def _describe_groups(gids: tuple[int, ...]) -> str:
+    return f"; with groups {', '.join(map(str, gids))} of its resources (AutoAddGroupOwner)" if gids else ""
 
 
 def rewrite_environment(
@@ -206,6 +251,7 @@ def _container_plan(
     scratch_dir: Path,
 ) -> LaunchPlan:
     rootless = os.geteuid() != 0
+    extra_groups = () if rootless else resource_groups(function, group)
     binds, volume_mounts = _volume_binds(function, path_resources)
     devices, device_mounts = _device_binds(function, group)
     mounts = volume_mounts + device_mounts
@@ -216,6 +262,7 @@ def _container_plan(
         "sysfs": function.access_sysfs,
         "uid": None if rootless else identity.uid,
         "gid": None if rootless else identity.gid,
+        "groups": list(extra_groups),
     }
     shown = ", ".join(f"{target} <- {source} ({permission})" for target, source, permission in mounts)
     return LaunchPlan(
@@ -234,10 +281,11 @@ def _container_plan(
         description=(
             f"{function.name}: GreengrassContainer (mount namespace{', rootless' if rootless else ''}), "
             f"runs as {identity.describe()}; {shown or 'no resources'}; private /dev; "
-            f"/sys {'shown' if function.access_sysfs else 'hidden'}"
+            f"/sys {'shown' if function.access_sysfs else 'hidden'}" + _describe_groups(extra_groups)
         ),
         mounts=tuple(mounts),
         identity=identity,
+        extra_groups=extra_groups,
     )
 
 

@@ -359,8 +359,8 @@ class WorkerManager:
                 user=launch.uid,
                 group=launch.gid,
                 pass_fds=(state_write,),
-                # Root's supplementary groups must not follow it into the Lambda.
-                extra_groups=[] if launch.uid is not None or launch.gid is not None else None,
+                # Root's supplementary groups must not follow it into the Lambda; its resources' groups do.
+                extra_groups=list(launch.extra_groups) if launch.uid is not None or launch.gid is not None else None,
             )
         except (OSError, SimcoreError) as error:
             os.close(state_read)
