@@ -31,6 +31,7 @@ from simcore.core_config import read_core_config
 from simcore.deploy.deployment import deploy
 from simcore.deploy.record import load_deployment
 from simcore.errors import StartError
+from simcore.group import Resource, ResourceAccess
 from simcore.service.control import CONTROL_FILE
 from simcore.service.running import RunningCore, RunOptions
 
@@ -41,6 +42,7 @@ SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:identity-db-A
 PROBE = function_arn("probe")
 NEIGHBOUR = function_arn("neighbour")
 TESTER = function_arn("identity-test-harness")
+DEVICE_GID = 54330  # a group no account has: only AutoAddGroupOwner can give it to the Lambda
 INTERPRETERS = {"python3.8": str(PY38) if PY38.exists() else sys.executable}
 
 
@@ -206,3 +208,22 @@ def test_state_files_are_0600_in_0700_folders_owned_by_the_core(probed_core):
     for path in folders:
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
     assert stat.S_IMODE(var.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("auto_add", [True, False], ids=["auto-add", "no-auto-add"])
+def test_auto_add_group_owner_gives_the_lambda_the_devices_group_and_nothing_else(tmp_path, auto_add):
+    device = tmp_path / "i2c-fake"
+    device.write_bytes(b"\x00")
+    os.chown(device, 0, DEVICE_GID)
+    device.chmod(0o660)  # as udev leaves /dev/i2c-N: root and the i2c group
+    resource = Resource(id="SensorI2C", name="SensorI2C", kind="local_device", source=str(device),
+                        auto_add_group_owner=auto_add)
+    probe = make_function("probe", "prober", "prober.function_handler", pinned=True, timeout_s=20,
+                          isolation_mode="NoContainer", resource_access=(ResourceAccess("SensorI2C", "rw"),))
+    core = Core(make_group([probe], resources=(resource,)), runtime_root=tmp_path / "ggc",
+                interpreters=INTERPRETERS)
+    with core:
+        report = _probe(core, PROBE, [str(device)])
+    assert report["uid"] == _lambda_user()[0]
+    assert report["groups"] == ([DEVICE_GID] if auto_add else [])
+    assert report["opened"] == {str(device): "read" if auto_add else "PermissionError"}
