@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from test_isolation_fixtures import function, group_with
 
 from simcore.core.identity import check_reachable, resolve_identity
 from simcore.core.isolation import plan_launch
+from simcore.core.lambda_users import ensure_lambda_users, share_with_group
 from simcore.errors import RuntimeConfigError, StartError
 from simcore.paths import LAMBDA_RUNTIME
 from simcore.private import private_file
@@ -144,3 +146,30 @@ def test_a_new_database_and_the_wal_sqlite_makes_for_it_are_0600(tmp_path):
     for suffix in ("", "-wal", "-shm"):
         assert stat.S_IMODE(Path(f"{database}{suffix}").stat().st_mode) == 0o600, suffix
     connection.close()
+
+
+def _as_ggc_user(*command: str) -> subprocess.CompletedProcess:
+    import grp
+    import pwd
+
+    return subprocess.run(list(command), user=pwd.getpwnam("ggc_user").pw_uid, group=grp.getgrnam("ggc_group").gr_gid,
+                          extra_groups=[], capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating users and ACLs needs root")
+def test_setup_users_lets_ggc_group_pass_a_0700_folder_without_listing_it(tmp_path):
+    assert ensure_lambda_users() == []  # `make test` made them: nothing left to do
+    home = tmp_path / "home"
+    script = home / "venv" / "run.sh"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\necho reached\n")
+    script.chmod(0o755)
+    home.chmod(0o700)  # a home folder ggc_user may not enter
+    with pytest.raises(PermissionError, match="Permission denied"):
+        _as_ggc_user(str(script))
+    changed = share_with_group(script)
+    assert changed == [home]  # only the folder in the way: its parents were passable already
+    assert stat.S_IMODE(home.stat().st_mode) & 0o007 == 0  # others still have nothing
+    assert _as_ggc_user(str(script)).stdout == "reached\n"
+    assert _as_ggc_user("ls", str(home)).returncode != 0  # pass through, never list
+    assert share_with_group(script) == []  # a second run changes nothing
