@@ -105,9 +105,11 @@ def check_reachable(identity: Identity, interpreter: str, runtime_script: Path, 
     """
     if identity.is_own:
         return
-    command = [interpreter, "-I", "-S", "-c", _PROBE, str(runtime_script), str(code_dir)]
+    code_dir = Path(os.path.abspath(code_dir))
+    command = [interpreter, "-I", "-S", "-c", _PROBE, os.path.abspath(runtime_script), str(code_dir)]
     try:
-        done = subprocess.run(command, cwd="/", user=identity.uid, group=identity.gid, extra_groups=[],
+        # From the code folder, as the worker starts (a relative interpreter path resolves the same way).
+        done = subprocess.run(command, cwd=code_dir, user=identity.uid, group=identity.gid, extra_groups=[],
                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=_PROBE_TIMEOUT_S, check=False)
     except OSError as error:
