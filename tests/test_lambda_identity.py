@@ -30,7 +30,8 @@ DEFAULTS = {"default_user": "nobody", "default_group": "nogroup"}
 
 
 @pytest.fixture
-def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
+def as_root(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    tmp_path_factory.getbasetemp()  # pytest checks its folder's owner against the real uid: before the patch
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(os, "getuid", lambda: 0)
     monkeypatch.setattr(os, "getgid", lambda: 0)
