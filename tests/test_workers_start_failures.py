@@ -123,9 +123,10 @@ def test_a_function_that_keeps_failing_to_start_stops_after_n_and_its_queued_wor
     pinned = case == "handler-cannot-be-imported"
     handler = "no_such_module.handler" if pinned else "faults.relay"
     core = _core(tmp_path, pinned=pinned, handler=handler, interpreters={"python3.8": str(interpreter)})
-    if not pinned:
-        swap_to_shim(interpreter)  # the version was unselected after the core checked it
     core.start()
+    if not pinned:
+        # The version was unselected after the core checked it (at start, also as the Lambdas' user).
+        swap_to_shim(interpreter)
     try:
         for n in range(3):
             core.publish("relay/in", json.dumps({"n": n}).encode())

@@ -30,6 +30,7 @@ from typing import BinaryIO
 
 from simcore.errors import RuntimeConfigError
 from simcore.group import Function, Group, Logger
+from simcore.private import open_private_append
 
 # LoggerDefinition levels, least to most severe.
 LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
@@ -115,8 +116,8 @@ class LogWriter:
         self.segments = segments
         self.segment_bytes = space_kb * 1024 // segments
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO | None = open(self.path, "ab")  # noqa: SIM115 (kept open for the writer's life)
+        # The core writes every log (a Lambda's stdout/stderr come through a pipe): none is the Lambda's to open.
+        self._file: BinaryIO | None = open_private_append(self.path)
         self._size = self._file.tell()
 
     def enabled(self, level: str) -> bool:
@@ -180,7 +181,7 @@ class LogWriter:
                 if older.exists():
                     os.replace(older, self._segment_path(index + 1))
             os.replace(self.path, self._segment_path(1))
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._file = open_private_append(self.path)
         self._size = 0
 
 

@@ -44,13 +44,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from simcore.core.environment import function_environment
+from simcore.core.identity import check_reachable
 from simcore.core.interpreters import resolve_interpreter
 from simcore.core.isolation import LaunchPlanner, off_planner
 from simcore.core.logs import LogSinks, last_error_line
 from simcore.core.processes import children_by_parent, signal_tree, start_pump, tree_rss_kb
 from simcore.core.work_queue import WorkItem, WorkQueue
 from simcore.defaults import DEFAULT_MAX_FAILED_STARTS
-from simcore.errors import RuntimeConfigError
+from simcore.errors import SimcoreError
 from simcore.group import Function, Group
 from simcore.paths import LAMBDA_RUNTIME, LAMBDA_SIDE_DIR
 
@@ -233,7 +234,8 @@ class WorkerManager:
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     def check_launch(self) -> None:
-        """Plan every function's launch and environment once: RuntimeConfigError names what cannot run."""
+        """Plan every function's launch and environment once: RuntimeConfigError names what cannot run, and
+        StartError an identity the host lacks, root that is not allowed, or files that identity cannot read."""
         for pool in self.pools.values():
             launch = self.launch_planner(pool.function)
             function_environment(
@@ -244,6 +246,9 @@ class WorkerManager:
                 runtime_dir=LAMBDA_SIDE_DIR,
                 env_rewrites=launch.env_rewrites,
             )
+            if launch.identity is not None:
+                code_dir = Path(self.code_dirs.get(pool.function.arn, pool.function.code_dir))
+                check_reachable(launch.identity, pool.interpreter, LAMBDA_RUNTIME, code_dir, pool.function.name)
 
     def start(self) -> None:
         """Start every pinned function's worker and the monitor."""
@@ -354,8 +359,10 @@ class WorkerManager:
                 user=launch.uid,
                 group=launch.gid,
                 pass_fds=(state_write,),
+                # Root's supplementary groups must not follow it into the Lambda; its resources' groups do.
+                extra_groups=list(launch.extra_groups) if launch.uid is not None or launch.gid is not None else None,
             )
-        except (OSError, RuntimeConfigError) as error:
+        except (OSError, SimcoreError) as error:
             os.close(state_read)
             self.tokens.revoke(token)
             pool.consecutive_failures += 1

@@ -64,6 +64,7 @@ from simcore.group import (
     Group,
     Resource,
 )
+from simcore.private import private_dir
 from simcore.template.loader import resolve_template
 
 _CODE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
@@ -221,7 +222,7 @@ def _build(
     runtime_warnings = list(runtime_check(group)) if runtime_check else []
     staging.mkdir(parents=True)
     for log_folder in ("system", "user"):
-        (root / "var" / "log" / log_folder).mkdir(parents=True, exist_ok=True)
+        private_dir(root / "var" / "log" / log_folder)  # the core's alone: Lambdas run as another user
     (staging / "template").mkdir()
     shutil.copy2(template_path, staging / "template" / template_path.name)
 
@@ -340,6 +341,17 @@ def _place_code(function: Function, target: Path, limits: ExtractionLimits) -> N
         raise DeployError(f"function {function.id}: {error.message}", location=error.location) from None
     except (OSError, shutil.Error) as error:
         raise DeployError(f"function {function.id}: cannot copy code from {source}: {error}") from None
+    _readable_by_lambdas(target)
+
+
+def _readable_by_lambdas(folder: Path) -> None:
+    """Folders 0755, files 0644 (0755 if executable): the Lambda runs as another user (ggc_user) than the core,
+    and a copy keeps the source's modes (a 0700 temporary folder, a 0600 file from an editor)."""
+    for path in (folder, *folder.rglob("*")):
+        if path.is_symlink():
+            continue
+        executable = path.is_dir() or path.stat().st_mode & 0o111
+        os.chmod(path, 0o755 if executable else 0o644)
 
 
 def _place_model(resource: Resource, source: Path, target: Path, limits: ExtractionLimits) -> None:

@@ -191,8 +191,28 @@ def serve(ipc, function_arn, handler, encoding_type, timeout_ms):
         ipc.post_work_result(function_arn, WorkItem(work.invocation_id, result, None))
 
 
+def hide_from_other_processes_of_this_user():
+    """Make this process non-dumpable (Linux `prctl(PR_SET_DUMPABLE, 0)`).
+
+    Functions that share a user (every one runs as `ggc_user` by default, as on a v1 core) could otherwise
+    read each other's `/proc/<pid>/environ`, which holds the worker's IPC token, and its memory. A
+    non-dumpable process's `/proc/<pid>` files belong to root, so only root reads them. Elsewhere: no-op.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(4, 0, 0, 0, 0) == 0  # 4: PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        return False
+
+
 def main(argv=None):
     """Entry point: parse `--handler`, import it, serve work."""
+    # First of all: the token in this process's environment is another function's way in.
+    hide_from_other_processes_of_this_user()
     parser = argparse.ArgumentParser(description="simcore's Greengrass v1 Python Lambda runtime")
     parser.add_argument("--handler", required=True, help="pkg.module.function")
     arguments = parser.parse_args(argv)
