@@ -8,7 +8,7 @@ PY38 ?= $(shell for candidate in $$HOME/.pyenv/versions/3.8*/bin/python3.8 $$(co
   "$$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null && echo "$$candidate" && break; done)
 VENV38 := .venv-py38
 
-.PHONY: venv venv38 venv-checkov test test-fast lint demo model bench package screenshot clean
+.PHONY: venv venv38 venv-checkov users test test-fast lint demo model bench package screenshot clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt
 	$(PY311) -m venv $(VENV)
@@ -40,11 +40,18 @@ venv38: $(VENV38)/.installed
 
 venv-checkov: .venv-checkov/.installed
 
+# As root, a core runs Lambdas as ggc_user/ggc_group (as a v1 core does): create them as the EC2 bootstrap
+# does, and let ggc_group pass through the folders above the interpreters (a venv under a 0700 /root).
+# Not root: nothing to do, the Lambdas run as the invoking user.
+users:
+	@if [ "$$(id -u)" = 0 ]; then $(PY) -m simcore setup-users; fi
+
 # The Lambdas' unit tests run under Python 3.8 too (a v1 core's newest runtime), and vermin checks
 # statically that the Lambdas and the runtime modules need nothing newer.
 LAMBDA_TESTS := tests/test_sensor_*.py tests/test_inference_*.py tests/test_features.py tests/test_tendency.py
 
 test: venv venv38 venv-checkov
+	$(MAKE) --no-print-directory users
 	$(PY) -m ruff check .
 	$(VENV)/bin/vermin -t=3.8- --no-tips --violations lambdas/ simcore/lambda_side/
 	@if [ -x $(VENV38)/bin/python ]; then \
@@ -54,18 +61,21 @@ test: venv venv38 venv-checkov
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv
+	$(MAKE) --no-print-directory users
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: venv
 	$(PY) -m ruff check .
 
 demo: $(VENV)/.runtime venv38
+	$(MAKE) --no-print-directory users
 	$(PY) -m simcore demo $(DEMO_ARGS)
 
 model: venv
 	$(PY) resources/rain_model/train.py --out resources/rain_model/dist
 
 bench: venv
+	$(MAKE) --no-print-directory users
 	$(PY) bench/run.py
 
 package: venv

@@ -353,6 +353,7 @@ def measure(readings: int = READINGS, hop_calls: int = HOP_CALLS, warmup: int = 
     `readings` one at a time, or fewer when `budget_s` (for all readings, split over the rounds) runs out.
     """
     with tempfile.TemporaryDirectory(prefix="simcore-bench-cloud-") as scratch:
+        os.chmod(scratch, 0o711)  # as root the Lambdas run as ggc_user: let it pass (not list) to their code
         bench = CloudPathBench(Path(scratch), readings)
         try:
             bench.warm_up(warmup)

@@ -233,6 +233,7 @@ def run() -> str:
     floor_rates, routed_rates, handled_rates = [], [], []
     per_round = LATENCY_SAMPLES // ROUNDS
     with tempfile.TemporaryDirectory(prefix="simcore-bench-") as scratch:
+        os.chmod(scratch, 0o711)  # as root the Lambdas run as ggc_user: let it pass (not list) to their code
         simcore = _SimcoreBench(Path(scratch))
         try:
             for _ in range(ROUNDS):

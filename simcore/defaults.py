@@ -35,5 +35,43 @@ WAL_SIZE_LIMIT_BYTES = 262_144
 
 # `system.shadowSyncTimeout`: how long shadow sync waits for the cloud's accepted/rejected answer.
 DEFAULT_SHADOW_SYNC_TIMEOUT_S = 5.0
-# `runtime.maxWorkItemCount`: queued work items for all functions together; excess items are dropped.
+# `runtime.maxWorkItemCount`: queued work items for all functions together (v1's figure); a core shares it out
+# equally among its functions, and an item that does not fit is refused (429) or, routed BestEffort, dropped
+# and counted.
 DEFAULT_MAX_WORK_ITEMS = 1024
+# The work queue's byte bound: payload and client-context bytes queued for all functions together. Each
+# function gets an equal share of this and of `maxWorkItemCount` (at least two 6 MB invokes' worth), so one
+# flooded function cannot take another's room. See docs/isolation.md "Work queue".
+DEFAULT_MAX_WORK_BYTES = 64 * 1024 * 1024
+
+# The IPC server's connection limits (docs/isolation.md "IPC"). A connection that has not yet shown a valid
+# token holds one of the few admission slots; once authenticated it moves to a caller slot.
+DEFAULT_IPC_ADMISSION_SLOTS = 64
+DEFAULT_IPC_CALLER_SLOTS = 256
+# Seconds a connection may take to send a whole request (request line, headers and body), counted from
+# when the server starts waiting for it; an idle kept-alive connection is closed after as long.
+DEFAULT_IPC_READ_TIMEOUT_S = 10.0
+# Bytes of request bodies being read at once, across every connection (each body reserves its length).
+DEFAULT_IPC_BODY_BUDGET_BYTES = 64 * 1024 * 1024
+
+# AWS's size limits, enforced at deploy with AWS's numbers (docs/deploy.md cites where each comes from).
+# A template body CloudFormation accepts from S3 ("Template may not exceed 1000000 bytes in size."); one passed
+# directly in a request (TemplateBody) may hold only 51,200 bytes, but `aws cloudformation deploy` uploads a
+# bigger one to S3, so the S3 limit is the one a template can reach.
+CFN_TEMPLATE_MAX_BYTES = 1_000_000
+CFN_TEMPLATE_BODY_MAX_BYTES = 51_200
+# A Lambda function's code, unzipped ("Unzipped size must be smaller than 262144000 bytes"); a zip uploaded
+# directly may hold 50 MB (52,428,800 bytes), one uploaded through S3 (as `aws cloudformation package` does) more.
+LAMBDA_CODE_UNZIPPED_MAX_BYTES = 262_144_000
+LAMBDA_ZIP_DIRECT_UPLOAD_MAX_BYTES = 52_428_800
+
+# Worker starts: a function whose workers fail this many times in a row before they ever ask for work (the
+# interpreter cannot run, the handler cannot be imported) is marked failed; its queued work is set aside as
+# poison instead of waiting for a worker that never comes. With the 0.1 s backoff doubling, 5 failed starts
+# take about 1.5 s plus the starts themselves.
+DEFAULT_MAX_FAILED_STARTS = 5
+
+# The Lambda `Runtime`s simcore can run: Python 3 (its runtime in simcore/lambda_side needs nothing newer than
+# 3.4; Greengrass v1 offered python3.7 and python3.8). python2.7 cannot run it, and other languages have no
+# runtime here. Group 1 is the minor version.
+SUPPORTED_RUNTIME_PATTERN = r"python3\.(\d+)"

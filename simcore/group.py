@@ -52,7 +52,9 @@ class Function:
     """One entry of `FunctionDefinition.Functions`, with its Lambda's code and runtime resolved.
 
     `arn` is the qualified ARN exactly as the group names it (alias or version): it is the function's
-    identity in subscriptions and its `MY_FUNCTION_ARN`.
+    identity in subscriptions and its `MY_FUNCTION_ARN`. `id` is its `Functions` entry's `Id`;
+    `logical_id` the template's logical id of the Lambda it runs (`RainInferenceFunction`), None when the
+    group did not come from a template.
     """
 
     id: str
@@ -72,6 +74,7 @@ class Function:
     run_as_uid: int | None = None
     run_as_gid: int | None = None
     exec_args: str | None = None
+    logical_id: str | None = None
 
 
 @dataclass(frozen=True)

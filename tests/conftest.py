@@ -7,8 +7,11 @@ need simcore or moto import their helpers from `support` when they run. That kee
 interpreters, with no plugin loading that depends on the Python version.
 """
 
+import os
+import shutil
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,49 @@ MODEL_ARCHIVE = REPO_ROOT / "resources" / "rain_model" / "dist" / "rain-model.ta
 for _code_root in LAMBDA_CODE_ROOTS:
     if str(_code_root) not in sys.path:
         sys.path.insert(0, str(_code_root))
+
+
+class _PassableTempFactory:
+    """pytest's `tmp_path_factory`, but with folders another user may pass through (search only, no listing).
+
+    As root, simcore runs Lambdas as ggc_user (as a v1 core does), and pytest makes every temporary folder
+    0700 under a `pytest-of-root` that each new pytest session narrows again: a Lambda whose code or model a
+    test put there could not reach it. So root's sessions take their folders from a session folder of their
+    own, `<tmp>/simcore-pytest-*` (0711; the newest three are kept, as pytest keeps its own). What the core
+    keeps private inside (its `var/`, keys, secrets) stays 0700/0600.
+    """
+
+    KEEP = 3
+
+    def __init__(self, factory):
+        self._factory = factory
+        top = Path(tempfile.gettempdir())
+        sessions = sorted(top.glob("simcore-pytest-*"), key=lambda path: path.stat().st_mtime)
+        for old in sessions[: max(0, len(sessions) - self.KEEP + 1)]:
+            shutil.rmtree(str(old), ignore_errors=True)
+        self._root = Path(tempfile.mkdtemp(prefix="simcore-pytest-", dir=str(top)))
+        os.chmod(str(self._root), 0o711)
+
+    def getbasetemp(self):
+        """This session's folder."""
+        return self._root
+
+    def mktemp(self, basename, numbered=True):
+        """A new folder (mode 0711) in this session's folder; `numbered` is always so (unique names)."""
+        path = Path(tempfile.mkdtemp(prefix=basename, dir=str(self._root)))
+        os.chmod(str(path), 0o711)
+        return path
+
+    def __getattr__(self, name):
+        return getattr(self._factory, name)
+
+
+@pytest.fixture(scope="session")
+def tmp_path_factory(tmp_path_factory):
+    """pytest's own, but passable by the Lambdas' user when the tests run as root (see _PassableTempFactory)."""
+    if os.geteuid() != 0:
+        return tmp_path_factory
+    return _PassableTempFactory(tmp_path_factory)
 
 
 @pytest.fixture

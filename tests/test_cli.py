@@ -17,6 +17,8 @@ from support.waiting import wait_until
 from simcore.cli.main import main
 from simcore.cloud.link import CloudLink
 from simcore.cloud.standin import start_standin
+from simcore.core.logs import LogLayout
+from simcore.deploy.record import load_deployment
 from simcore.service.control import CONTROL_FILE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -133,3 +135,57 @@ def test_the_control_endpoint_refuses_a_wrong_token(running_core):
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
     assert simcore("status", root=root).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def local_core(tmp_path_factory):
+    """`simcore deploy` + `simcore run` with no cloud link; yields the root once the echo Lambda has been heard."""
+    root = tmp_path_factory.mktemp("local") / "core"
+    deployed = simcore("deploy", str(CLI_GROUP), "--param", f"ThingName={THING}", root=root)
+    assert deployed.returncode == 0, deployed.stderr
+    process = subprocess.Popen([sys.executable, "-m", "simcore", "run", "--root", str(root)],
+                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: simcore("status", root=root).returncode == 0 or process.poll() is not None, 60,
+                   message="the core to answer status", interval_s=0.1)
+        assert process.poll() is None, process.stdout.read()
+        assert simcore("publish", "cli/in", json.dumps({"n": 1}), root=root).returncode == 0
+        yield root
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_logs_takes_the_template_logical_id_like_the_name_the_id_and_the_arn(local_core):
+    root = local_core
+    [function] = load_deployment(root).group.functions
+    assert function.logical_id == "EchoFunction"
+    log = LogLayout(root.absolute()).lambda_log(function)
+    wait_until(lambda: log.exists() and 'heard {"n": 1}' in log.read_text(), 30, message="the echo Lambda's line")
+    expected = log.read_text()
+    for name in ("EchoFunction", function.name, "echo", function.arn):
+        shown = simcore("logs", name, root=root)
+        assert (shown.returncode, shown.stdout, shown.stderr) == (0, expected, ""), name
+    # A part of one function's name is taken, saying which; the logical id the issue was filed with works so.
+    partial = simcore("logs", "echofunc", root=root)
+    assert (partial.returncode, partial.stdout) == (0, expected)
+    assert f"'echofunc' taken as EchoFunction ({function.name})" in partial.stderr
+
+
+def test_logs_of_an_unknown_function_exits_3_and_lists_what_the_group_has(local_core):
+    shown = simcore("logs", "InferenceFunction", root=local_core)
+    assert shown.returncode == 3
+    assert "no function 'InferenceFunction'" in shown.stderr and "EchoFunction" in shown.stderr
+    assert "Traceback" not in shown.stderr
+
+
+def test_status_counts_unsubscribed_shadow_outcomes_apart_from_dropped_messages(local_core):
+    root = local_core
+
+    def router():
+        return json.loads(simcore("status", root=root).stdout)["router"]
+
+    # The echo Lambda's shadow write publishes update/accepted and update/documents; nothing subscribes to them.
+    counters = wait_until(lambda: (r := router())["unrouted_no_subscription"] >= 2 and r, 30,
+                          message=lambda: f"the shadow outcomes counted: {router()}")
+    assert counters["dropped_unmatched"] == 0 and counters["dropped_queue_full"] == 0

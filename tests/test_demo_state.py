@@ -119,7 +119,10 @@ def test_command_answers_are_waited_for_by_id() -> None:
 
 def test_core_counters_are_summarised_for_the_views() -> None:
     state = DemoState(THING, total_records=1)
-    state.set_core_status({"router": {"routed": 40, "dropped_unmatched": 2, "dropped_queue_full": 1},
+    state.set_core_status({"router": {"routed": 40, "dropped_unmatched": 2, "dropped_queue_full": 1,
+                                      "unrouted_no_subscription": 50},
                            "cloud": {"state": "connected", "spooled": 3}, "shadow_sync": {"syncs": 9, "failures": 0}})
     core = state.latest()["core"]
     assert (core["routed"], core["dropped"], core["spooled"], core["cloud_state"]) == (40, 3, 3, "connected")
+    # Shadow outcome topics nobody subscribed to are not losses: apart, and not in `dropped`.
+    assert core["unrouted_no_subscription"] == 50

@@ -27,7 +27,8 @@ def _state() -> DemoState:
         "thing": THING, "ts": 1383264000, "seq": 1, "p_rain": 0.83, "raining": True, "threshold": 0.42,
         "observed_rain": True, "latency_us": 310}).encode())
     state.on_cloud_message(state.topics.shadow_documents, json.dumps({"current": {"version": 5}}).encode())
-    state.set_core_status({"router": {"routed": 57, "dropped_unmatched": 0, "dropped_queue_full": 0},
+    state.set_core_status({"router": {"routed": 57, "dropped_unmatched": 0, "unrouted_no_subscription": 31,
+                                      "dropped_queue_full": 0},
                            "cloud": {"state": "connected", "spooled": 2}})
     return state
 
@@ -39,7 +40,8 @@ def test_frame_shows_reading_prediction_versions_and_counters() -> None:
     frame = console.export_text()
     for expected in (r"2013-11-01 00:00Z", r"7\.2 °C", r"93\.0 %RH", r"1008\.4 hPa", r"-1\.6 hPa",
                      r"P\(rain\)\s+0\.830 █+░+", r"threshold\s+0\.420", r"predicted\s+rain", r"observed\s+rain",
-                     r"local 1 · cloud 5", r"routed\s+57", r"no subscriber\s+0", r"queue full\s+0",
+                     r"local 1 · cloud 5", r"routed\s+57", r"unrouted: no subscription\s+31",
+                     r"dropped: unmatched\s+0", r"dropped: queue full\s+0",
                      r"spooler depth\s+2", r"1/10 records",
                      r"pred\. rain\s+│\s+1\s+│\s+0"):
         assert re.search(expected, frame), expected
@@ -54,7 +56,8 @@ def test_without_a_terminal_it_prints_plain_progress_lines() -> None:
     view.close()
     text = output.getvalue()
     assert "simcore demo; web view on http://127.0.0.1:8080/" in text
-    assert "replay 1/10 records; 1 readings written, 1 predictions received; routed 57, dropped 0, spooled 2" in text
+    assert ("replay 1/10 records; 1 readings written, 1 predictions received; routed 57, "
+            "unrouted (no subscription) 31, dropped 0, spooled 2") in text
 
 
 def test_rain_bar_fills_in_proportion() -> None:

@@ -88,3 +88,16 @@ def test_unknown_path_is_404_and_the_server_listens_on_localhost_only(served) ->
     _state, web = served
     assert _get(f"{web.url}nothing-here")[0] == 404
     assert web.url.startswith("http://127.0.0.1:")
+
+
+def test_unrouted_shadow_outcomes_are_shown_apart_from_dropped_messages(served) -> None:
+    state, web = served
+    state.set_core_status({"router": {"routed": 12, "dropped_unmatched": 1, "dropped_queue_full": 2,
+                                      "unrouted_no_subscription": 40}})
+    _status, _type, body = _get(f"{web.url}api/state")
+    core = json.loads(body)["core"]
+    assert (core["unrouted_no_subscription"], core["dropped"]) == (40, 3)
+    _status, _type, page = _get(web.url)
+    # The page shows the counter under its own label, filled from its own field, never as a drop.
+    assert 'unrouted: no subscription <b id="unrouted">' in page.decode()
+    assert 'text("unrouted", core.unrouted_no_subscription)' in page.decode()

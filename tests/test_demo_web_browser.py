@@ -80,6 +80,8 @@ def test_page_draws_charts_that_update_while_the_replay_runs(tmp_path: Path) -> 
             matrix_total = sum(int(page.inner_text(f"#{cell}")) for cell in ("tp", "fp", "tn", "fn"))
             assert matrix_total == outcome[0].score.rows
             assert page.locator("#metrics tbody tr").count() > 0
+            # The shadow's update/accepted has no subscriber in the group: shown as unrouted, not as dropped.
+            assert int(page.inner_text("#unrouted")) > 0
             screenshot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(screenshot), full_page=True)
             browser.close()

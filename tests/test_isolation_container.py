@@ -127,6 +127,10 @@ def test_rw_model_is_writable_through_to_the_deployed_directory(shared_dir: Path
     model_dir = _deployed_model(shared_dir)
     inference, group = inference_group(destination, "rw")
     plan = plan_launch(inference, group, {"RainModel": model_dir}, "container", scratch_dir=shared_dir)
+    # The mount is rw; the folder's own modes still apply to the Lambda's user (ggc_user as root): give it
+    # the folder, as an operator grants a rw resource (simcore does not apply an ML resource's OwnerSetting).
+    if plan.identity is not None and not plan.identity.is_own:
+        os.chown(model_dir, plan.identity.uid, plan.identity.gid)
     report = _report(_run(plan, inference, [sys.executable, "-c", PROBE], cwd=shared_dir))
     assert report["create"] == "ok"
     assert (model_dir / "new.txt").read_text() == "written by the lambda"

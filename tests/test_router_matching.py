@@ -10,7 +10,7 @@ import pytest
 from simcore.core.router import Router
 from simcore.core.work_queue import WorkQueue, routed_client_context
 from simcore.errors import RoutingError
-from simcore.group import CLOUD, Subscription
+from simcore.group import CLOUD, SHADOW_SERVICE, Subscription
 from simcore.topics import topic_matches, validate_filter, validate_topic
 
 A = "arn:aws:lambda:us-east-1:123456789012:function:a:live"
@@ -110,3 +110,12 @@ def test_unknown_queue_full_policy_is_refused():
     router, _ = make_router([(A, "#", B)])
     with pytest.raises(RoutingError, match="queueFullPolicy"):
         router.route(A, "t", b"", "Sometimes")
+
+
+def test_an_unsubscribed_shadow_outcome_is_counted_unrouted_and_only_other_sources_count_as_dropped():
+    router, queue = make_router([(A, "t/x", B)])
+    router.route(SHADOW_SERVICE, "$aws/things/t1/shadow/update/accepted", b"{}")
+    router.route(A, "$aws/things/t1/shadow/update/accepted", b"{}")
+    counters = router.counters()
+    assert (counters["unrouted_no_subscription"], counters["dropped_unmatched"]) == (1, 1)
+    assert len(queue) == 0

@@ -1,9 +1,11 @@
-"""A worker's IPC token is readable only by the worker's own user.
+"""A worker's IPC token is readable only by root.
 
 The token travels in the worker's environment (`AWS_CONTAINER_AUTHORIZATION_TOKEN`), as on a v1 core. The
-kernel makes `/proc/<pid>/environ` mode 0400, owned by the process's user; these tests run a worker as
+kernel makes `/proc/<pid>/environ` mode 0400, owned by the process's user, and the Lambda runtime makes
+its process non-dumpable at once, which hands its `/proc/<pid>` files to root: not even another function
+running as the same user (every one is ggc_user by default) can read it. These tests run a worker as
 another `RunAs` uid (NoContainer, and GreengrassContainer where available) and check that nobody else —
-another unprivileged user, another worker's user — can read it, and that the token appears nowhere a
+another unprivileged user, the worker's own user — can read it, and that the token appears nowhere a
 stranger could look (the command line, files under the core's root). Needs root to run as another uid.
 """
 
@@ -97,7 +99,7 @@ def _read_as(uid: int, path: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("isolation", ["nocontainer", "container"])
-def test_the_token_is_in_a_0400_environ_of_the_workers_own_uid_and_nobody_else_reads_it(
+def test_the_token_is_in_a_0400_environ_that_neither_another_user_nor_the_workers_own_reads(
         isolation, world_readable_code, tmp_path):
     try:
         check_available(isolation)
@@ -112,8 +114,10 @@ def test_the_token_is_in_a_0400_environ_of_the_workers_own_uid_and_nobody_else_r
                 interpreters={"python3.8": SYSTEM_PYTHON})
     try:
         core.start()
+        # Idle: the runtime is polling for work, so it made itself non-dumpable long before.
         worker_pid = wait_until(lambda: next(
-            (w["pid"] for w in core.status()["functions"][ARN]["workers"]), None), message="the worker's pid")
+            (w["pid"] for w in core.status()["functions"][ARN]["workers"] if w["state"] == "idle"), None),
+            message="the worker's pid, idle")
         # The Lambda's own process runs as the RunAs uid (a container launcher above it stays root).
         holders = wait_until(lambda: {pid: token for pid, token in _token_holders(worker_pid).items()
                                       if _uid(pid) == WORKER_UID},
@@ -124,10 +128,12 @@ def test_the_token_is_in_a_0400_environ_of_the_workers_own_uid_and_nobody_else_r
             environ = Path(f"/proc/{pid}/environ")
             info = environ.stat()
             assert stat.S_IMODE(info.st_mode) == 0o400
-            assert info.st_uid == uid and uid in (WORKER_UID, 0), (pid, uid)  # its own user (or root's launcher)
-            # Another user (a stranger, or a worker of another function as its own uid) cannot read it.
-            refused = _read_as(STRANGER_UID, str(environ))
-            assert refused.returncode != 0 and "PermissionError" in refused.stderr, refused.stderr
+            assert info.st_uid == 0 and uid in (WORKER_UID, 0), (pid, uid)  # non-dumpable: root's (or root's launcher)
+            # Another user (a stranger) cannot read it, nor a process of the worker's own uid (a neighbour
+            # function that shares its RunAs, as every function shares ggc_user by default).
+            for reader in (STRANGER_UID, WORKER_UID):
+                refused = _read_as(reader, str(environ))
+                assert refused.returncode != 0 and "PermissionError" in refused.stderr, (reader, refused.stderr)
             # Never on the command line (world-readable).
             assert token not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         # ...nor written to a file under the core's root.

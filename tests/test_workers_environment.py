@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from lambdas_fixtures.harness import make_function, make_group
+from support.interpreters import version_script
 
 from simcore.core.environment import function_environment
 from simcore.core.interpreters import resolve_interpreter
@@ -68,9 +69,7 @@ def test_a_function_setting_a_reserved_variable_gets_an_error_naming_it():
 
 
 def test_interpreter_order_explicit_then_variable_then_venv(tmp_path):
-    venv_python = tmp_path / ".venv-py38" / "bin" / "python"
-    venv_python.parent.mkdir(parents=True)
-    venv_python.symlink_to(sys.executable)
+    venv_python = version_script(tmp_path / ".venv-py38" / "bin" / "python", "3.8")
     explicit = {"python3.8": sys.executable}
     assert resolve_interpreter("python3.8", explicit, environ={}, search_dirs=[tmp_path]) == (sys.executable, None)
     assert (

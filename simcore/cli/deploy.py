@@ -9,11 +9,13 @@ from simcore.cli.common import key_values
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Resolve the template and build a new deployment (the previous one is kept for rollback)."""
+    from simcore.core.interpreters import check_runtimes
     from simcore.deploy.deployment import deploy
     from simcore.template.loader import load_parameters
 
     parameters = load_parameters(args.params_file) if args.params_file else {}
     parameters.update(key_values(args.param, "--param"))
+    interpreters = key_values(args.runtime, "--runtime")
     deployment = deploy(
         args.template,
         parameters,
@@ -21,6 +23,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         s3_endpoint_url=args.s3_endpoint_url,
         secrets_endpoint_url=args.secrets_endpoint_url,
         secrets_file=args.secrets_file,
+        # Each function's Runtime resolved now, as `simcore run` will: one no interpreter serves is refused here.
+        runtime_check=lambda group: check_runtimes(group, interpreters),
         region=args.region,
         account_id=args.account_id,
         stack_name=args.stack_name,

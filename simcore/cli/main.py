@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--stack-name", default=DEFAULT_STACK_NAME)
     deploy.add_argument("--s3-endpoint-url", help="S3 endpoint for s3:// ML resources (e.g. a local S3)")
     deploy.add_argument("--secrets-endpoint-url", help="Secrets Manager endpoint for the group's secret resources")
+    deploy.add_argument("--runtime", action="append", default=[], metavar="python3.8=PATH",
+                        help="the interpreter a Lambda Runtime will run on (checked now; pass the same to `run`)")
     deploy.add_argument("--secrets-file", type=Path, help="secret values from a local JSON file instead of AWS "
                         "(see docs/secrets.md; also SIMCORE_SECRETS_FILE)")
 
@@ -51,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub("status", cmd_status, "show the running core's workers, router counters, cloud link and sync")
 
-    logs = sub("logs", cmd_logs, "print a function's log (name, id or ARN), or a system log with --system")
+    logs = sub("logs", cmd_logs, "print a function's log (its name, entry Id, template logical id or ARN), "
+               "or a system log with --system")
     logs.add_argument("function")
     logs.add_argument("-f", "--follow", action="store_true")
     logs.add_argument("--system", action="store_true", help="FUNCTION names a system log (runtime, GGShadowService)")
@@ -69,9 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from simcore.cli.cloud import add_cloud_commands
     from simcore.cli.demo import add_demo_command
+    from simcore.cli.users import add_users_command
 
     add_cloud_commands(commands, sub)
     add_demo_command(commands, sub)
+    add_users_command(commands, sub)
     return parser
 
 

@@ -6,9 +6,11 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from simcore.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_NOT_RUNNING
+from simcore.group import Function
 from simcore.service.control import ControlError, call
 
 
@@ -41,16 +43,16 @@ def cmd_logs(args: argparse.Namespace) -> int:
             print(f"simcore: {error}", file=sys.stderr)
             return EXIT_BAD_INPUT
     else:
-        group = load_deployment(args.root).group
-        names = {function.name: function for function in group.functions}
-        names.update({function.id: function for function in group.functions})
-        function = names.get(args.function) or next(
-            (candidate for candidate in group.functions if candidate.arn == args.function), None
-        )
+        functions = load_deployment(args.root).group.functions
+        function = find_function(functions, args.function)
         if function is None:
-            print(f"simcore: no function {args.function!r}; the group has {', '.join(sorted(names))}",
-                  file=sys.stderr)
+            names = sorted({name for candidate in functions for name in function_names(candidate)})
+            print(f"simcore: no function {args.function!r}; name one by its name, entry Id, template logical "
+                  f"id or ARN: {', '.join(names)}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        if args.function not in function_names(function):
+            print(f"simcore: {args.function!r} taken as {function.logical_id or function.id} ({function.name})",
+                  file=sys.stderr)
         path = layout.lambda_log(function)
     if not path.exists():
         print(f"simcore: no log yet at {path}", file=sys.stderr)
@@ -65,6 +67,26 @@ def cmd_logs(args: argparse.Namespace) -> int:
             else:
                 time.sleep(0.2)  # polling a file for appended lines: there is nothing to wait on
     return 0
+
+
+def function_names(function: Function) -> tuple[str, ...]:
+    """Every name a user may give a function by: its name, its entry `Id`, its template logical id, its ARN."""
+    return tuple(name for name in (function.name, function.id, function.logical_id, function.arn) if name)
+
+
+def find_function(functions: Iterable[Function], name: str) -> Function | None:
+    """The function `name` names exactly (see `function_names`); else the only one whose name, Id or logical id
+    contains it, ignoring case (`InferenceFunction` for `RainInferenceFunction`); else None."""
+    functions = tuple(functions)
+    exact = next((function for function in functions if name in function_names(function)), None)
+    if exact is not None:
+        return exact
+    needle = name.lower()
+    if not needle:
+        return None
+    close = [function for function in functions
+             if any(needle in candidate.lower() for candidate in function_names(function)[:-1])]
+    return close[0] if len(close) == 1 else None
 
 
 def cmd_shadow(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simcore.defaults import DEFAULT_SPOOL_MAX_BYTES as DEFAULT_MAX_BYTES  # 2.5 MB, the v1 core's default
+from simcore.private import private_file
 from simcore.shadow.wal import bound_wal
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ class FileSpooler(Spooler):
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.dropped = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # 0600 before SQLite makes its -wal/-shm with the same mode
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         bound_wal(self._db)

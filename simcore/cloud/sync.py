@@ -39,6 +39,7 @@ from typing import Any
 from simcore.defaults import DEFAULT_SHADOW_SYNC_TIMEOUT_S as DEFAULT_SYNC_TIMEOUT_S
 from simcore.errors import ShadowError, SimcoreError
 from simcore.group import Group
+from simcore.private import private_file
 from simcore.shadow.engine import json_equal
 from simcore.shadow.service import ShadowService
 from simcore.shadow.wal import bound_wal
@@ -162,7 +163,7 @@ class SyncStore:
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)  # 0600 before SQLite makes its -wal/-shm with the same mode
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             bound_wal(self._db)
             self._db.execute(

@@ -25,6 +25,7 @@ from simcore.core.secrets import SecretStore
 from simcore.core.work_queue import DEFAULT_MAX_WORK_ITEMS, WorkQueue
 from simcore.core.workers import WorkerManager, WorkerSettings
 from simcore.group import CLOUD, Group
+from simcore.private import private_dir
 from simcore.shadow.service import ShadowHandler, ShadowOutcome, ShadowService, handle_and_publish, open_shadow_service
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Core:
         connectors: Connectors | None = None,
         secret_store: SecretStore | None = None,
         isolation: str | None = "off",
+        allow_functions_to_run_as_root: bool = False,
         launch_planner: LaunchPlanner | None = None,
         interpreters: Mapping[str, str] | None = None,
         ipc_port: int = 0,
@@ -76,14 +78,19 @@ class Core:
         """Build the parts (nothing runs yet).
 
         `isolation` is "container", "nocontainer", "off", or None for each function's own IsolationMode;
-        `launch_planner` overrides it. `shadow_service` defaults to the SQLite-backed one under
-        `runtime_root`. `interpreters` maps a Runtime (python3.8) to an interpreter path.
+        `launch_planner` overrides it. `allow_functions_to_run_as_root` is config.json's
+        `runtime.allowFunctionsToRunAsRoot` (simcore.core.identity says when a Lambda runs as root).
+        `shadow_service` defaults to the SQLite-backed one under `runtime_root`; `var/` there is made 0700.
+        `interpreters` maps a Runtime (python3.8) to an interpreter path.
         """
         self.group = group
         self.runtime_root = Path(runtime_root)
         self.runtime_root.mkdir(parents=True, exist_ok=True)
+        # State, logs and the control file: the core's alone (a Lambda runs as another user).
+        private_dir(self.runtime_root / "var")
         self.shadow_service = _SerialShadow(shadow_service or default_shadow_service(self.runtime_root))
-        self.work_queue = WorkQueue(max_work_items)
+        # Each function gets its own share of the queue's items and bytes (simcore.core.work_queue).
+        self.work_queue = WorkQueue(max_work_items, targets=[function.arn for function in group.functions])
         self.router = Router(
             group.subscriptions,
             [function.arn for function in group.functions],
@@ -96,7 +103,8 @@ class Core:
         self.tokens = TokenRegistry()
         self.log_sinks = LogSinks(self.runtime_root, group)
         planner = launch_planner or isolation_planner(
-            group, resource_dirs or {}, isolation, self.runtime_root / "var" / "isolation"
+            group, resource_dirs or {}, isolation, self.runtime_root / "var" / "isolation",
+            allow_root=allow_functions_to_run_as_root,
         )
         self.server: IPCServer | None = None
         self._ipc_port = ipc_port
@@ -140,7 +148,8 @@ class Core:
         """Open the IPC server and start the workers (pinned ones at once).
 
         RuntimeConfigError (nothing started) when a function cannot run as configured: its isolation mode is
-        not available here, a resource is missing, or it sets a reserved environment variable.
+        not available here, a resource is missing, or it sets a reserved environment variable; StartError
+        when the user it runs as is missing, cannot read its files, or would be root without leave.
         """
         if self._started:
             return
@@ -194,7 +203,17 @@ class Core:
             "ipc_port": self.ipc_port if self.server is not None else None,
             "running": self._started,
             "router": self.router.counters(),
-            "ipc": {"refused_calls": self.dispatcher.refused_calls},
+            "work_queue": {
+                **self.work_queue.limits(),
+                "queued_bytes": self.work_queue.queued_bytes,
+                "peak_bytes": self.work_queue.peak_bytes,
+                "refused": dict(self.work_queue.refused),
+            },
+            "ipc": {
+                "refused_calls": self.dispatcher.refused_calls,
+                "throttled_invokes": dict(self.dispatcher.throttled_invokes),
+                **(self.server.counters() if self.server is not None else {}),
+            },
             **self.workers.status(),
         }
 

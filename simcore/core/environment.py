@@ -5,14 +5,17 @@ Order of precedence, lowest first (a later layer overrides an earlier one):
 1. A few host variables a process needs to run at all: `PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR`.
    Nothing else leaks from the core's own environment (no credentials, no proxies, no PYTHONPATH).
 2. The core's defaults from the runtime facts: `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_IOT_THING_NAME`,
-   `LOG_LEVEL=INFO`, `ENCODING_TYPE`, `GGC_MAX_INTERFACE_VERSION=1.5`, the system function ARNs.
+   `LOG_LEVEL` (the lowest level of the group's `Lambda` loggers, INFO without one:
+   `simcore.core.logs.lambda_log_level`), `ENCODING_TYPE`, `GGC_MAX_INTERFACE_VERSION=1.5`, the system
+   function ARNs.
 3. The function's own `Environment.Variables`. They may override layer 2 (e.g. `LOG_LEVEL`) but never a
    reserved name of layer 5: a function that sets one gets a RuntimeConfigError naming it.
 4. Isolation rewrites (`simcore.core.isolation.LaunchPlan.env_rewrites`, variable → new value): with
    `--isolation off`, a value under a resource's `DestinationPath` becomes where the resource lies locally.
 5. What the core owns and nothing overrides: `MY_FUNCTION_ARN`, `AWS_CONTAINER_AUTHORIZATION_TOKEN`,
-   `GG_DAEMON_PORT`, `PYTHONPATH` (the runtime modules, then the code directory), `PYTHONUNBUFFERED`, and
-   `SIMCORE_FUNCTION_TIMEOUT_MS` (what `context.get_remaining_time_in_millis()` counts down from).
+   `GG_DAEMON_PORT`, `PYTHONPATH` (the runtime modules, then the code directory), `PYTHONUNBUFFERED`,
+   `SIMCORE_FUNCTION_TIMEOUT_MS` (what `context.get_remaining_time_in_millis()` counts down from) and
+   `SIMCORE_STATE_FD` (the pipe the runtime reports its import start on: `simcore.core.workers`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from simcore.core.logs import lambda_log_level
 from simcore.errors import RuntimeConfigError
 from simcore.group import Function, Group
 
@@ -39,6 +43,7 @@ RESERVED_VARIABLES = frozenset(
         "GGC_MAX_INTERFACE_VERSION",
         "PYTHONPATH",
         "SIMCORE_FUNCTION_TIMEOUT_MS",
+        "SIMCORE_STATE_FD",
     }
 )
 
@@ -53,6 +58,7 @@ def function_environment(
     code_dir: Path | None = None,
     env_rewrites: Mapping[str, str] | None = None,
     host_environment: Mapping[str, str] | None = None,
+    state_fd: int | None = None,
 ) -> dict[str, str]:
     """The complete environment of a worker of `function` (precedence in the module docstring)."""
     host = os.environ if host_environment is None else host_environment
@@ -63,7 +69,7 @@ def function_environment(
         {
             "AWS_REGION": group.region,
             "AWS_DEFAULT_REGION": group.region,
-            "LOG_LEVEL": "INFO",
+            "LOG_LEVEL": lambda_log_level(group),
             "ENCODING_TYPE": function.encoding_type,
         }
     )
@@ -98,4 +104,6 @@ def function_environment(
             "SIMCORE_FUNCTION_TIMEOUT_MS": str(int(function.timeout_s * 1000)),
         }
     )
+    if state_fd is not None:
+        environment["SIMCORE_STATE_FD"] = str(state_fd)
     return environment

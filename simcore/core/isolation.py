@@ -13,8 +13,7 @@ Modes (docs/isolation.md has the whole story):
 - "off": no namespaces, no identity change; environment values under a resource's `DestinationPath` are
   rewritten to where the resource lies under the deployment root.
 
-RunAs resolution, in order: the function's `RunAs` (Uid/Gid), else the host's `ggc_user`/`ggc_group` when
-they exist and simcore runs as root (what a v1 core runs Lambdas as), else simcore's own uid/gid.
+The identity a Lambda runs as is `simcore.core.identity`'s: as a v1 core decides it, in every mode.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import functools
 import grp
 import json
 import os
-import pwd
 import shutil
 import subprocess
 import sys
@@ -34,15 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from simcore.errors import RuntimeConfigError
+from simcore.core.identity import DEFAULT_GROUP, DEFAULT_USER, Identity, resolve_identity
+from simcore.errors import RuntimeConfigError, StartError
 from simcore.group import Function, Group, Resource
 from simcore.paths import ISOLATION_LAUNCHER
 
 Mode = Literal["container", "nocontainer", "off"]
 MODES: tuple[Mode, ...] = ("container", "nocontainer", "off")
-
-DEFAULT_USER = "ggc_user"
-DEFAULT_GROUP = "ggc_group"
 
 LAUNCHER = ISOLATION_LAUNCHER
 
@@ -61,6 +57,10 @@ class LaunchPlan:
     description: str
     # The mounts a container-mode launch makes, as (target the Lambda sees, host source, permission).
     mounts: tuple[tuple[str, str, str], ...] = field(default=())
+    # Who the Lambda's own process runs as (in container mode the launcher switches to it); None: simcore's.
+    identity: Identity | None = None
+    # Its supplementary groups when it switches: the owning groups of resources with AutoAddGroupOwner.
+    extra_groups: tuple[int, ...] = ()
 
 
 def mode_for(function: Function, override: Mode | None = None) -> Mode:
@@ -94,44 +94,86 @@ def plan_launch(
     scratch_dir: Path,
     default_user: str = DEFAULT_USER,
     default_group: str = DEFAULT_GROUP,
+    allow_root: bool = False,
 ) -> LaunchPlan:
     """The launch plan for `function` in `mode`.
 
     `resource_dirs` maps a resource's Id (or, failing that, its Name) to where the deployment extracted it;
     local volumes default to their source path. `scratch_dir` is a directory simcore owns: container mode
     mounts the Lambda's private root on `scratch_dir/rootfs` inside the namespace (the host sees it empty).
-    Raises RuntimeConfigError for a missing resource, device or an identity simcore cannot assume.
+    `allow_root` is config.json's `runtime.allowFunctionsToRunAsRoot`. Raises RuntimeConfigError for a
+    missing resource or device, StartError for an identity the host lacks or root that is not allowed.
     """
     _check_mode(mode)
-    uid, gid = _run_as(function, default_user, default_group)
+    identity = resolve_identity(function, mode, allow_root=allow_root, default_user=default_user,
+                                default_group=default_group)
     path_resources = _path_resources(function, group, resource_dirs)
     if mode == "container":
-        return _container_plan(function, group, path_resources, uid, gid, Path(scratch_dir))
+        return _container_plan(function, group, path_resources, identity, Path(scratch_dir))
     rewrites = rewrite_environment(function.environment, path_resources)
     where = _describe_rewrites(path_resources)
     if mode == "off":
-        return LaunchPlan(
-            argv_prefix=[],
-            env_rewrites=rewrites,
-            uid=None,
-            gid=None,
-            description=(
-                f"{function.name}: isolation off (no namespaces, runs as simcore's uid {os.getuid()}); "
-                f"resources stay under the deployment root{where}; ro is not enforced; devices used in place"
-                + _ignored_run_as(function)
-            ),
+        description = (
+            f"{function.name}: isolation off (no namespaces), runs as {identity.describe()}; "
+            f"resources stay under the deployment root{where}; ro is not enforced; devices used in place"
+            + _ignored_run_as(function, identity)
         )
-    _require_identity_change_allowed(function, uid, gid)
+    else:
+        description = (
+            f"{function.name}: NoContainer, runs on the host as {identity.describe()}; "
+            f"resources where they lie{where}; devices used in place"
+        )
+    switch = not identity.is_own
+    extra_groups = resource_groups(function, group) if switch and os.geteuid() == 0 else ()
     return LaunchPlan(
         argv_prefix=[],
         env_rewrites=rewrites,
-        uid=None if uid == os.getuid() else uid,
-        gid=None if gid == os.getgid() else gid,
-        description=(
-            f"{function.name}: NoContainer, runs on the host as uid {uid} gid {gid}; "
-            f"resources where they lie{where}; devices used in place"
-        ),
+        uid=identity.uid if switch else None,
+        gid=identity.gid if switch else None,
+        description=description + _describe_groups(extra_groups),
+        identity=identity,
+        extra_groups=extra_groups,
     )
+
+
+def resource_groups(function: Function, group: Group) -> tuple[int, ...]:
+    """The groups a v1 core adds to the Lambda's process: for each local device or volume it may access whose
+    `GroupOwnerSetting.AutoAddGroupOwner` is true, the `GroupOwner` named there, else the group owning the
+    resource's source path (a device missing on this host adds nothing: it is the Lambda's to report)."""
+    gids: list[int] = []
+    for access in function.resource_access:
+        try:
+            resource = group.resource(access.resource_id)
+        except KeyError:
+            continue  # named by _path_resources
+        if resource.kind not in ("local_device", "local_volume") or not resource.auto_add_group_owner:
+            continue
+        gid = _group_id(resource.group_owner, function) if resource.group_owner else _owning_group(resource.source)
+        if gid is not None and gid not in gids:
+            gids.append(gid)
+    return tuple(gids)
+
+
+def _group_id(name: str, function: Function) -> int:
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise StartError(
+            f"function {function.name} should get group {name} (a resource's GroupOwner), which does not exist "
+            f"on this host: create it with `groupadd --system {name}` or name another GroupOwner",
+            location=function.arn,
+        ) from None
+
+
+def _owning_group(path: str) -> int | None:
+    try:
+        return os.stat(path).st_gid
+    except OSError:
+        return None
+
+
+def _describe_groups(gids: tuple[int, ...]) -> str:
+    return f"; with groups {', '.join(map(str, gids))} of its resources (AutoAddGroupOwner)" if gids else ""
 
 
 def rewrite_environment(
@@ -205,18 +247,11 @@ def _container_plan(
     function: Function,
     group: Group,
     path_resources: Mapping[str, tuple[Resource, Path, str]],
-    uid: int,
-    gid: int,
+    identity: Identity,
     scratch_dir: Path,
 ) -> LaunchPlan:
     rootless = os.geteuid() != 0
-    if rootless and (uid != os.getuid() or gid != os.getgid()):
-        raise RuntimeConfigError(
-            f"function {function.name} should run as uid {uid} gid {gid}, but simcore runs as uid "
-            f"{os.getuid()} without root, so its container can only run as that user; run simcore as root "
-            "or leave RunAs unset",
-            location=function.arn,
-        )
+    extra_groups = () if rootless else resource_groups(function, group)
     binds, volume_mounts = _volume_binds(function, path_resources)
     devices, device_mounts = _device_binds(function, group)
     mounts = volume_mounts + device_mounts
@@ -225,8 +260,9 @@ def _container_plan(
         "binds": binds,
         "devices": devices,
         "sysfs": function.access_sysfs,
-        "uid": None if rootless else uid,
-        "gid": None if rootless else gid,
+        "uid": None if rootless else identity.uid,
+        "gid": None if rootless else identity.gid,
+        "groups": list(extra_groups),
     }
     shown = ", ".join(f"{target} <- {source} ({permission})" for target, source, permission in mounts)
     return LaunchPlan(
@@ -244,10 +280,12 @@ def _container_plan(
         gid=None,
         description=(
             f"{function.name}: GreengrassContainer (mount namespace{', rootless' if rootless else ''}), "
-            f"runs as uid {uid} gid {gid}; {shown or 'no resources'}; private /dev; "
-            f"/sys {'shown' if function.access_sysfs else 'hidden'}"
+            f"runs as {identity.describe()}; {shown or 'no resources'}; private /dev; "
+            f"/sys {'shown' if function.access_sysfs else 'hidden'}" + _describe_groups(extra_groups)
         ),
         mounts=tuple(mounts),
+        identity=identity,
+        extra_groups=extra_groups,
     )
 
 
@@ -294,51 +332,10 @@ def _unshare_command(rootless: bool) -> list[str]:
     return [unshare, *user_namespace, "--mount", "--propagation", "private", "--"]
 
 
-def _run_as(function: Function, default_user: str, default_group: str) -> tuple[int, int]:
-    """The function's RunAs uid/gid (see the module docstring for the order)."""
-    uid = function.run_as_uid
-    gid = function.run_as_gid
-    # Only root can become ggc_user; anyone else runs Lambdas as themselves.
-    may_switch = os.geteuid() == 0
-    if uid is None:
-        uid = (_uid_of(default_user) if may_switch else None)
-        if uid is None:
-            uid = os.getuid()
-    if gid is None:
-        gid = (_gid_of(default_group) if may_switch else None)
-        if gid is None:
-            gid = os.getgid()
-    return uid, gid
-
-
-def _uid_of(user: str) -> int | None:
-    try:
-        return pwd.getpwnam(user).pw_uid
-    except KeyError:
-        return None
-
-
-def _gid_of(group_name: str) -> int | None:
-    try:
-        return grp.getgrnam(group_name).gr_gid
-    except KeyError:
-        return None
-
-
-def _require_identity_change_allowed(function: Function, uid: int, gid: int) -> None:
-    if os.geteuid() != 0 and (uid != os.getuid() or gid != os.getgid()):
-        raise RuntimeConfigError(
-            f"function {function.name} should run as uid {uid} gid {gid}, but simcore runs as uid "
-            f"{os.getuid()} gid {os.getgid()} without root and cannot switch; run simcore as root or leave "
-            "RunAs unset",
-            location=function.arn,
-        )
-
-
-def _ignored_run_as(function: Function) -> str:
-    if function.run_as_uid is None and function.run_as_gid is None:
+def _ignored_run_as(function: Function, identity: Identity) -> str:
+    if function.run_as_uid is None and function.run_as_gid is None or not identity.is_own or os.geteuid() == 0:
         return ""
-    return f"; its RunAs {function.run_as_uid}:{function.run_as_gid} is not applied"
+    return f"; its RunAs {function.run_as_uid}:{function.run_as_gid} is not applied (simcore is not root)"
 
 
 def _describe_rewrites(path_resources: Mapping[str, tuple[Resource, Path, str]]) -> str:
@@ -415,18 +412,24 @@ LaunchPlanner = Callable[[Function], LaunchPlan]
 
 
 def off_planner(function: Function) -> LaunchPlan:
-    """The plan of a bare launch: no prefix, no rewrites, simcore's own identity."""
-    return LaunchPlan(argv_prefix=[], env_rewrites={}, uid=None, gid=None, description="")
+    """The plan of a bare launch: no prefix, no rewrites, the identity a v1 core gives the function."""
+    identity = resolve_identity(function, "off")
+    switch = not identity.is_own
+    return LaunchPlan(argv_prefix=[], env_rewrites={}, uid=identity.uid if switch else None,
+                      gid=identity.gid if switch else None, description="", identity=identity)
 
 
 def isolation_planner(
-    group: Group, resource_dirs: Mapping[str, Path], mode: str | None, scratch_root: Path
+    group: Group, resource_dirs: Mapping[str, Path], mode: str | None, scratch_root: Path, *,
+    allow_root: bool = False,
 ) -> LaunchPlanner:
-    """A planner backed by `plan_launch` (mode None: each function's IsolationMode)."""
+    """A planner backed by `plan_launch` (mode None: each function's IsolationMode); `allow_root` is
+    config.json's `allowFunctionsToRunAsRoot`."""
 
     def plan(function: Function) -> LaunchPlan:
         function_mode = mode_for(function, mode)  # type: ignore[arg-type]
         check_available(function_mode)
-        return plan_launch(function, group, resource_dirs, function_mode, scratch_dir=scratch_root / function.name)
+        return plan_launch(function, group, resource_dirs, function_mode, scratch_dir=scratch_root / function.name,
+                           allow_root=allow_root)
 
     return plan

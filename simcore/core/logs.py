@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import BinaryIO
 
 from simcore.errors import RuntimeConfigError
 from simcore.group import Function, Group, Logger
+from simcore.private import open_private_append
 
 # LoggerDefinition levels, least to most severe.
 LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
@@ -40,6 +42,10 @@ _PYTHON_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.
 DEFAULT_LEVEL = "INFO"
 DEFAULT_SPACE_KB = 128
 DEFAULT_SEGMENTS = 4
+# How much of a log's end `last_error_line` reads: enough for a long traceback, bounded whatever the log holds.
+ERROR_TAIL_BYTES = 32 * 1024
+# `[stamp][LEVEL]-` then, on lines the Lambda's logging wrote, `file.py:12,`.
+_LINE_PARTS = re.compile(r"^\[([^\]]*)\]\[([A-Z]+)\]-(?:[^\s,:]+:\d+,)?(.*)$")
 
 
 class LogLayout:
@@ -86,11 +92,13 @@ def normalize_level(level: str) -> str:
 
 def format_line(level: str, filename: str, lineno: int, message: str, when: float | None = None) -> str:
     """One log line in the core's shape: `[2019-08-28T16:21:01.581Z][INFO]-file.py:12,message`."""
-    moment = time.time() if when is None else when
-    total_ms = math.floor(moment * 1000)  # truncate, never round up into the next second
-    seconds, millis = divmod(total_ms, 1000)
-    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"[{stamp}.{millis:03d}Z][{normalize_level(level)}]-{filename}:{lineno},{message}"
+    return f"[{_stamp(time.time() if when is None else when)}][{normalize_level(level)}]-{filename}:{lineno},{message}"
+
+
+def _stamp(moment: float) -> str:
+    """`2019-08-28T16:21:01.581Z`: UTC, milliseconds truncated (never rounded up into the next second)."""
+    seconds, millis = divmod(math.floor(moment * 1000), 1000)
+    return f"{datetime.fromtimestamp(seconds, tz=UTC).strftime('%Y-%m-%dT%H:%M:%S')}.{millis:03d}Z"
 
 
 class LogWriter:
@@ -108,8 +116,8 @@ class LogWriter:
         self.segments = segments
         self.segment_bytes = space_kb * 1024 // segments
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: BinaryIO | None = open(self.path, "ab")  # noqa: SIM115 (kept open for the writer's life)
+        # The core writes every log (a Lambda's stdout/stderr come through a pipe): none is the Lambda's to open.
+        self._file: BinaryIO | None = open_private_append(self.path)
         self._size = self._file.tell()
 
     def enabled(self, level: str) -> bool:
@@ -173,7 +181,7 @@ class LogWriter:
                 if older.exists():
                     os.replace(older, self._segment_path(index + 1))
             os.replace(self.path, self._segment_path(1))
-        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._file = open_private_append(self.path)
         self._size = 0
 
 
@@ -196,6 +204,46 @@ class _WriterHandler(logging.Handler):
             self.writer.write_line(line)
         except Exception:  # logging must never take the caller down; logging's own reporting applies
             self.handleError(record)
+
+
+def last_error_line(writer: LogWriter, since: float, max_bytes: int = ERROR_TAIL_BYTES) -> str | None:
+    """The message of the newest ERROR or FATAL line `writer`'s log holds that was written at `since` or later.
+
+    For a traceback that is its last line (`RuntimeError: ...`): each line of a multi-line record carries the
+    prefix. Reads at most `max_bytes` from the end of the log (across its newest segments), never the whole log.
+    """
+    since_stamp = _stamp(since)
+    for line in reversed(_tail_lines(writer.files(), max_bytes)):
+        parts = _LINE_PARTS.match(line)
+        if parts is None:
+            continue
+        if parts.group(1) < since_stamp:  # one fixed-width format: text order is time order
+            return None  # older than the worker: an error of an earlier process is not this one's
+        if parts.group(2) in ("ERROR", "FATAL") and parts.group(3).strip():
+            return parts.group(3).strip()
+    return None
+
+
+def _tail_lines(files: list[Path], max_bytes: int) -> list[str]:
+    """The whole lines in the last `max_bytes` of a log whose files are `files` (newest first), oldest first."""
+    chunks: list[bytes] = []
+    left = max_bytes
+    for path in files:
+        try:
+            with path.open("rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                start = max(0, size - left)
+                handle.seek(start)
+                data = handle.read(size - start)
+        except OSError:
+            continue
+        if start > 0:
+            data = data.split(b"\n", 1)[1] if b"\n" in data else b""  # the first line was cut
+        chunks.append(data)
+        left -= len(data)
+        if start > 0 or left <= 0:
+            break
+    return b"".join(reversed(chunks)).decode("utf-8", "replace").splitlines()
 
 
 def logging_handler(writer: LogWriter) -> logging.Handler:
@@ -259,6 +307,23 @@ def logger_settings(group: Group, *, cloud_link: bool = False) -> LoggerSettings
                 f"with {DEFAULT_SPACE_KB} KB per log file (the v1 defaults)"
             )
     return LoggerSettings(chosen["GreengrassSystem"], chosen["Lambda"], tuple(notices))
+
+
+def lambda_log_level(group: Group) -> str:
+    """The `LOG_LEVEL` a Lambda's runtime gets: the lowest level of the group's `Lambda` loggers, else INFO.
+
+    As on a v1 core, the runtime's handler passes records from that level on; each logger then keeps what its own
+    level allows (here: the FileSystem logger's file). RuntimeConfigError for an unknown level.
+    """
+    levels = []
+    for logger in group.loggers:
+        if logger.component != "Lambda":
+            continue
+        try:
+            levels.append(normalize_level(logger.level))
+        except ValueError as error:
+            raise RuntimeConfigError(str(error), location=logger.id) from None
+    return min(levels, key=_LEVEL_RANK.__getitem__) if levels else DEFAULT_LEVEL
 
 
 def _file_system_settings(logger: Logger) -> ComponentLogSettings:

@@ -1,10 +1,17 @@
 """Greengrass v1 message routing: the subscription table, topic matching and the bounded work queue.
 
 A message moves only where a subscription matches its source and topic: to a function (a work item on the
-shared work queue), to `cloud` (the cloud port), to `GGShadowService` (the shadow service) or to a connector.
-Work items for all functions share one bound (`runtime.maxWorkItemCount`, 1024 by default). With
-`BestEffort` a target whose queue is full loses the message (counted); with `AllOrError` the whole publish
-fails when any function target is full, and nothing is delivered.
+work queue), to `cloud` (the cloud port), to `GGShadowService` (the shadow service) or to a connector.
+Work items are bounded in items (`runtime.maxWorkItemCount`, 1024 by default) and bytes, each function with
+its own share (simcore.core.work_queue). With `BestEffort` a target whose share is full loses the message
+(counted); with `AllOrError` the whole publish fails when any function target is full, and nothing is
+delivered.
+
+A publish no subscription matches is counted in one of two ways. The shadow service's own outcome topics
+(`.../update/accepted`, `.../delta`, `.../documents` ... published for every request, whether anyone listens,
+as AWS IoT publishes them) are `unrouted_no_subscription`: nothing was meant to receive them, nothing is lost.
+Any other source's (a Lambda's, the cloud's, a connector's) is `dropped_unmatched`: a message someone sent
+that reached no one.
 """
 
 from __future__ import annotations
@@ -85,6 +92,7 @@ class Router:
         self._lock = threading.Lock()
         self.routed = 0
         self.dropped_unmatched = 0
+        self.unrouted_no_subscription = 0
         self.dropped_queue_full = 0
         self.undeliverable = 0
         self.per_target: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -132,8 +140,11 @@ class Router:
         outcome.matched = len(targets)
         if not targets:
             with self._lock:
-                self.dropped_unmatched += 1
-            log.debug("No subscription matches %s on %r: message dropped", source, topic)
+                if source == SHADOW_SERVICE:
+                    self.unrouted_no_subscription += 1
+                else:
+                    self.dropped_unmatched += 1
+            log.debug("No subscription matches %s on %r: message not routed", source, topic)
             return outcome
         function_targets = [t for t in targets if t in self._functions]
         other_targets = [t for t in targets if t not in self._functions]
@@ -209,11 +220,13 @@ class Router:
         self.route(SHADOW_SERVICE, topic, payload, BEST_EFFORT)
 
     def counters(self) -> dict[str, Any]:
-        """A snapshot: routed, dropped_unmatched, dropped_queue_full, undeliverable, queued, per_target."""
+        """A snapshot: routed, dropped_unmatched, unrouted_no_subscription, dropped_queue_full, undeliverable,
+        queued, per_target."""
         with self._lock:
             return {
                 "routed": self.routed,
                 "dropped_unmatched": self.dropped_unmatched,
+                "unrouted_no_subscription": self.unrouted_no_subscription,
                 "dropped_queue_full": self.dropped_queue_full,
                 "undeliverable": self.undeliverable,
                 "queued": len(self.work_queue),

@@ -8,16 +8,29 @@
 - A worker that dies holding an item (a crash, `kill -9`) gets the item back at the front of its queue; an
   item that has been held by `max_attempts` dying workers is a poison message: set aside, counted, logged,
   and its caller answered `Unhandled`.
+- A function whose workers fail `max_failed_starts` times in a row before they ever ask for work (the
+  interpreter cannot run, the handler cannot be imported, the process cannot be started) is marked failed:
+  it is not started again until the core restarts, and its queued work, and any that arrives later, is set
+  aside as poison with that reason (in the status), never left waiting for a worker that will not come.
 - `MemorySize` is enforced by polling the RSS of the worker's process tree in /proc: over the limit, the tree
   is killed, the real core's "Worker consumed all allocated memory!" line is logged and the item fails
   `Unhandled`. On-demand work also gets its `Timeout` enforced by a kill.
 - stdout and stderr go, line by line, to the function's log file in the core's line format.
+- A worker's state (in the status): `starting` from its process's creation until its runtime reports, on a pipe
+  the core passes it (`SIMCORE_STATE_FD`), that it has begun importing the handler's module; then `running`
+  while module-level code runs (a pinned function whose module code never returns stays `running`, as a v1
+  core counts a pinned function running once its process is up); `idle` while it waits for work, `busy` while
+  it handles an item, `stopping` once the core is ending it. A function whose worker died keeps its last
+  exit and its last error: the newest ERROR/FATAL line its log got from that worker (a traceback's last
+  line), read from the end of the log (bounded), or the core's kill message.
 - Interpreters: `simcore.core.interpreters`. The process environment: `simcore.core.environment`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -31,12 +44,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from simcore.core.environment import function_environment
+from simcore.core.identity import check_reachable
 from simcore.core.interpreters import resolve_interpreter
 from simcore.core.isolation import LaunchPlanner, off_planner
-from simcore.core.logs import LogSinks
+from simcore.core.logs import LogSinks, last_error_line
 from simcore.core.processes import children_by_parent, signal_tree, start_pump, tree_rss_kb
 from simcore.core.work_queue import WorkItem, WorkQueue
-from simcore.errors import RuntimeConfigError
+from simcore.defaults import DEFAULT_MAX_FAILED_STARTS
+from simcore.errors import SimcoreError
 from simcore.group import Function, Group
 from simcore.paths import LAMBDA_RUNTIME, LAMBDA_SIDE_DIR
 
@@ -76,6 +91,9 @@ class WorkerSettings:
     tree_scan_s: float = 0.5
     stop_grace_s: float = 3.0
     poison_kept: int = 100
+    # How long a dead worker's output may take to reach its log before its last error is read from it.
+    output_drain_s: float = 1.0
+    max_failed_starts: int = DEFAULT_MAX_FAILED_STARTS
 
 
 @dataclass(eq=False)
@@ -87,24 +105,52 @@ class Worker:
     token: str
     process: subprocess.Popen
     started_at: float
+    started_wall: float = 0.0  # time.time() at start: the log lines this worker wrote are not older
+    state_fd: int | None = None  # read end of the pipe the runtime reports its import start on
+    importing: bool = False  # the runtime began importing the handler's module
     current: WorkItem | None = None
     waiting_since: float | None = None
     served: int = 0
     kill_reason: str | None = None
     retiring: bool = False
     dead: bool = False
+    asked_for_work: bool = False
     pumps: list[threading.Thread] = field(default_factory=list)
 
     @property
     def state(self) -> str:
-        """starting, idle, busy, stopping or dead."""
+        """starting, running, idle, busy, stopping or dead (the module docstring says when each holds)."""
         if self.dead:
             return "dead"
         if self.kill_reason or self.retiring:
             return "stopping"
         if self.current is not None:
             return "busy"
-        return "idle" if self.waiting_since is not None else "starting"
+        if self.waiting_since is not None:
+            return "idle"
+        return "running" if self.importing or self.served else "starting"
+
+    def read_state_pipe(self) -> None:
+        """Take what the runtime reported on its state pipe (never blocks); close the pipe at its end."""
+        if self.state_fd is None:
+            return
+        try:
+            data = os.read(self.state_fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if b"i" in data:
+            self.importing = True
+        if not data or self.importing:
+            self.close_state_pipe()
+
+    def close_state_pipe(self) -> None:
+        """Close the read end of the state pipe, once."""
+        if self.state_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.state_fd)
+            self.state_fd = None
 
 
 @dataclass(eq=False)
@@ -123,6 +169,9 @@ class FunctionWorkers:
     timeouts: int = 0
     poison: int = 0
     last_exit: str | None = None
+    last_error: str | None = None
+    failed_starts: int = 0
+    failed: str | None = None
 
     def live(self) -> list[Worker]:
         """Workers not yet dead."""
@@ -138,6 +187,7 @@ class PoisonMessage:
     subject: str | None
     attempts: int
     payload_bytes: int
+    reason: str = "killed its worker"
 
 
 class WorkerManager:
@@ -184,7 +234,8 @@ class WorkerManager:
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     def check_launch(self) -> None:
-        """Plan every function's launch and environment once: RuntimeConfigError names what cannot run."""
+        """Plan every function's launch and environment once: RuntimeConfigError names what cannot run, and
+        StartError an identity the host lacks, root that is not allowed, or files that identity cannot read."""
         for pool in self.pools.values():
             launch = self.launch_planner(pool.function)
             function_environment(
@@ -195,6 +246,9 @@ class WorkerManager:
                 runtime_dir=LAMBDA_SIDE_DIR,
                 env_rewrites=launch.env_rewrites,
             )
+            if launch.identity is not None:
+                code_dir = Path(self.code_dirs.get(pool.function.arn, pool.function.code_dir))
+                check_reachable(launch.identity, pool.interpreter, LAMBDA_RUNTIME, code_dir, pool.function.name)
 
     def start(self) -> None:
         """Start every pinned function's worker and the monitor."""
@@ -238,6 +292,9 @@ class WorkerManager:
         if worker is None or worker.dead or worker.function.arn != caller.function_arn:
             return None
         with self._lock:
+            if not worker.asked_for_work:
+                worker.asked_for_work = True
+                self.pools[worker.function.arn].failed_starts = 0
             # Idle time counts from the first empty poll, not from each re-poll.
             if worker.waiting_since is None:
                 worker.waiting_since = time.monotonic()
@@ -274,6 +331,9 @@ class WorkerManager:
         function = pool.function
         worker_id = uuid.uuid4().hex[:12]
         token = self.tokens.issue(function.arn, worker_id)
+        state_read, state_write = os.pipe()
+        os.set_blocking(state_read, False)
+        started_wall = time.time()
         try:
             launch = self.launch_planner(function)
             code_dir = Path(self.code_dirs.get(function.arn, function.code_dir))
@@ -285,6 +345,7 @@ class WorkerManager:
                 runtime_dir=LAMBDA_SIDE_DIR,
                 code_dir=code_dir,
                 env_rewrites=launch.env_rewrites,
+                state_fd=state_write,
             )
             argv = [*launch.argv_prefix, pool.interpreter, str(LAMBDA_RUNTIME), "--handler", function.handler]
             process = subprocess.Popen(
@@ -297,16 +358,24 @@ class WorkerManager:
                 start_new_session=True,
                 user=launch.uid,
                 group=launch.gid,
+                pass_fds=(state_write,),
+                # Root's supplementary groups must not follow it into the Lambda; its resources' groups do.
+                extra_groups=list(launch.extra_groups) if launch.uid is not None or launch.gid is not None else None,
             )
-        except (OSError, RuntimeConfigError) as error:
+        except (OSError, SimcoreError) as error:
+            os.close(state_read)
             self.tokens.revoke(token)
             pool.consecutive_failures += 1
             pool.next_start_at = time.monotonic() + self._backoff(pool)
             message = f"Cannot start a worker for {function.arn}: {error}"
+            pool.last_error = message
             log.error(message)
             self._system(message, "ERROR")
+            self._failed_start(pool, str(error))
             return None
-        worker = Worker(worker_id, function, token, process, time.monotonic())
+        finally:
+            os.close(state_write)  # the worker has its own copy; once it closes that, the core reads EOF
+        worker = Worker(worker_id, function, token, process, time.monotonic(), started_wall, state_read)
         sink = self.log_sinks.function_log(function)
         worker.pumps = [
             start_pump(process.stdout, sink, "INFO", f"{function.name}-out"),
@@ -352,12 +421,18 @@ class WorkerManager:
         for worker in [w for pool in self.pools.values() for w in pool.live()]:
             if worker.process.poll() is not None:
                 self._handle_exit(worker)
+            else:
+                with self._lock:
+                    worker.read_state_pipe()
         self._enforce_memory()
         now = time.monotonic()
         pending = self.work_queue.pending_by_function()
         on_demand_live = sum(len(p.live()) for p in self.pools.values() if not p.function.pinned)
         for pool in self.pools.values():
             live = pool.live()
+            if pool.failed is not None:
+                self._set_aside_queued(pool)
+                continue
             if pool.function.pinned:
                 if not live and now >= pool.next_start_at:
                     self._spawn(pool)
@@ -414,6 +489,7 @@ class WorkerManager:
                 return
             worker.kill_reason = reason
         signal_tree(worker.process, signal.SIGKILL)
+        self.pools[worker.function.arn].last_error = message
         self._system(message, "ERROR")
         self._function_line(worker.function, "ERROR", message)
         if item is not None and item.result is not None:
@@ -428,6 +504,7 @@ class WorkerManager:
             self._by_id.pop(worker.id, None)
             pool = self.pools[worker.function.arn]
             pool.workers.remove(worker)
+            worker.close_state_pipe()
         self.tokens.revoke(worker.token)
         code = worker.process.wait()
         reason = worker.kill_reason
@@ -443,12 +520,24 @@ class WorkerManager:
             pool.crashes += 1
             message = f"Worker {worker.id} (pid {worker.process.pid}) of {worker.function.arn} exited with code {code}"
             self._system(message, "ERROR")
+            pool.last_error = self._last_error_of(worker)
             if item is not None:
                 self._retry_or_set_aside(pool, item)
+            if not worker.asked_for_work and uptime < self.settings.healthy_after_s:
+                said = f": {pool.last_error}" if pool.last_error else ""
+                self._failed_start(pool, f"exited with code {code} before it asked for work{said}")
         if uptime >= self.settings.healthy_after_s:
             pool.consecutive_failures = 0
         pool.consecutive_failures += 1
         pool.next_start_at = time.monotonic() + self._backoff(pool)
+
+    def _last_error_of(self, worker: Worker) -> str | None:
+        """The last error line the dead `worker` left in its function's log, once its output has drained."""
+        deadline = time.monotonic() + self.settings.output_drain_s
+        for pump in worker.pumps:
+            # A pump ends at its pipe's EOF; a child the worker left behind may hold the pipe open longer.
+            pump.join(timeout=max(0.0, deadline - time.monotonic()))
+        return last_error_line(self.log_sinks.function_log(worker.function), worker.started_wall)
 
     def _retry_or_set_aside(self, pool: FunctionWorkers, item: WorkItem) -> None:
         item.attempts += 1
@@ -467,13 +556,50 @@ class WorkerManager:
         if item.result is not None:
             item.result.fail_unhandled(f"The function's worker died {item.attempts} times handling this request")
 
+    def _failed_start(self, pool: FunctionWorkers, why: str) -> None:
+        """Count a start that failed; at `max_failed_starts` in a row, mark the function failed and set its
+        queued work aside (a crash loop ends here instead of restarting forever)."""
+        with self._lock:
+            pool.failed_starts += 1
+            if pool.failed is not None or pool.failed_starts < self.settings.max_failed_starts:
+                return
+            pool.failed = (
+                f"{pool.failed_starts} starts in a row failed before the worker asked for work (last: {why}); "
+                "not started again until the core restarts: fix its Runtime interpreter or handler "
+                "(see its log) and restart"
+            )
+        message = f"Function {pool.function.arn} failed: {pool.failed}"
+        log.error(message)
+        self._system(message, "ERROR")
+        self._function_line(pool.function, "ERROR", message)
+        self._set_aside_queued(pool)
+
+    def _set_aside_queued(self, pool: FunctionWorkers) -> None:
+        """Every item queued for a failed function, set aside as poison with the function's failure as reason."""
+        for item in self.work_queue.drain(pool.function.arn):
+            pool.poison += 1
+            self.poison_messages.append(PoisonMessage(
+                item.function_arn, item.invocation_id, item.subject, item.attempts, len(item.payload),
+                reason=f"function failed: {pool.failed}",
+            ))
+            message = (
+                f"Poison message set aside: invocation {item.invocation_id} of {item.function_arn}"
+                f"{' on ' + item.subject if item.subject else ''}: the function failed to start"
+            )
+            log.error(message)
+            self._system(message, "ERROR")
+            if item.result is not None:
+                item.result.fail_unhandled(f"The function failed to start: {pool.failed}")
+
     # -- status and logs ---------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Per function: pinned, interpreter, workers (pid, state), restarts, crashes, kills, poison."""
+        """Per function: pinned, interpreter, workers (pid, state), restarts, crashes, kills, poison, last error."""
         with self._lock:
             functions = {}
             for arn, pool in self.pools.items():
+                for worker in pool.live():
+                    worker.read_state_pipe()
                 functions[arn] = {
                     "name": pool.function.name,
                     "pinned": pool.function.pinned,
@@ -496,6 +622,9 @@ class WorkerManager:
                     "timeouts": pool.timeouts,
                     "poison": pool.poison,
                     "last_exit": pool.last_exit,
+                    "last_error": pool.last_error,
+                    "failed_starts": pool.failed_starts,
+                    "failed": pool.failed,
                 }
             return {"functions": functions, "poison_messages": [vars(p) for p in self.poison_messages]}
 

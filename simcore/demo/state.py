@@ -281,7 +281,11 @@ class DemoState:
 
 
 def _core_counters(status: dict) -> dict:
-    """The few core counters the views show: routed/dropped messages, spooler depth, sync state."""
+    """The few core counters the views show: routed/unrouted/dropped messages, spooler depth, sync state.
+
+    `dropped` counts only losses (a publish no subscription matched, a full queue); the shadow service's outcome
+    topics nobody subscribed to are `unrouted_no_subscription`, apart: nothing was meant to receive them.
+    """
     router = status.get("router") or {}
     cloud = status.get("cloud") or {}
     sync = status.get("shadow_sync") or {}
@@ -290,6 +294,7 @@ def _core_counters(status: dict) -> dict:
         "dropped": (sum(int(router.get(key) or 0) for key in ("dropped_unmatched", "dropped_queue_full"))
                     if router else None),
         "dropped_unmatched": router.get("dropped_unmatched"),
+        "unrouted_no_subscription": router.get("unrouted_no_subscription"),
         "dropped_queue_full": router.get("dropped_queue_full"),
         "undeliverable": router.get("undeliverable"),
         "cloud_state": cloud.get("state"),

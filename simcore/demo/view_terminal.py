@@ -1,5 +1,5 @@
 """The demo's live terminal view (rich): latest reading, P(rain) against observed rain, shadow versions,
-messages routed and dropped, spooler depth, and a progress bar over the replay.
+messages routed, unrouted (no subscription) and dropped, spooler depth, and a progress bar over the replay.
 
 On a terminal it redraws in place; when the output is not a terminal (CI, a pipe) it prints one plain
 progress line every few seconds instead, so logs stay readable.
@@ -88,7 +88,8 @@ class TerminalView:
         snapshot_core = self.state.latest()["core"]
         return (f"replay {progress['records_done']}/{progress['total_records']} records; "
                 f"{progress['readings_written']} readings written, {progress['predictions_received']} predictions "
-                f"received; routed {_or_dash(snapshot_core['routed'])}, dropped {_or_dash(snapshot_core['dropped'])}, "
+                f"received; routed {_or_dash(snapshot_core['routed'])}, unrouted (no subscription) "
+                f"{_or_dash(snapshot_core['unrouted_no_subscription'])}, dropped {_or_dash(snapshot_core['dropped'])}, "
                 f"spooled {_or_dash(snapshot_core['spooled'])}")
 
     def render(self) -> Group:
@@ -164,8 +165,9 @@ class TerminalView:
         table.add_row("readings written", str(progress["readings_written"]))
         table.add_row("predictions (cloud)", str(progress["predictions_received"]))
         table.add_row("routed", _or_dash(core["routed"]))
-        # Unmatched: topics nobody subscribed to (e.g. shadow update/accepted), dropped as a v1 core does.
-        table.add_row("dropped: no subscriber", _or_dash(core["dropped_unmatched"]))
+        # Shadow outcome topics nobody subscribed to (e.g. update/accepted) are not a loss: shown apart.
+        table.add_row("unrouted: no subscription", _or_dash(core["unrouted_no_subscription"]))
+        table.add_row("dropped: unmatched", _or_dash(core["dropped_unmatched"]))
         table.add_row("dropped: queue full", _or_dash(core["dropped_queue_full"]))
         table.add_row("cloud link", _or_dash(core["cloud_state"]))
         table.add_row("spooler depth", _or_dash(core["spooled"]))

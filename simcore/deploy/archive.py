@@ -16,7 +16,13 @@ Tar members are then extracted with tarfile's `filter='data'`, which re-checks e
 folder as it is on disk while extracting.
 
 Default limits (`ExtractionLimits()`): 10,000 members, 1 GiB per member, 2 GiB in total, ratio 200
-for members above 1 MiB. A model for a Greengrass core is far below all of them.
+for members above 1 MiB. A model for a Greengrass core is far below all of them. A function's code is held
+to AWS Lambda's 250 MB unzipped (`simcore.deploy.deployment.CODE_LIMITS`).
+
+The archive itself must be a regular file: a FIFO, a device (`/dev/zero`) or a socket is refused before it is
+opened, and the open does not wait (`open_regular_file`). Folders (`copy_folder`, for model folders and code
+folders) follow the same rules, and their sizes are counted on the bytes as they are copied, so a copy stops
+at the limit rather than finding it passed afterwards.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from simcore.errors import DeployError
 
@@ -47,6 +55,8 @@ class ExtractionLimits:
     max_total_bytes: int = 2 * GiB
     max_ratio: int = 200
     ratio_floor_bytes: int = 1 * MiB
+    # Whose limit `max_total_bytes` is, said in the refusal (AWS Lambda's for function code).
+    total_limit: str = ""
 
 
 DEFAULT_LIMITS = ExtractionLimits()
@@ -60,18 +70,47 @@ class ExtractionResult:
     total_bytes: int
 
 
+def open_regular_file(path: Path) -> BinaryIO:
+    """`path` opened for reading when it is a regular file; DeployError for a FIFO, a device or a socket.
+
+    Checked before the open (opening a FIFO waits for a writer; `/dev/zero` never ends) and again on the open
+    file, which is opened without waiting (O_NONBLOCK), so a path swapped in between cannot get through either.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise DeployError(f"{path} is not a regular file (a FIFO, device or socket?)", location=str(path))
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise DeployError(f"cannot read {path}: {error.strerror}", location=str(path)) from None
+    stream = os.fdopen(descriptor, "rb")
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        stream.close()
+        raise DeployError(f"{path} is not a regular file", location=str(path))
+    os.set_blocking(descriptor, True)
+    return stream
+
+
 def archive_format(path: Path) -> str | None:
     """ "zip", "tar" (plain or compressed) or None, from the file's content rather than its name."""
-    with open(path, "rb") as stream:
-        magic = stream.read(6)
+    with open_regular_file(path) as stream:
+        return _stream_format(stream)
+
+
+def _stream_format(stream: BinaryIO) -> str | None:
+    stream.seek(0)
+    magic = stream.read(6)
+    stream.seek(0)
     if magic[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
         return "zip"
     if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic == b"\xfd7zXZ\x00":
         return "tar"
     try:
-        return "tar" if tarfile.is_tarfile(path) else None
-    except OSError:
+        with tarfile.open(fileobj=stream, mode="r:"):
+            return "tar"
+    except (tarfile.TarError, OSError, EOFError):
         return None
+    finally:
+        stream.seek(0)
 
 
 def extract_archive(archive: Path, destination: Path, limits: ExtractionLimits = DEFAULT_LIMITS) -> ExtractionResult:
@@ -80,18 +119,22 @@ def extract_archive(archive: Path, destination: Path, limits: ExtractionLimits =
     destination = Path(destination)
     if destination.exists():
         raise DeployError(f"extraction destination already exists: {destination}")
-    kind = archive_format(archive)
-    if kind is None:
-        raise DeployError(f"{archive.name} is not a tar or zip archive", location=str(archive))
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    try:
-        result = _extract_tar(archive, staging, limits) if kind == "tar" else _extract_zip(archive, staging, limits)
-        os.chmod(staging, 0o755)  # mkdtemp made it 0700; functions running as other users must read it
-        os.replace(staging, destination)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with open_regular_file(archive) as stream:
+        kind = _stream_format(stream)
+        if kind is None:
+            raise DeployError(f"{archive.name} is not a tar or zip archive", location=str(archive))
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+        try:
+            if kind == "tar":
+                result = _extract_tar(archive, stream, staging, limits)
+            else:
+                result = _extract_zip(archive, stream, staging, limits)
+            os.chmod(staging, 0o755)  # mkdtemp made it 0700; functions running as other users must read it
+            os.replace(staging, destination)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return result
 
 
@@ -173,16 +216,27 @@ class _SizeBudget:
     def take(self, member_name: str, size: int) -> None:
         """Count one member's size; DeployError naming it when it breaks either limit."""
         if size > self.limits.max_member_bytes:
-            limit = self.limits.max_member_bytes
-            raise _refuse(self.archive, member_name, f"{size} bytes, above the {limit}-byte limit")
+            raise _refuse(self.archive, member_name, _beyond_member(self.limits, f"{size} bytes"))
         self.total += size
         if self.total > self.limits.max_total_bytes:
-            raise _refuse(self.archive, member_name, f"archive expands beyond {self.limits.max_total_bytes} bytes")
+            raise _refuse(self.archive, member_name, _beyond_total(self.limits, "archive expands"))
 
 
-def _extract_tar(archive: Path, staging: Path, limits: ExtractionLimits) -> ExtractionResult:
+def _beyond_member(limits: ExtractionLimits, what: str) -> str:
+    # A member limit as large as the total is the same limit (code: AWS Lambda's), so it is named the same way.
+    same_limit = limits.total_limit and limits.max_member_bytes >= limits.max_total_bytes
+    whose = f": {limits.total_limit}" if same_limit else ""
+    return f"{what}, above the {limits.max_member_bytes}-byte limit{whose}"
+
+
+def _beyond_total(limits: ExtractionLimits, what: str) -> str:
+    whose = f": {limits.total_limit}" if limits.total_limit else ""
+    return f"{what} beyond {limits.max_total_bytes} bytes{whose}"
+
+
+def _extract_tar(archive: Path, stream: BinaryIO, staging: Path, limits: ExtractionLimits) -> ExtractionResult:
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with tarfile.open(fileobj=stream, mode="r:*") as tar:
             members = _checked_tar_members(archive, tar, limits)
             try:
                 tar.extractall(staging, members=members, filter="data")
@@ -258,9 +312,9 @@ def _zip_name_length(info: zipfile.ZipInfo) -> int:
         return len(info.orig_filename.encode("utf-8"))
 
 
-def _extract_zip(archive: Path, staging: Path, limits: ExtractionLimits) -> ExtractionResult:
+def _extract_zip(archive: Path, stream: BinaryIO, staging: Path, limits: ExtractionLimits) -> ExtractionResult:
     try:
-        with zipfile.ZipFile(archive) as zipped:
+        with zipfile.ZipFile(stream) as zipped:
             infos = zipped.infolist()
             link_targets = _check_zip_members(archive, zipped, infos, limits)
             return _write_zip_members(archive, zipped, infos, link_targets, staging, limits)
@@ -362,8 +416,10 @@ def _write_zip_members(
             while chunk := stream.read(_COPY_CHUNK):
                 written += len(chunk)
                 # The central directory may lie about sizes: count what is really written.
-                if written > info.file_size or total + written > limits.max_total_bytes:
-                    raise _refuse(archive, info.filename, "expands beyond its declared size or the total limit")
+                if written > info.file_size:
+                    raise _refuse(archive, info.filename, "expands beyond its declared size")
+                if total + written > limits.max_total_bytes:
+                    raise _refuse(archive, info.filename, _beyond_total(limits, "archive expands"))
                 output.write(chunk)
         mode = (info.external_attr >> 16) & 0o777
         os.chmod(target, 0o755 if mode & 0o100 else 0o644)
@@ -372,46 +428,89 @@ def _write_zip_members(
     return ExtractionResult(files=files, total_bytes=total)
 
 
-def copy_model_folder(source: Path, destination: Path, limits: ExtractionLimits = DEFAULT_LIMITS) -> ExtractionResult:
-    """Copy a model folder with the archive rules: no links out of it, no special files, the same limits."""
+def copy_folder(
+    source: Path,
+    destination: Path,
+    limits: ExtractionLimits = DEFAULT_LIMITS,
+    *,
+    ignore: Callable[[str, list[str]], set[str]] | None = None,
+) -> ExtractionResult:
+    """Copy a folder with the archive rules: no links out of it, no special files, the same limits.
+
+    Sizes are counted on the bytes as they are copied, so the copy stops at the limit (a file that grows
+    while it is read, a tree far larger than allowed), not after it. `ignore` is `shutil.ignore_patterns`'s kind.
+    """
     source = Path(source).resolve()
     destination = Path(destination)
     if destination.exists():
         raise DeployError(f"copy destination already exists: {destination}")
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    files = 0
-    total = 0
+    copied = _FolderCopy(source, staging, limits)
     try:
         for folder, directory_names, file_names in os.walk(source):
+            ignored = ignore(folder, directory_names + file_names) if ignore else set()
+            directory_names[:] = [name for name in directory_names if name not in ignored]
             relative_folder = Path(folder).relative_to(source)
-            for entry_name in sorted(directory_names + file_names):
-                entry = Path(folder) / entry_name
-                relative = (relative_folder / entry_name).as_posix()
-                if files + 1 > limits.max_members:
-                    raise _refuse(source, relative, f"more than {limits.max_members} members")
-                entry_stat = entry.lstat()
-                if stat.S_ISLNK(entry_stat.st_mode):
-                    link = os.readlink(entry)
-                    resolved = os.path.realpath(entry)
-                    if os.path.isabs(link) or os.path.commonpath([str(source), resolved]) != str(source):
-                        raise _refuse(source, relative, f"symbolic link to {link!r} leaves the folder")
-                    (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(link, staging / relative)
-                elif stat.S_ISDIR(entry_stat.st_mode):
-                    (staging / relative).mkdir(parents=True, exist_ok=True)
-                elif stat.S_ISREG(entry_stat.st_mode):
-                    total += entry_stat.st_size
-                    if entry_stat.st_size > limits.max_member_bytes or total > limits.max_total_bytes:
-                        raise _refuse(source, relative, "above the size limits")
-                    (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(entry, staging / relative, follow_symlinks=False)
-                    files += 1
-                else:
-                    raise _refuse(source, relative, "device file, FIFO or other special file")
+            for entry_name in sorted(set(directory_names + file_names) - ignored):
+                copied.entry(Path(folder) / entry_name, (relative_folder / entry_name).as_posix())
         os.chmod(staging, 0o755)
         os.replace(staging, destination)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ExtractionResult(files=files, total_bytes=total)
+    return ExtractionResult(files=copied.files, total_bytes=copied.total)
+
+
+def copy_model_folder(source: Path, destination: Path, limits: ExtractionLimits = DEFAULT_LIMITS) -> ExtractionResult:
+    """A model folder copied by `copy_folder`'s rules."""
+    return copy_folder(source, destination, limits)
+
+
+class _FolderCopy:
+    """One folder copy in progress: what it has written so far, checked against the limits as it goes."""
+
+    def __init__(self, source: Path, staging: Path, limits: ExtractionLimits):
+        self.source, self.staging, self.limits = source, staging, limits
+        self.files = 0
+        self.entries = 0
+        self.total = 0
+
+    def _refuse(self, relative: str, why: str) -> DeployError:
+        return DeployError(f"{relative!r} in {self.source}: {why}", location=str(self.source / relative))
+
+    def entry(self, entry: Path, relative: str) -> None:
+        """Copy one folder entry (a folder, a file or a link inside the tree); refuse anything else."""
+        self.entries += 1
+        if self.entries > self.limits.max_members:
+            raise self._refuse(relative, f"more than {self.limits.max_members} members")
+        target = self.staging / relative
+        entry_stat = entry.lstat()
+        if stat.S_ISLNK(entry_stat.st_mode):
+            link = os.readlink(entry)
+            resolved = os.path.realpath(entry)
+            if os.path.isabs(link) or os.path.commonpath([str(self.source), resolved]) != str(self.source):
+                raise self._refuse(relative, f"symbolic link to {link!r} leaves the folder")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(link, target)
+        elif stat.S_ISDIR(entry_stat.st_mode):
+            target.mkdir(parents=True, exist_ok=True)
+        elif stat.S_ISREG(entry_stat.st_mode):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._copy_file(entry, target, relative)
+            shutil.copystat(entry, target)
+            self.files += 1
+        else:
+            raise self._refuse(relative, "device file, FIFO or other special file")
+
+    def _copy_file(self, entry: Path, target: Path, relative: str) -> None:
+        written = 0
+        with open_regular_file(entry) as stream, open(target, "xb") as output:
+            while chunk := stream.read(_COPY_CHUNK):
+                written += len(chunk)
+                self.total += len(chunk)
+                if written > self.limits.max_member_bytes:
+                    raise self._refuse(relative, _beyond_member(self.limits, f"over {written - len(chunk)} bytes"))
+                if self.total > self.limits.max_total_bytes:
+                    raise self._refuse(relative, _beyond_total(self.limits, "the folder holds"))
+                output.write(chunk)

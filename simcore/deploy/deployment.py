@@ -33,15 +33,17 @@ import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from simcore.core_config import CoreConfig, write_core_config
+from simcore.defaults import LAMBDA_CODE_UNZIPPED_MAX_BYTES
 from simcore.deploy.archive import (
     DEFAULT_LIMITS,
     ExtractionLimits,
     archive_format,
+    copy_folder,
     copy_model_folder,
     extract_archive,
 )
@@ -62,9 +64,19 @@ from simcore.group import (
     Group,
     Resource,
 )
+from simcore.private import private_dir
 from simcore.template.loader import resolve_template
 
 _CODE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+# A function's code may expand to what AWS Lambda takes: 250 MB unzipped, counted as it is copied.
+CODE_LIMITS = ExtractionLimits(
+    max_member_bytes=LAMBDA_CODE_UNZIPPED_MAX_BYTES,
+    max_total_bytes=LAMBDA_CODE_UNZIPPED_MAX_BYTES,
+    total_limit=(
+        "AWS Lambda takes at most 250 MB of code unzipped "
+        f"(\"Unzipped size must be smaller than {LAMBDA_CODE_UNZIPPED_MAX_BYTES} bytes\")"
+    ),
+)
 
 
 # -- deploy -----------------------------------------------------------------------------------------
@@ -114,14 +126,19 @@ def deploy(
     secrets_endpoint_url: str | None = None,
     secrets_file: str | Path | None = None,
     limits: ExtractionLimits = DEFAULT_LIMITS,
+    code_limits: ExtractionLimits = CODE_LIMITS,
     keep: int = 3,
+    runtime_check: Callable[[Group], Sequence[str]] | None = None,
     **template_kw: Any,
 ) -> Deployment:
     """Build a new deployment of the group in `template_path` under `root` and make it current.
 
     `template_kw` goes to `simcore.template.loader.load_group` (region, account_id, stack_name).
     Secret resources come from Secrets Manager (`secrets_endpoint_url`) or from `secrets_file` /
-    `SIMCORE_SECRETS_FILE` (see `simcore.deploy.secrets`).
+    `SIMCORE_SECRETS_FILE` (see `simcore.deploy.secrets`). Functions' code is held to `code_limits` (AWS
+    Lambda's 250 MB unzipped), ML resources to `limits`. `runtime_check` (the CLI passes
+    `simcore.core.interpreters.check_runtimes`) refuses a Runtime no interpreter here serves; its warnings
+    join the deployment's.
     Raises `TemplateError` for a bad template, `DeployError` when code or resources cannot be placed;
     either way `deployments/status.json` records the failure and `current` is unchanged.
     """
@@ -152,6 +169,8 @@ def deploy(
                 template_kw,
                 secrets_endpoint_url=secrets_endpoint_url,
                 secrets_file=secrets_file,
+                code_limits=code_limits,
+                runtime_check=runtime_check,
             )
             final = _make_current(root, staging, number)
         except SimcoreError as error:
@@ -194,18 +213,22 @@ def _build(
     *,
     secrets_endpoint_url: str | None = None,
     secrets_file: str | Path | None = None,
+    code_limits: ExtractionLimits = CODE_LIMITS,
+    runtime_check: Callable[[Group], Sequence[str]] | None = None,
 ) -> tuple[str, ...]:
     """Fill `staging` with the whole deployment; returns its warnings."""
     loaded = resolve_template(template_path, parameters, **template_kw)
     group = loaded.group
+    runtime_warnings = list(runtime_check(group)) if runtime_check else []
     staging.mkdir(parents=True)
     for log_folder in ("system", "user"):
-        (root / "var" / "log" / log_folder).mkdir(parents=True, exist_ok=True)
+        private_dir(root / "var" / "log" / log_folder)  # the core's alone: Lambdas run as another user
     (staging / "template").mkdir()
     shutil.copy2(template_path, staging / "template" / template_path.name)
 
-    deployed_functions, function_dirs = _place_functions(group.functions, staging, limits)
+    deployed_functions, function_dirs = _place_functions(group.functions, staging, code_limits)
     resource_dirs, warnings = _place_resources(group, staging, template_path.parent, s3_endpoint_url, limits)
+    warnings[:0] = runtime_warnings
     fetch_secrets(group, staging / SECRETS_DIR, endpoint_url=secrets_endpoint_url, secrets_file=secrets_file)
     warnings.extend(secret_warnings(group))
 
@@ -302,18 +325,33 @@ def _bucket_warning(resource: Resource) -> list[str]:
 
 
 def _place_code(function: Function, target: Path, limits: ExtractionLimits) -> None:
+    """The function's code folder copied, or its zip extracted, within `limits` (links out of the folder and
+    special files refused, as for a model folder)."""
     source = function.code_dir
     try:
         if source.is_dir():
-            shutil.copytree(source, target, ignore=_CODE_IGNORE)
+            copy_folder(source, target, limits, ignore=_CODE_IGNORE)
         elif archive_format(source) == "zip":
             extract_archive(source, target, limits)
         else:
             raise DeployError(f"function {function.id}: code {source} is neither a folder nor a zip file")
-    except DeployError:
-        raise
+    except DeployError as error:
+        if error.message.startswith(f"function {function.id}:"):
+            raise
+        raise DeployError(f"function {function.id}: {error.message}", location=error.location) from None
     except (OSError, shutil.Error) as error:
         raise DeployError(f"function {function.id}: cannot copy code from {source}: {error}") from None
+    _readable_by_lambdas(target)
+
+
+def _readable_by_lambdas(folder: Path) -> None:
+    """Folders 0755, files 0644 (0755 if executable): the Lambda runs as another user (ggc_user) than the core,
+    and a copy keeps the source's modes (a 0700 temporary folder, a 0600 file from an editor)."""
+    for path in (folder, *folder.rglob("*")):
+        if path.is_symlink():
+            continue
+        executable = path.is_dir() or path.stat().st_mode & 0o111
+        os.chmod(path, 0o755 if executable else 0o644)
 
 
 def _place_model(resource: Resource, source: Path, target: Path, limits: ExtractionLimits) -> None:

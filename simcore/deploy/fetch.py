@@ -8,7 +8,9 @@ its `ModelArtifacts.S3ModelArtifacts` is fetched from S3. Errors name the resour
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -46,9 +48,7 @@ def fetch_model(
     uri = sagemaker_model_uri(resource, region) if resource.kind == "ml_sagemaker" else resource.source
     local = local_source(uri, template_dir)
     if local is not None:
-        if not local.exists():
-            raise DeployError(f"resource {resource.id}: model source {uri!r} does not exist ({local})")
-        return local
+        return _checked_local(resource, uri, local)
     if uri.startswith("s3://"):
         return download_s3(
             uri,
@@ -62,6 +62,33 @@ def fetch_model(
     raise DeployError(
         f"resource {resource.id}: unsupported model URI scheme {scheme!r} in {uri!r} (s3, file or a path)"
     )
+
+
+def _checked_local(resource: Resource, uri: str, local: Path) -> Path:
+    """`local` when it is a folder or a regular file; refused up front when it is a FIFO, a device or a socket
+    (`file:///dev/zero` would be read forever, a FIFO waits for a writer), before anything opens it."""
+    try:
+        mode = os.stat(local).st_mode
+    except FileNotFoundError:
+        raise DeployError(f"resource {resource.id}: model source {uri!r} does not exist ({local})") from None
+    except OSError as error:
+        raise DeployError(f"resource {resource.id}: cannot read model source {uri!r}: {error.strerror}") from None
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "special file")
+        raise DeployError(
+            f"resource {resource.id}: model source {uri!r} is a {kind}, not a regular file or folder; "
+            "a model is a tar or zip archive, or a folder",
+            location=str(local),
+        )
+    return local
+
+
+_SPECIAL_KINDS = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+)
 
 
 def download_s3(
@@ -87,8 +114,19 @@ def download_s3(
                 f"above the {max_bytes}-byte limit"
             )
         target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, key, str(target))
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+        written = 0
+        # Counted as it arrives: the object may have been replaced by a bigger one since the HEAD.
+        with open(target, "wb") as output:
+            while chunk := body.read(_DOWNLOAD_CHUNK):
+                written += len(chunk)
+                if written > max_bytes:
+                    raise DeployError(f"resource {resource_id}: {uri} is above the {max_bytes}-byte limit")
+                output.write(chunk)
     return target
+
+
+_DOWNLOAD_CHUNK = 1024 * 1024
 
 
 def sagemaker_model_uri(resource: Resource, default_region: str) -> str:

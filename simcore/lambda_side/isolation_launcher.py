@@ -10,6 +10,7 @@ SPEC is a JSON object:
   devices  [{"path": "/dev/...", "readonly": bool}]   local device resources, shown at their own path
   sysfs    bool: show the host's /sys (the function's AccessSysfs)
   uid, gid ints or null: the identity the Lambda runs as (dropped to after the mounts)
+  groups    list of ints (optional): its supplementary groups (a device's owning group, AutoAddGroupOwner)
 
 The new root is a tmpfs that holds one bind mount per entry of the host's `/`, so every host path still
 resolves; only the directories on the way to a target that does not exist on the host (e.g. `/` and `/ml` for
@@ -206,10 +207,10 @@ def enter_root(rootfs):
     os.chdir(working_dir if os.path.isdir(working_dir) else "/")
 
 
-def drop_privileges(uid, gid):
-    """Become the function's RunAs identity; supplementary groups are cleared, as for a setuid daemon."""
+def drop_privileges(uid, gid, groups=()):
+    """Become the function's RunAs identity; supplementary groups are only `groups` (root's never follow)."""
     if gid is not None:
-        os.setgroups([])
+        os.setgroups(list(groups))
         os.setgid(gid)
     if uid is not None:
         os.setuid(uid)
@@ -236,7 +237,7 @@ def main(argv):
     try:
         refuse_shared_namespace()
         enter_root(build_root(spec))
-        drop_privileges(spec.get("uid"), spec.get("gid"))
+        drop_privileges(spec.get("uid"), spec.get("gid"), spec.get("groups") or ())
         os.execvp(command[0], command)
     except (LaunchError, OSError) as error:
         sys.stderr.write("isolation_launcher: {}\n".format(error))

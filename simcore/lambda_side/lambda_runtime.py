@@ -9,6 +9,7 @@ Lambda's own interpreter and must never import simcore.
 
 import argparse
 import base64
+import contextlib
 import importlib
 import json
 import logging
@@ -19,6 +20,7 @@ import traceback
 
 ENCODING_JSON = "json"
 TIMEOUT_VARIABLE = "SIMCORE_FUNCTION_TIMEOUT_MS"
+STATE_FD_VARIABLE = "SIMCORE_STATE_FD"
 
 
 class CoreLineFormatter(logging.Formatter):
@@ -130,6 +132,25 @@ def encode_result(result, encoding_type):
     return json.dumps(result).encode("utf-8")
 
 
+def report_import_started():
+    """Tell the core (one byte on the pipe it passed in SIMCORE_STATE_FD) that the handler's import begins.
+
+    From then on the core shows the worker `running`, even if module-level code never returns. The pipe is
+    closed and the variable removed before the import, so the Lambda's code and its children never see either.
+    """
+    text = os.environ.pop(STATE_FD_VARIABLE, "")
+    if not text.isdigit():
+        return
+    descriptor = int(text)
+    try:
+        os.write(descriptor, b"i")
+    except OSError as error:
+        runtime_logger.debug("Could not report the import start to the core: %s", error)
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+
+
 def load_handler(handler_path):
     """Import `pkg.module` of `pkg.module.func` and return `func`."""
     module_name, _, function_name = handler_path.rpartition(".")
@@ -170,8 +191,28 @@ def serve(ipc, function_arn, handler, encoding_type, timeout_ms):
         ipc.post_work_result(function_arn, WorkItem(work.invocation_id, result, None))
 
 
+def hide_from_other_processes_of_this_user():
+    """Make this process non-dumpable (Linux `prctl(PR_SET_DUMPABLE, 0)`).
+
+    Functions that share a user (every one runs as `ggc_user` by default, as on a v1 core) could otherwise
+    read each other's `/proc/<pid>/environ`, which holds the worker's IPC token, and its memory. A
+    non-dumpable process's `/proc/<pid>` files belong to root, so only root reads them. Elsewhere: no-op.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(4, 0, 0, 0, 0) == 0  # 4: PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        return False
+
+
 def main(argv=None):
     """Entry point: parse `--handler`, import it, serve work."""
+    # First of all: the token in this process's environment is another function's way in.
+    hide_from_other_processes_of_this_user()
     parser = argparse.ArgumentParser(description="simcore's Greengrass v1 Python Lambda runtime")
     parser.add_argument("--handler", required=True, help="pkg.module.function")
     arguments = parser.parse_args(argv)
@@ -188,6 +229,7 @@ def main(argv=None):
 
     from greengrass_ipc_python_sdk.ipc_client import IPCClient, IPCException
 
+    report_import_started()
     try:
         handler = load_handler(arguments.handler)
     except Exception:

@@ -26,6 +26,7 @@ from simcore.defaults import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_STORAGE
 from simcore.deploy.record import Deployment
 from simcore.deploy.secrets import read_stored_secrets
 from simcore.group import CLOUD
+from simcore.private import private_dir
 from simcore.service.control import ControlServer
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class RunOptions:
 
     `max_work_items` and `shadow_sync_timeout_s` left None come from that config.json's
     `runtime.maxWorkItemCount` and `system.shadowSyncTimeout`, else from simcore.defaults.
+    `allow_functions_to_run_as_root` left None comes from `runtime.allowFunctionsToRunAsRoot` of that
+    config.json, else of the deployment's own `config/config.json` (absent: no, as on a v1 core).
     """
 
     isolation: str | None = "off"
@@ -48,6 +51,7 @@ class RunOptions:
     spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
     shadow_sync_timeout_s: float | None = None
     max_work_items: int | None = None
+    allow_functions_to_run_as_root: bool | None = None
 
     def resolved(self, config: CoreConfig | None) -> RunOptions:
         """These options with every None limit filled from `config` (the one `cloud_config` names) or the defaults."""
@@ -57,7 +61,16 @@ class RunOptions:
             max_work_items=runtime.max_work_items if self.max_work_items is None else self.max_work_items,
             shadow_sync_timeout_s=(system.shadow_sync_timeout_s if self.shadow_sync_timeout_s is None
                                    else self.shadow_sync_timeout_s),
+            allow_functions_to_run_as_root=bool(runtime.allow_functions_to_run_as_root
+                                                if self.allow_functions_to_run_as_root is None
+                                                else self.allow_functions_to_run_as_root),
         )
+
+
+def _deployment_config(deployment: Deployment) -> CoreConfig | None:
+    """The config.json the deployment wrote (`config/config.json`), or None when it has none."""
+    path = deployment.directory / "config" / "config.json"
+    return read_core_config(path) if path.exists() else None
 
 
 class RunningCore:
@@ -67,10 +80,10 @@ class RunningCore:
         self.deployment = deployment
         # Read once: the link's identity and endpoint, and the core's limits, come from the same file.
         self.core_config = read_core_config(options.cloud_config) if options.cloud_config is not None else None
-        options = options.resolved(self.core_config)
+        options = options.resolved(self.core_config or _deployment_config(deployment))
         self.options = options
         root = deployment.root
-        (root / "var").mkdir(parents=True, exist_ok=True)
+        private_dir(root / "var")  # the shadows, spool, logs: the core's alone
         # The core's own default, built here because shadow sync and the control endpoint need it too.
         self.shadow_service = default_shadow_service(root)
         self.shadow_engine = self.shadow_service.engine
@@ -88,6 +101,7 @@ class RunningCore:
                 deployment.group, read_stored_secrets(deployment.group, deployment.directory)
             ),
             isolation=options.isolation,
+            allow_functions_to_run_as_root=bool(options.allow_functions_to_run_as_root),
             interpreters=options.interpreters,
             ipc_port=options.ipc_port,
             max_work_items=options.max_work_items,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from simcore.errors import ShadowError
+from simcore.private import private_file
 from simcore.shadow.wal import bound_wal
 
 SECTIONS = ("desired", "reported")
@@ -109,6 +110,8 @@ class ShadowEngine:
         self.max_document_bytes = max_document_bytes
         self.clock = clock
         self._lock = threading.Lock()
+        if db_path is not None:
+            private_file(db_path)  # 0600 before SQLite makes its -wal/-shm with the same mode
         self._db = sqlite3.connect(
             ":memory:" if db_path is None else str(db_path),
             check_same_thread=False,

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from simcore.defaults import SUPPORTED_RUNTIME_PATTERN
 from simcore.errors import RoutingError, TemplateError
 from simcore.group import (
     CLOUD,
@@ -540,7 +541,17 @@ def _lambda_code(template: ResolvedTemplate, logical_id: str) -> tuple[Path, str
         raise TemplateError(f"{logical_id} needs Handler", location=template.property_path(logical_id, "Handler"))
     if not runtime:
         raise TemplateError(f"{logical_id} needs Runtime", location=template.property_path(logical_id, "Runtime"))
+    if not re.fullmatch(SUPPORTED_RUNTIME_PATTERN, str(runtime)):
+        raise TemplateError(_unsupported_runtime(str(runtime)), location=template.property_path(logical_id, "Runtime"))
     return code_dir, str(handler), str(runtime)
+
+
+def _unsupported_runtime(runtime: str) -> str:
+    """Why simcore can never run `runtime` (simcore.core.interpreters says the same at run time), and the fix."""
+    if re.fullmatch(r"python2(\.\d+)?", runtime):
+        return (f"Runtime {runtime} cannot run on simcore: its Lambda runtime needs Python 3; port the function "
+                "to python3.8 (Greengrass v1's newest runtime) or python3.7")
+    return f"Runtime {runtime!r} is not a Python runtime simcore can run (python3.x, e.g. python3.8)"
 
 
 def _functions(
@@ -577,6 +588,7 @@ def _functions(
                 config_path,
                 default_execution,
                 resources_by_id,
+                logical_id,
             )
         )
     return tuple(functions), default_isolation
@@ -598,6 +610,7 @@ def _function(
     path: str,
     default_execution: Mapping[str, Any],
     resources_by_id: Mapping[str, Resource],
+    logical_id: str,
 ) -> Function:
     environment = config.get("Environment") or {}
     environment_path = child_path(path, "Environment")
@@ -659,6 +672,7 @@ def _function(
         run_as_uid=None if run_as.get("Uid") is None else _int(run_as["Uid"], child_path(path, "RunAs.Uid")),
         run_as_gid=None if run_as.get("Gid") is None else _int(run_as["Gid"], child_path(path, "RunAs.Gid")),
         exec_args=None if config.get("ExecArgs") is None else str(config["ExecArgs"]),
+        logical_id=logical_id,
     )
 
 

@@ -11,14 +11,22 @@ Intrinsics are resolved by `simcore.template.intrinsics`, resource ids invented 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cfnlint.decode import decode_str
 
-from simcore.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_STACK_NAME
+from simcore.defaults import (
+    CFN_TEMPLATE_BODY_MAX_BYTES,
+    CFN_TEMPLATE_MAX_BYTES,
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_REGION,
+    DEFAULT_STACK_NAME,
+)
 from simcore.errors import TemplateError
 from simcore.group import Group
 from simcore.template.builder import build_group
@@ -28,10 +36,11 @@ from simcore.template.resolved import ResolvedTemplate, parameter_text
 def load_parameters(path: str | Path) -> dict[str, str]:
     """Parameters from a JSON file: the AWS CLI's `[{ParameterKey, ParameterValue}]` list or a map."""
     path = Path(path)
+    text = read_regular_text(
+        path, "parameters file", limit="a parameters file is read only up to a template's size (1 MB)"
+    )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise TemplateError(f"cannot read parameters file: {error.strerror}", location=str(path)) from None
+        data = json.loads(text)
     except json.JSONDecodeError as error:
         raise TemplateError(f"parameters file is not JSON: {error}", location=str(path)) from None
     if isinstance(data, dict):
@@ -52,13 +61,46 @@ def load_parameters(path: str | Path) -> dict[str, str]:
     )
 
 
+# Why a template may hold no more: AWS's own limit and its words.
+TEMPLATE_LIMIT = (
+    f"AWS CloudFormation refuses a template body over 1 MB (\"Template may not exceed {CFN_TEMPLATE_MAX_BYTES} "
+    f"bytes in size.\"; {CFN_TEMPLATE_BODY_MAX_BYTES:,} bytes when passed directly); split it into nested stacks"
+)
+
+
+def read_regular_text(
+    path: Path, what: str, max_bytes: int = CFN_TEMPLATE_MAX_BYTES, limit: str = TEMPLATE_LIMIT
+) -> str:
+    """The UTF-8 text of the regular file at `path`, refused (TemplateError) when it is over `max_bytes`.
+
+    A FIFO, a device or a socket is refused before it is opened (reading `/dev/zero` never ends, opening a
+    FIFO waits for a writer); the open itself does not wait (O_NONBLOCK) and the size is checked again on
+    what is read, so a file that is swapped or grows meanwhile cannot get past the limit either.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise TemplateError(f"cannot read {what}: not a regular file (a FIFO, device or socket?)",
+                                location=str(path))
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(descriptor, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise TemplateError(f"cannot read {what}: not a regular file", location=str(path))
+            data = stream.read(max_bytes + 1)
+    except OSError as error:
+        raise TemplateError(f"cannot read {what}: {error.strerror}", location=str(path)) from None
+    if len(data) > max_bytes:
+        raise TemplateError(f"{what} is over {max_bytes:,} bytes: {limit}", location=str(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TemplateError(f"{what} is not UTF-8 text: {error.reason} at byte {error.start}",
+                            location=str(path)) from None
+
+
 def read_template(path: str | Path) -> dict:
     """The template at `path` as plain data, short-form tags expanded (`!Ref X` → `{"Ref": "X"}`)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise TemplateError(f"cannot read template: {error.strerror}", location=str(path)) from None
+    text = read_regular_text(path, "template")
     template, matches = decode_str(text)
     if matches:
         first = matches[0]

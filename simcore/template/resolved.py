@@ -21,6 +21,7 @@ from simcore.template.intrinsics import (
     intrinsic_name,
     referenced_names,
 )
+from simcore.template.patterns import compile_allowed_pattern
 from simcore.template.physical_ids import PhysicalIds
 
 SAM_TRANSFORM = "AWS::Serverless-2016-10-31"
@@ -257,13 +258,7 @@ def _check_parameter_value(
             )
     if "AllowedPattern" in spec:
         pattern = str(spec["AllowedPattern"])
-        try:
-            matched = re.fullmatch(pattern, value)
-        except re.error as error:
-            raise TemplateError(
-                f"parameter {name}: AllowedPattern is not a regex: {error}", location=where
-            ) from None
-        if not matched:
+        if not compile_allowed_pattern(pattern, name, f"{where}.AllowedPattern").matches(value):
             raise TemplateError(
                 f"Parameter '{name}' must match pattern {pattern}, got {value!r}{suffix}", location=where
             )

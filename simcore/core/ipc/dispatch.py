@@ -45,8 +45,16 @@ SYSTEM_ARN_PREFIX = "arn:aws:lambda:::function:"
 ROUTER_NAME = "GGRouter"
 SHADOW_NAME = "GGShadowService"
 SECRETS_NAME = "GGSecretManager"
+# Body limits, checked against Content-Length before a byte of the body is read. An invoke's payload and a
+# function's result: AWS Lambda's 6 MB for synchronous invocation (request and response); simcore applies it to
+# Event invokes too (v1 states no smaller local figure; AWS's cloud Event limit is 1 MB). A publish: AWS IoT's
+# 128 KB message limit. A shadow request: the same 128 KB (its 8 KB document limit is the shadow service's own
+# 413 answer, which the caller must still get). Other calls carry small JSON.
 MAX_PUBLISH_BYTES = 128 * 1024
 MAX_INVOKE_BYTES = 6 * 1024 * 1024
+MAX_RESULT_BYTES = 6 * 1024 * 1024
+MAX_SHADOW_REQUEST_BYTES = 128 * 1024
+MAX_SMALL_REQUEST_BYTES = 128 * 1024
 GET_WORK_POLL_S = 30.0
 MAX_UNCLAIMED_RESULTS = 1024
 UNCLAIMED_RESULT_TTL_S = 300.0
@@ -55,6 +63,23 @@ HEADER_CLIENT_CONTEXT = "X-Amz-Client-Context"
 HEADER_INVOCATION_TYPE = "X-Amz-Invocation-Type"
 HEADER_FUNCTION_ERROR = "X-Amz-Function-Error"
 INVOCATION_TYPES = ("RequestResponse", "Event")
+# AWS Lambda's Invoke error names for the statuses the IPC server answers with (the `X-Amzn-ErrorType` header).
+LAMBDA_ERROR_NAMES = {
+    400: "InvalidRequestContentException",
+    404: "ResourceNotFoundException",
+    413: "RequestTooLargeException",
+    429: "TooManyRequestsException",
+    500: "ServiceException",
+    503: "ServiceException",
+}
+# The IPC operations, by method and path suffix.
+OPERATIONS = {
+    ("POST", ""): "post_work",
+    ("GET", ""): "get_work_result",
+    ("GET", "/work"): "get_work",
+    ("POST", "/work"): "post_work_result",
+    ("PUT", "/initialized"): "put_initialization_result",
+}
 
 
 class IPCError(SimcoreError):
@@ -97,7 +122,14 @@ def decode_client_context(header: str | None) -> dict[str, Any]:
         raise IPCError(f"X-Amz-Client-Context is not base64-encoded JSON: {error}", http_status=400) from None
     if not isinstance(document, dict):
         raise IPCError("X-Amz-Client-Context must encode a JSON object", http_status=400)
+    if not isinstance(document.get("custom", {}), dict):
+        raise IPCError("X-Amz-Client-Context's custom must be a JSON object", http_status=400)
     return document
+
+
+def client_context_custom(header: str | None) -> dict[str, Any]:
+    """The `custom` object of a client context header ({} when absent); IPCError 400 when malformed."""
+    return decode_client_context(header).get("custom") or {}
 
 
 class IPCDispatcher:
@@ -126,6 +158,7 @@ class IPCDispatcher:
         self._results: dict[str, tuple[str, WorkItem]] = {}
         self._results_lock = threading.Lock()
         self.refused_calls = 0
+        self.throttled_invokes: dict[str, int] = {}
 
     # -- callers -------------------------------------------------------------------------------------------
 
@@ -155,6 +188,38 @@ class IPCDispatcher:
         if len(candidates) == 1:
             return candidates[0]
         raise IPCError(f"Function {function_arn} is not deployed in this group", http_status=404)
+
+    def body_limit(self, caller: Caller, operation: str, function_arn: str, headers: Mapping[str, str]) -> int:
+        """Check a request from its headers alone and return the most body bytes it may carry.
+
+        Runs before any of the body is read: an unknown target (404), another function's work (403), a bad
+        invocation type or client context (400) are refused here, so a refused request costs no body.
+        """
+        if operation == "post_work":
+            invocation_type = headers.get(HEADER_INVOCATION_TYPE) or "RequestResponse"
+            if invocation_type not in INVOCATION_TYPES:
+                raise IPCError(
+                    f"Unknown X-Amz-Invocation-Type {invocation_type!r}: use RequestResponse or Event",
+                    http_status=400,
+                )
+            client_context_custom(headers.get(HEADER_CLIENT_CONTEXT))
+            system_name = system_function_name(function_arn)
+            if system_name == ROUTER_NAME:
+                return MAX_PUBLISH_BYTES
+            if system_name in (SHADOW_NAME, SECRETS_NAME):
+                return MAX_SHADOW_REQUEST_BYTES
+            if system_name is not None:
+                raise IPCError(f"System function {system_name} is not available on this core", http_status=404)
+            if self.connector_functions is None or not self.connector_functions.has_function(function_arn):
+                self.resolve_function(function_arn)
+            return MAX_INVOKE_BYTES
+        if operation == "post_work_result":
+            self._own_function(caller, function_arn, "post results")
+            return MAX_RESULT_BYTES
+        if operation == "put_initialization_result":
+            self._own_function(caller, function_arn, "report initialisation")
+            return MAX_SMALL_REQUEST_BYTES
+        return 0
 
     # -- callers' side -------------------------------------------------------------------------------------
 
@@ -195,13 +260,20 @@ class IPCDispatcher:
         try:
             self.work_queue.put(item)
         except RoutingError as error:
+            # Refused, never lost: the caller is told (429 TooManyRequestsException for a full share), and counted.
+            with self._results_lock:
+                refused = self.throttled_invokes[target] = self.throttled_invokes.get(target, 0) + 1
+            if refused & (refused - 1) == 0:  # the 1st, 2nd, 4th, 8th...: a flood cannot flood the log too
+                log.warning(
+                    "Invoke of %s by %s refused (%d so far): %s", target, caller.function_arn, refused, error.message
+                )
             raise IPCError(f"Cannot invoke {target}: {error.message}", http_status=error.http_status) from None
         if result is not None:
             self._remember(caller, item)
         return item.invocation_id
 
     def _publish(self, caller: Caller, payload: bytes, client_context: str | None, invocation_type: str) -> str:
-        custom = decode_client_context(client_context).get("custom") or {}
+        custom = client_context_custom(client_context)
         topic = custom.get("subject")
         source = custom.get("source")
         if source is not None and source != caller.function_arn:
@@ -217,7 +289,7 @@ class IPCDispatcher:
         return self._finished(caller, invocation_type, b"", FUNC_ERR_NONE)
 
     def _call_shadow(self, caller: Caller, payload: bytes, client_context: str | None, invocation_type: str) -> str:
-        topic = (decode_client_context(client_context).get("custom") or {}).get("subject")
+        topic = client_context_custom(client_context).get("subject")
         if not isinstance(topic, str):
             raise IPCError("A shadow call needs the topic in the client context's custom.subject", http_status=400)
         if self.shadow_service is None:
