@@ -4,7 +4,9 @@ What a local process can make the server hold is bounded before it proves who it
 
 - the token, the path and the target are checked from the headers alone; no body is read before that;
 - a POST or PUT needs a plain `Content-Length` no larger than its call's limit (400, 413 otherwise); the
-  bodies being read at once share one byte budget (429 when it is spent);
+  bodies being read at once share one byte budget (429 when it is spent). After the 413 an authenticated
+  caller's body (up to 6 MB) is read and dropped in chunks, so that a client that sends it whole (the SDK)
+  hears the 413 rather than a broken pipe;
 - request line and headers together are at most 16 KB (431);
 - a connection that has not shown a valid token holds one of a few admission slots; a connection beyond
   them is closed at once, without a thread. An authenticated connection moves to a caller slot;
@@ -35,6 +37,7 @@ from simcore.core.ipc.dispatch import (
     HEADER_INVOCATION_ID,
     HEADER_INVOCATION_TYPE,
     LAMBDA_ERROR_NAMES,
+    MAX_INVOKE_BYTES,
     OPERATIONS,
     IPCDispatcher,
     IPCError,
@@ -55,6 +58,9 @@ MAX_HEADER_BYTES = 16 * 1024
 HEADER_ERROR_TYPE = "X-Amzn-ErrorType"
 # How often the deadline watcher looks for connections past their read timeout.
 DEADLINE_CHECK_S = 0.2
+# Oversized bodies of authenticated callers are drained this much at a time (never held whole).
+_DISCARD_CHUNK_BYTES = 64 * 1024
+
 # What a connection beyond the admission slots gets before it is closed (it is never read).
 _REFUSAL = (
     b"HTTP/1.1 429 Too many IPC connections\r\nContent-Length: 0\r\nConnection: close\r\n"
@@ -133,6 +139,7 @@ class _IPCHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._state = self.server.connection_state(self.connection)
         self._expect_continue = False
+        self._undrained = 0  # bytes of a refused body still to drop after its answer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's signature
         log.debug("IPC %s: " + format, self.client_address[0], *args)
@@ -198,6 +205,8 @@ class _IPCHandler(BaseHTTPRequestHandler):
             raise IPCError(f"A {method} request needs a Content-Length header", http_status=400)
         if length > limit:
             self.server.count("bodies_too_large")
+            if length <= MAX_INVOKE_BYTES and not self._expect_continue:  # one the client sends anyway
+                self._undrained = length
             raise IPCError(
                 f"The request body is {length} bytes; the limit is {_size(limit)}", http_status=413
             )
@@ -215,6 +224,21 @@ class _IPCHandler(BaseHTTPRequestHandler):
         if len(body) < length:
             raise _ClientGone()
         return body
+
+    def _discard_body(self) -> None:
+        """Read and drop the oversized body of an authenticated caller after its 413, in small chunks.
+
+        The SDK's HTTP client sends the whole body before it reads an answer: closing on it mid-body would
+        reach it as a broken pipe, not as the limit. Only bodies within the largest any call takes (an
+        invoke's 6 MB) are drained, within the read deadline; a bigger one is not read at all.
+        """
+        remaining, self._undrained = self._undrained, 0
+        with contextlib.suppress(OSError):
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, _DISCARD_CHUNK_BYTES))
+                if not chunk:
+                    return
+                remaining -= len(chunk)
 
     def _caller(self, operation: str) -> Caller:
         caller = self.server.dispatcher.authenticate(
@@ -285,6 +309,7 @@ class _IPCHandler(BaseHTTPRequestHandler):
             if error.http_status >= 500:  # the core's fault, not the caller's: worth a line in the log
                 log.warning("IPC %s %s answered %s: %s", method, self.path[:200], error.http_status, error)
             self._fail(error)
+            self._discard_body()
         except (BrokenPipeError, ConnectionResetError, _ClientGone):
             self.close_connection = True
         except TimeoutError:  # a read or write stalled past the read timeout: nothing more to say to it
