@@ -30,6 +30,7 @@ from simcore.demo.records import ReplayPeriod, count_records, parse_date
 from simcore.demo.state import DemoState
 from simcore.demo.summary import Summary, build_summary, load_model_card
 from simcore.errors import InputError
+from simcore.service.signals import STOP_SIGNALS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = REPO_ROOT / "cloudformation" / "greengrass-group.yaml"
@@ -118,7 +119,7 @@ def template_parameters(args: argparse.Namespace, period: ReplayPeriod) -> dict[
 
 
 class StopSignal:
-    """SIGINT/SIGTERM set an event instead of raising, so the demo stops in one place, cleanly."""
+    """SIGINT/SIGTERM/SIGHUP set an event instead of raising, so the demo stops in one place, cleanly."""
 
     def __init__(self) -> None:
         self.requested = threading.Event()
@@ -126,7 +127,7 @@ class StopSignal:
 
     def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, lambda _signum, _frame: self.requested.set())
         return self
 
