@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import replace
 
 from support.cloud import core_settings
 from support.waiting import wait_until
 
-from simcore.cloud.broker import MosquittoBroker, free_port
+from simcore.cloud.broker import AmqttBroker, MosquittoBroker
 from simcore.cloud.ca import LocalCA
 from simcore.cloud.failures import tls_handshake_failure
 from simcore.cloud.link import CloudLink
@@ -21,6 +22,15 @@ class AnonymousRefusingBroker(MosquittoBroker):
         super()._write_conf()
         text = self.conf_path.read_text()
         self.conf_path.write_text(text.replace("use_identity_as_username true", "use_identity_as_username false"))
+
+
+class AnonymousRefusingAmqtt(AmqttBroker):
+    """The amqtt fallback without its anonymous plugin's consent: it answers CONNACK 5 (not authorized)."""
+
+    def _config(self) -> dict:
+        config = super()._config()
+        config["plugins"] = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}}
+        return config
 
 
 def failure_logged(link: CloudLink, caplog, wording: str) -> bool:
@@ -36,9 +46,12 @@ def failure_logged(link: CloudLink, caplog, wording: str) -> bool:
 
 def test_nothing_listening_is_named(cloud, caplog):
     caplog.set_level(logging.ERROR, logger="simcore.cloud.link")
-    port = free_port()
-    link = CloudLink(core_settings(cloud, port=port))
-    assert failure_logged(link, caplog, f"nothing accepts connections on 127.0.0.1:{port}")
+    # A port this test holds bound but not listening: nothing else can take it while the test runs.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        port = holder.getsockname()[1]
+        link = CloudLink(core_settings(cloud, port=port))
+        assert failure_logged(link, caplog, f"nothing accepts connections on 127.0.0.1:{port}")
 
 
 def test_a_missing_certificate_file_is_named_and_the_link_keeps_retrying(cloud, tmp_path, caplog):
@@ -56,7 +69,8 @@ def test_a_missing_certificate_file_is_named_and_the_link_keeps_retrying(cloud, 
 
 def test_a_refused_connack_is_named_with_its_return_code(cloud, tmp_path, caplog):
     caplog.set_level(logging.ERROR, logger="simcore.cloud.link")
-    broker = AnonymousRefusingBroker(cloud.broker.tls, tmp_path / "refusing")
+    refusing = AnonymousRefusingBroker if cloud.broker.kind == "mosquitto" else AnonymousRefusingAmqtt
+    broker = refusing(cloud.broker.tls, tmp_path / "refusing")
     broker.start()
     try:
         link = CloudLink(core_settings(cloud, port=broker.port))

@@ -1,8 +1,17 @@
 """The stand-in cloud's MQTT broker: Debian's mosquitto with a mutual-TLS listener, or embedded amqtt.
 
 Both listen on 127.0.0.1 only, require a client certificate signed by the local CA and take the
-certificate's CN as the client's identity (mosquitto's `use_identity_as_username`). Persistence is off:
-the stand-in keeps no session state across restarts, like a fresh AWS IoT connection with a clean session.
+certificate's CN as the client's identity (mosquitto's `use_identity_as_username`).
+
+Sessions, as AWS IoT Core keeps them: a client that connects with clean session off keeps its
+subscriptions, and the QoS 1 messages published while it is away wait for it, for
+`SESSION_EXPIRY` after it left (AWS's default: 1 hour). mosquitto keeps them in
+`<work_dir>/persistence/` across its own restarts (saved on a clean stop and every `AUTOSAVE_S` seconds);
+the amqtt fallback keeps them only while its broker runs (in memory).
+
+Ports: port 0 lets the broker's own bind choose. mosquitto (another process) cannot report the port it
+was given, so `MosquittoBroker` picks one and, when that bind fails with "address in use", picks another
+and tries again (the binder owns the retry); amqtt binds port 0 and reads the bound port back.
 """
 
 from __future__ import annotations
@@ -13,19 +22,29 @@ import errno
 import logging
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import threading
 import time
+from asyncio import constants, selector_events, sslproto
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from simcore.errors import StartError
+from simcore.parent_death import die_with_parent
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 READY_TIMEOUT_S = 10.0
+SESSION_EXPIRY = "1h"  # AWS IoT Core's default persistent-session expiry
+AUTOSAVE_S = 5  # how often mosquitto writes its persistence file (and on every clean stop)
+MAX_QUEUED_MESSAGES = 100_000  # per offline session; AWS's own limit is per account
+MAX_QUEUED_BYTES = 64 * 1024 * 1024  # per offline session: bounds the broker's memory
+PORT_ATTEMPTS = 5  # binds tried when the port is ours to choose
+LOG_LINES_KEPT = 1000  # the amqtt fallback's in-memory log
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +53,7 @@ class BrokerError(StartError):
     """The broker could not be started or stopped; the message says what failed and how to fix it."""
 
     code = "BrokerError"
+    port_taken = False  # set when the listen port was in use (the caller may retry on another)
 
 
 INSTALL_HINT = "install mosquitto (`apt-get install mosquitto`) or amqtt (`pip install amqtt`)"
@@ -41,8 +61,10 @@ INSTALL_HINT = "install mosquitto (`apt-get install mosquitto`) or amqtt (`pip i
 
 def port_taken(host: str, port: int) -> BrokerError:
     """The error for a listen port something else holds."""
-    return BrokerError(f"cannot listen on {host}:{port}: the port is already in use; stop what holds it, "
-                       "or pick another port (`--port 0` picks a free one)")
+    error = BrokerError(f"cannot listen on {host}:{port}: the port is already in use; stop what holds it, "
+                        "or pick another port (`--port 0` picks a free one)")
+    error.port_taken = True
+    return error
 
 
 @dataclass(frozen=True)
@@ -54,8 +76,8 @@ class BrokerTLS:
     key_path: Path
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the OS picks it)."""
+def _candidate_port(host: str) -> int:
+    """A port the OS handed out a moment ago: only a guess, so whoever binds it retries on EADDRINUSE."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
@@ -82,17 +104,22 @@ class MosquittoBroker:
         self.tls = tls
         self.work_dir = Path(work_dir)
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port  # 0 until the first start binds one
+        self._port_is_ours = port == 0
         self.executable = executable
         self.conf_path = self.work_dir / "mosquitto.conf"
         self.log_path = self.work_dir / "mosquitto.log"
+        self.persistence_dir = self.work_dir / "persistence"
         self._process: subprocess.Popen | None = None
 
     def _write_conf(self) -> None:
         lines = [
             "# Written by simcore.cloud.broker: the local stand-in for AWS IoT Core.",
             "per_listener_settings false",
-            "persistence false",
+            "persistence true",
+            f"persistence_location {self.persistence_dir}/",
+            f"autosave_interval {AUTOSAVE_S}",
+            f"persistent_client_expiration {SESSION_EXPIRY}",
             "allow_anonymous false",
             "connection_messages true",
             "log_type error",
@@ -102,7 +129,8 @@ class MosquittoBroker:
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             f"log_dest file {self.log_path}",
             "max_inflight_messages 100",
-            "max_queued_messages 100000",
+            f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            f"max_queued_bytes {MAX_QUEUED_BYTES}",
         ]
         if os.geteuid() == 0:
             # Started as root, mosquitto drops to the `mosquitto` user, which cannot read our 0600 keys.
@@ -117,6 +145,8 @@ class MosquittoBroker:
             "tls_version tlsv1.2",
         ]
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.persistence_dir.mkdir(mode=0o700, exist_ok=True)
+        self.persistence_dir.chmod(0o700)  # queued messages are the cloud's data: the broker's user only
         self.conf_path.write_text("\n".join(lines) + "\n")
 
     @property
@@ -130,18 +160,39 @@ class MosquittoBroker:
         return self._process.pid if self.running and self._process else None
 
     def start(self) -> None:
-        """Start mosquitto and return once it accepts connections."""
+        """Start mosquitto and return once it accepts connections.
+
+        Spawned with a parent-death signal: mosquitto ends with the thread that started it, even on a
+        `kill -9` of simcore (see simcore.parent_death), so start it from a long-lived thread.
+        """
         if self.running:
             return
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            if self._port_is_ours:
+                self.port = _candidate_port(self.host)
+            try:
+                self._start_once()
+            except BrokerError as error:
+                if not (self._port_is_ours and error.port_taken and attempt < PORT_ATTEMPTS):
+                    raise
+                log.info("port %s was taken before mosquitto bound it; trying another", self.port)
+                continue
+            self._port_is_ours = False  # a restart keeps the port clients know
+            return
+
+    def _start_once(self) -> None:
         self._write_conf()
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         stderr_path = self.work_dir / "mosquitto.stderr"
         stderr_offset = stderr_path.stat().st_size if stderr_path.exists() else 0
         stderr_log = open(stderr_path, "ab")  # noqa: SIM115 - owned by the process
         try:
+            # Its own session: a terminal's Ctrl-C or hang-up reaches simcore, which stops mosquitto
+            # cleanly (so it saves its sessions); SIGTERM on parent death does the same.
             self._process = subprocess.Popen(
                 [self.executable, "-c", str(self.conf_path)],
                 stdin=subprocess.DEVNULL, stdout=stderr_log, stderr=stderr_log,
+                start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM),
             )
         except OSError as error:
             raise BrokerError(f"cannot run {self.executable}: {error.strerror or error}; {INSTALL_HINT}") from None
@@ -205,6 +256,36 @@ class _DropStartupFailure(logging.Filter):
         return record.getMessage() != "Broker startup failed"
 
 
+class _AlertingSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol, except that a failed server handshake sends its alert before closing.
+
+    asyncio drops the alert OpenSSL wrote (e.g. `unknown ca` for a client certificate from another CA),
+    so the client sees a bare close; mosquitto sends it, and the link's log line names the refusal from it.
+    """
+
+    def _on_handshake_complete(self, handshake_exc):  # type: ignore[override]
+        if handshake_exc is not None:
+            with contextlib.suppress(Exception):
+                self._process_outgoing()
+            # asyncio reports no OSError (SSLError is one) to the loop's handler: tell it here.
+            self._loop.call_exception_handler({"message": "TLS handshake refused", "exception": handshake_exc})
+        super()._on_handshake_complete(handshake_exc)
+
+
+class _AlertingEventLoop(asyncio.SelectorEventLoop):
+    """The amqtt broker's loop: TLS connections use `_AlertingSSLProtocol` (same arguments as asyncio's own)."""
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,
+                            server_hostname=None, extra=None, server=None,
+                            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+        ssl_protocol = _AlertingSSLProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname,
+                                            ssl_handshake_timeout=ssl_handshake_timeout,
+                                            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        selector_events._SelectorSocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+
 class AmqttBroker:
     """An embedded amqtt broker on its own event-loop thread, for machines without mosquitto.
 
@@ -218,10 +299,11 @@ class AmqttBroker:
         self.tls = tls
         self.work_dir = Path(work_dir)
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port  # 0: amqtt binds port 0 and the bound port is read back at start
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._broker = None
+        self._log_lines: deque[str] = deque(maxlen=LOG_LINES_KEPT)
 
     @property
     def running(self) -> bool:
@@ -277,12 +359,16 @@ class AmqttBroker:
             amqtt_log.addFilter(_DropStartupFailure())
 
         def serve() -> None:
-            loop = asyncio.new_event_loop()
+            loop = _AlertingEventLoop()
+            loop.set_exception_handler(self._record_loop_error)
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
                 self._broker = _RequiredCertBroker(self._config(), loop=loop)
                 loop.run_until_complete(self._broker.start())
+                if self.port == 0:
+                    listener = self._broker._servers["default"].instance  # amqtt's asyncio.Server
+                    self.port = int(listener.sockets[0].getsockname()[1])
             except BaseException as error:  # reported to start()'s caller
                 failure.append(error)
                 started.set()
@@ -299,6 +385,16 @@ class AmqttBroker:
                 raise port_taken(self.host, self.port) from None
             raise BrokerError(f"amqtt broker failed to start on {self.host}:{self.port}: {failure[0]}") from failure[0]
         _wait_listening(self.host, self.port, time.monotonic() + READY_TIMEOUT_S, lambda: self.running)
+
+    def _record_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        # What asyncio reports on the broker's connections (TLS refusals above all), kept like mosquitto's log.
+        line = f"{context.get('message', '')}: {context.get('exception', '')}"
+        self._log_lines.append(line)
+        log.debug("amqtt broker: %s", line)
+
+    def log_text(self) -> str:
+        """What the broker's connections reported (TLS refusals), the last LOG_LINES_KEPT lines."""
+        return "\n".join(self._log_lines)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Shut the broker down and join its thread."""
