@@ -185,7 +185,7 @@ class CloudLink:
 
     def _new_client(self) -> AWSIoTMQTTClient:
         settings = self.settings
-        client = AWSIoTMQTTClient(settings.client_id)
+        client = AWSIoTMQTTClient(settings.client_id, cleanSession=settings.clean_session)
         client.configureEndpoint(settings.host, settings.port)
         if settings.uses_alpn and settings.port != ALPN_PORT:
             sdk_internals.enable_alpn(client)
