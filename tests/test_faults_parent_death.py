@@ -52,6 +52,13 @@ def command_name(pid: int) -> str:
         return ""
 
 
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 class Command:
     """A simcore command as a child process, its output collected."""
 
@@ -101,12 +108,16 @@ def test_kill_9_of_run_takes_its_workers_with_it(tmp_path):
     deployed = subprocess.run([sys.executable, "-m", "simcore", "deploy", str(BUSY_GROUP), "--root", str(root)],
                               cwd=REPO, capture_output=True, text=True, timeout=120)
     assert deployed.returncode == 0, deployed.stderr
-    command = Command("run", "--root", str(root))
+    # The Lambda needs nothing of 3.8: simcore's own interpreter runs it, whatever python3.8 the machine has.
+    command = Command("run", "--root", str(root), "--runtime", f"python3.8={sys.executable}")
     workers: set[int] = set()
     try:
-        wait_until(lambda: children(command.process.pid) or command.process.poll() is not None, 60,
+        def busy_workers() -> set[int]:
+            return {pid for pid in children(command.process.pid) if "busy.handler" in command_line(pid)}
+
+        wait_until(lambda: busy_workers() or command.process.poll() is not None, 60,
                    message=lambda: f"the core to start its worker; its output:\n{command.output()}", interval_s=0.1)
-        workers = children(command.process.pid)
+        workers = busy_workers()
         assert command.process.poll() is None, command.output()
         command.kill_9()
         wait_until(lambda: not [pid for pid in workers if alive(pid)], 30,
