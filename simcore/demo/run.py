@@ -15,6 +15,7 @@ Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -197,7 +198,9 @@ class DemoRun:
                 raise
             finally:
                 if view is not None:
-                    view.close()
+                    # After SIGHUP the terminal is gone and writing to it fails (EIO): stop the rest anyway.
+                    with contextlib.suppress(OSError):
+                        view.close()
                 if running is not None:
                     state.set_core_status(running.status())
                     running.stop()
@@ -277,7 +280,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console = Console()
     demo = DemoRun(args, console)
     summary = demo.run()
-    print_summary(summary, console)
+    with contextlib.suppress(OSError):  # a hung-up terminal; the summary is in demo-summary.json
+        print_summary(summary, console)
     if demo.web is not None:
         if args.keep_web and summary.outcome != "interrupted":
             console.print(f"the final page stays on {demo.web.url}; Ctrl-C to leave")
