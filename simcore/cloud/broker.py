@@ -401,11 +401,23 @@ class AmqttBroker:
         loop, broker, thread = self._loop, self._broker, self._thread
         if loop is None or broker is None or thread is None:
             return
-        with contextlib.suppress(Exception):
+        try:
             asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(timeout_s)
+        except Exception as error:  # amqtt could not finish its shutdown: its listener must still go
+            log.warning("amqtt broker shutdown: %s; closing its listener", error or type(error).__name__)
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_close_listeners(broker), loop).result(timeout_s)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout_s)
         self._loop = self._broker = self._thread = None
+
+
+async def _close_listeners(broker) -> None:
+    """Close amqtt's listening sockets (already closed after a clean shutdown): the port must be free to rebind."""
+    for server in getattr(broker, "_servers", {}).values():
+        instance = getattr(server, "instance", None)
+        if instance is not None:
+            instance.close()
 
 
 def _read_from(path: Path, offset: int) -> str:
