@@ -84,3 +84,28 @@ def test_the_handshake_check_reads_a_tls13_refusal_and_accepts_a_good_certificat
     refused = tls_handshake_failure(core_settings(cloud, cert_path=stranger.cert_path, key_path=stranger.key_path))
     assert refused is not None and "UNKNOWN_CA" in str(refused)
     assert tls_handshake_failure(core_settings(cloud)) is None
+
+
+def test_a_chosen_port_taken_before_the_broker_binds_it_is_replaced_by_another(tmp_path, monkeypatch):
+    """Port 0: the broker's choice is only a guess until its bind; when that bind finds the port taken, it
+    chooses again itself (no "address already in use" for the caller)."""
+    from simcore.cloud import broker as broker_module
+
+    ca = LocalCA(tmp_path / "ca")
+    server = ca.issue_server(file_stem="broker")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        choose = broker_module._candidate_port
+        guesses = iter([taken])  # the first guess is a port something else already holds
+        monkeypatch.setattr(broker_module, "_candidate_port", lambda: next(guesses, None) or choose())
+        broker = broker_module.make_broker(broker_module.BrokerTLS(ca.ca_path, server.cert_path, server.key_path),
+                                           tmp_path / "broker")
+        broker.start()
+        try:
+            assert broker.running and broker.port not in (0, taken)
+            with socket.create_connection(("127.0.0.1", broker.port), timeout=5):
+                pass
+        finally:
+            broker.stop()

@@ -9,9 +9,10 @@ subscriptions, and the QoS 1 messages published while it is away wait for it, fo
 `<work_dir>/persistence/` across its own restarts (saved on a clean stop and every `AUTOSAVE_S` seconds);
 the amqtt fallback keeps them only while its broker runs (in memory).
 
-Ports: port 0 lets the broker's own bind choose. mosquitto (another process) cannot report the port it
-was given, so `MosquittoBroker` picks one and, when that bind fails with "address in use", picks another
-and tries again (the binder owns the retry); amqtt binds port 0 and reads the bound port back.
+Ports: with port 0 the broker chooses, and the binder owns the choice: a random port *outside* the
+kernel's ephemeral range (so while the broker is stopped for a restart, no `bind(0)` and no outgoing
+connection of another program is handed its port), and another one when the bind fails with "address in
+use". A restart keeps the port its clients know.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import errno
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -43,7 +45,9 @@ SESSION_EXPIRY = "1h"  # AWS IoT Core's default persistent-session expiry
 AUTOSAVE_S = 5  # how often mosquitto writes its persistence file (and on every clean stop)
 MAX_QUEUED_MESSAGES = 100_000  # per offline session; AWS's own limit is per account
 MAX_QUEUED_BYTES = 64 * 1024 * 1024  # per offline session: bounds the broker's memory
-PORT_ATTEMPTS = 5  # binds tried when the port is ours to choose
+PORT_ATTEMPTS = 10  # binds tried when the port is ours to choose
+PORT_RANGE_START = 20000  # ours are chosen from here up to the kernel's ephemeral range
+_random = random.SystemRandom()
 LOG_LINES_KEPT = 1000  # the amqtt fallback's in-memory log
 
 log = logging.getLogger(__name__)
@@ -76,11 +80,22 @@ class BrokerTLS:
     key_path: Path
 
 
-def _candidate_port(host: str) -> int:
-    """A port the OS handed out a moment ago: only a guess, so whoever binds it retries on EADDRINUSE."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out by itself (bind to port 0, outgoing connections)."""
+    try:
+        low, high = (int(value) for value in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return low, high
+
+
+def _candidate_port() -> int:
+    """A random port outside the kernel's ephemeral range, so no bind(0) or outgoing connection takes it
+    while the broker is stopped between restarts. Only a guess: the binder retries on EADDRINUSE."""
+    low, high = _ephemeral_range()
+    if low - PORT_RANGE_START >= 1000:
+        return _random.randrange(PORT_RANGE_START, low)
+    return _random.randrange(high + 1, 65536)
 
 
 def _wait_listening(host: str, port: int, deadline: float, alive) -> None:
@@ -169,7 +184,7 @@ class MosquittoBroker:
             return
         for attempt in range(1, PORT_ATTEMPTS + 1):
             if self._port_is_ours:
-                self.port = _candidate_port(self.host)
+                self.port = _candidate_port()
             try:
                 self._start_once()
             except BrokerError as error:
@@ -299,7 +314,8 @@ class AmqttBroker:
         self.tls = tls
         self.work_dir = Path(work_dir)
         self.host = host
-        self.port = port  # 0: amqtt binds port 0 and the bound port is read back at start
+        self.port = port  # 0 until the first start binds one
+        self._port_is_ours = port == 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._broker = None
@@ -326,9 +342,22 @@ class AmqttBroker:
         }
 
     def start(self) -> None:
-        """Start the broker thread and return once it accepts connections."""
+        """Start the broker thread and return once it accepts connections (port 0: one chosen as mosquitto's)."""
         if self.running:
             return
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            if self._port_is_ours:
+                self.port = _candidate_port()
+            try:
+                self._start_once()
+            except BrokerError as error:
+                if not (self._port_is_ours and error.port_taken and attempt < PORT_ATTEMPTS):
+                    raise
+                continue
+            self._port_is_ours = False  # a restart keeps the port clients know
+            return
+
+    def _start_once(self) -> None:
         try:
             from amqtt.broker import Broker  # imported here: only the fallback needs it
         except ImportError:
@@ -366,9 +395,6 @@ class AmqttBroker:
             try:
                 self._broker = _RequiredCertBroker(self._config(), loop=loop)
                 loop.run_until_complete(self._broker.start())
-                if self.port == 0:
-                    listener = self._broker._servers["default"].instance  # amqtt's asyncio.Server
-                    self.port = int(listener.sockets[0].getsockname()[1])
             except BaseException as error:  # reported to start()'s caller
                 failure.append(error)
                 started.set()
