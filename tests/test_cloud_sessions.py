@@ -95,3 +95,23 @@ def test_a_watcher_back_after_a_broker_restart_gets_every_message_the_core_drain
     finally:
         watcher.stop()
         link.stop()
+
+
+def test_a_watcher_back_after_being_away_gets_every_message_published_meanwhile(cloud):
+    """Both brokers (mosquitto and the amqtt fallback) queue QoS 1 messages for an absent persistent session."""
+    link = CloudLink(core_settings(cloud), MemorySpooler())
+    link.start()
+    watcher = Watcher(cloud)
+    try:
+        assert link.wait_connected(10), link.stats().last_error
+        wait_until(lambda: link.publish(TOPIC, b'{"seq": -1}') and -1 in watcher.lines.seqs(), 20,
+                   message="the watcher to hear the core", interval_s=0.2)
+        watcher.stop()
+        _publish(link, range(0, 20))
+        assert link.wait_drained(20)  # the broker has them all; the watcher is away
+        watcher = Watcher(cloud)
+        wait_until(lambda: set(range(20)) <= set(watcher.lines.seqs()), 30, message=lambda: (
+            f"every seq 0-19 at the returning watcher (missing {sorted(set(range(20)) - set(watcher.lines.seqs()))})"))
+    finally:
+        watcher.stop()
+        link.stop()

@@ -7,7 +7,8 @@ Sessions, as AWS IoT Core keeps them: a client that connects with clean session 
 subscriptions, and the QoS 1 messages published while it is away wait for it, for
 `SESSION_EXPIRY` after it left (AWS's default: 1 hour). mosquitto keeps them in
 `<work_dir>/persistence/` across its own restarts (saved on a clean stop and every `AUTOSAVE_S` seconds);
-the amqtt fallback keeps them only while its broker runs (in memory).
+the amqtt fallback keeps them only while its broker runs (in memory; `simcore.cloud.amqtt_auth` makes its
+sessions non-anonymous, which amqtt requires before it queues anything for them).
 
 Ports: with port 0 the broker chooses, and the binder owns the choice: a random port *outside* the
 kernel's ephemeral range (so while the broker is stopped for a restart, no `bind(0)` and no outgoing
@@ -338,7 +339,8 @@ class AmqttBroker:
                     "keyfile": str(self.tls.key_path),
                 }
             },
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            # Not amqtt's AnonymousAuthPlugin: amqtt queues nothing for an anonymous session while it is away.
+            "plugins": {"simcore.cloud.amqtt_auth.CertificateAuthPlugin": {}},
         }
 
     def start(self) -> None:
