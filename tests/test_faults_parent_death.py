@@ -124,3 +124,21 @@ def test_kill_9_of_run_takes_its_workers_with_it(tmp_path):
                    message=lambda: f"workers {sorted(workers)} to end with the core", interval_s=0.1)
     finally:
         command.close(workers)
+
+
+def test_sighup_stops_cloud_start_as_sigterm_does(tmp_path):
+    """A closed terminal: `simcore cloud start` stops its broker and removes cloud.json, exit code 0."""
+    state_dir = tmp_path / "cloud"
+    command = Command("cloud", "start", "--state-dir", str(state_dir), "--port", "0")
+    brokers: set[int] = set()
+    try:
+        wait_until(lambda: "stand-in cloud" in command.output() or command.process.poll() is not None, 60,
+                   message=lambda: f"the stand-in to start; its output:\n{command.output()}", interval_s=0.1)
+        assert (state_dir / "cloud.json").exists()
+        brokers = {pid for pid in children(command.process.pid) if command_name(pid) == "mosquitto"}
+        command.process.send_signal(signal.SIGHUP)
+        assert command.process.wait(30) == 0, command.output()
+        assert not (state_dir / "cloud.json").exists(), "a clean stop removes cloud.json"
+        assert not [pid for pid in brokers if alive(pid)]
+    finally:
+        command.close(brokers)
