@@ -74,3 +74,34 @@ def test_ctrl_c_stops_workers_and_keeps_the_shadows(tmp_path: Path) -> None:
     # The last reading written before the stop is the one the local shadow kept.
     assert reported["seq"] == summary["readings_written"]
     assert (root / "core" / "var" / "spool.sqlite").exists()
+
+
+def test_sighup_stops_the_demo_like_sigterm_and_leaves_no_broker_or_worker_running(tmp_path: Path) -> None:
+    """A closed terminal (SIGHUP) must not orphan mosquitto or the workers; the summary says how far it got."""
+    root = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "simcore", "demo", "--no-web", "--root", str(root), "--from", "2013-11-01",
+         "--to", "2013-11-10", "--speed", "2", "--metrics-interval", "1"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"})
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(demo.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any(re.search(r"[1-9]\d* predictions received", line) for line in lines), timeout_s=120,
+                   message=lambda: "the demo to report a prediction; its output:\n" + "".join(lines), interval_s=0.2)
+        children = _children(demo.pid)  # the Lambda workers and, with mosquitto installed, the broker
+        assert children, "the core runs its pinned Lambdas as child processes"
+        demo.send_signal(signal.SIGHUP)
+        assert demo.wait(timeout=120) == 130, "".join(lines)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert not [pid for pid in children if _alive(pid)], "the broker or Lambda workers outlived the demo"
+    summary = json.loads((root / "demo-summary.json").read_text())
+    assert summary["outcome"] == "interrupted"
+    read = summary["readings_written"] + summary["invalid_readings"]
+    assert f"interrupted after {read} of {summary['total_records']} records" in output
+    assert "✗" not in output and "differs" not in output

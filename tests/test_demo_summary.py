@@ -21,8 +21,8 @@ PERIOD = ReplayPeriod("JFK", datetime.date(2013, 11, 1), datetime.date(2013, 12,
 CASES = [(0.9, True), (0.8, False), (0.2, True), (0.1, False), (0.6, True), (0.3, False)]
 
 
-def _state_with_predictions(predicted_seqs: list[int]) -> DemoState:
-    state = DemoState(THING, total_records=len(CASES) + 1)
+def _state_with_predictions(predicted_seqs: list[int], total_records: int = len(CASES) + 1) -> DemoState:
+    state = DemoState(THING, total_records=total_records)
     service = ShadowService(ShadowEngine())
     service.listeners.append(state.on_local_shadow)
     for seq, (_, observed) in enumerate(CASES, start=1):
@@ -102,3 +102,16 @@ def test_printed_summary_shows_the_matrix_scores_and_losses() -> None:
     assert re.search(r"roc_auc\s+│\s+0\.6667\s+│\s+0\.6667", output)
     assert "agrees with the model card's test figures" in output
     assert json.loads(json.dumps(summary.as_dict()))["score"]["tp"] == 2
+
+
+def test_an_interrupted_replay_says_how_far_it_got_and_compares_nothing_with_the_model_card() -> None:
+    # The period is the card's test period, but only 7 of its 1464 records were replayed before the stop.
+    state = _state_with_predictions([1, 2, 3], total_records=1464)
+    summary = build_summary(state, PERIOD, "interrupted", 5.0, _card(), None)
+    assert summary.comparison == [] and summary.agrees_with_model_card is None
+    assert summary.note == "interrupted after 7 of 1464 records: nothing compared with the model card"
+    console = Console(record=True, width=110, color_system=None)
+    print_summary(summary, console)
+    output = console.export_text()
+    assert "interrupted after 7 of 1464 records" in output
+    assert "✗" not in output and "differs" not in output and "model card (test)" not in output

@@ -38,7 +38,7 @@ def cmd_cloud_watch(args: argparse.Namespace) -> int:
     from simcore.cloud.standin import watch
 
     watch(args.config, args.topic_filter, sys.stdout, certs_dir=args.certs_dir, max_messages=args.count,
-          timeout_s=args.timeout)
+          timeout_s=args.timeout, client_id=args.client_id)
     return 0
 
 
@@ -81,6 +81,8 @@ def add_cloud_commands(commands: argparse._SubParsersAction, _sub: Callable) -> 
             command.add_argument("topic_filter")
             command.add_argument("--count", type=int, help="stop after this many messages")
             command.add_argument("--timeout", type=float, help="stop after this many seconds")
+            command.add_argument("--client-id", help="the watcher's MQTT client id (default <thing>-watch); "
+                                 "its persistent session keeps QoS 1 messages for it while it is away")
         else:
             command.add_argument("operation", choices=["get", "update"])
             command.add_argument("thing")

@@ -1,8 +1,19 @@
 """The stand-in cloud's MQTT broker: Debian's mosquitto with a mutual-TLS listener, or embedded amqtt.
 
 Both listen on 127.0.0.1 only, require a client certificate signed by the local CA and take the
-certificate's CN as the client's identity (mosquitto's `use_identity_as_username`). Persistence is off:
-the stand-in keeps no session state across restarts, like a fresh AWS IoT connection with a clean session.
+certificate's CN as the client's identity (mosquitto's `use_identity_as_username`).
+
+Sessions, as AWS IoT Core keeps them: a client that connects with clean session off keeps its
+subscriptions, and the QoS 1 messages published while it is away wait for it, for
+`SESSION_EXPIRY` after it left (AWS's default: 1 hour). mosquitto keeps them in
+`<work_dir>/persistence/` across its own restarts (saved on a clean stop and every `AUTOSAVE_S` seconds);
+the amqtt fallback keeps them only while its broker runs (in memory; `simcore.cloud.amqtt_auth` makes its
+sessions non-anonymous, which amqtt requires before it queues anything for them).
+
+Ports: with port 0 the broker chooses, and the binder owns the choice: a random port *outside* the
+kernel's ephemeral range (so while the broker is stopped for a restart, no `bind(0)` and no outgoing
+connection of another program is handed its port), and another one when the bind fails with "address in
+use". A restart keeps the port its clients know.
 """
 
 from __future__ import annotations
@@ -12,20 +23,33 @@ import contextlib
 import errno
 import logging
 import os
+import random
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import threading
 import time
+from asyncio import constants, selector_events, sslproto
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from simcore.errors import StartError
+from simcore.parent_death import die_with_parent
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 READY_TIMEOUT_S = 10.0
+SESSION_EXPIRY = "1h"  # AWS IoT Core's default persistent-session expiry
+AUTOSAVE_S = 5  # how often mosquitto writes its persistence file (and on every clean stop)
+MAX_QUEUED_MESSAGES = 100_000  # per offline session; AWS's own limit is per account
+MAX_QUEUED_BYTES = 64 * 1024 * 1024  # per offline session: bounds the broker's memory
+PORT_ATTEMPTS = 10  # binds tried when the port is ours to choose
+PORT_RANGE_START = 20000  # ours are chosen from here up to the kernel's ephemeral range
+_random = random.SystemRandom()
+LOG_LINES_KEPT = 1000  # the amqtt fallback's in-memory log
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +58,7 @@ class BrokerError(StartError):
     """The broker could not be started or stopped; the message says what failed and how to fix it."""
 
     code = "BrokerError"
+    port_taken = False  # set when the listen port was in use (the caller may retry on another)
 
 
 INSTALL_HINT = "install mosquitto (`apt-get install mosquitto`) or amqtt (`pip install amqtt`)"
@@ -41,8 +66,10 @@ INSTALL_HINT = "install mosquitto (`apt-get install mosquitto`) or amqtt (`pip i
 
 def port_taken(host: str, port: int) -> BrokerError:
     """The error for a listen port something else holds."""
-    return BrokerError(f"cannot listen on {host}:{port}: the port is already in use; stop what holds it, "
-                       "or pick another port (`--port 0` picks a free one)")
+    error = BrokerError(f"cannot listen on {host}:{port}: the port is already in use; stop what holds it, "
+                        "or pick another port (`--port 0` picks a free one)")
+    error.port_taken = True
+    return error
 
 
 @dataclass(frozen=True)
@@ -54,11 +81,22 @@ class BrokerTLS:
     key_path: Path
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out by itself (bind to port 0, outgoing connections)."""
+    try:
+        low, high = (int(value) for value in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999  # Linux's default
+    return low, high
+
+
+def _candidate_port() -> int:
+    """A random port outside the kernel's ephemeral range, so no bind(0) or outgoing connection takes it
+    while the broker is stopped between restarts. Only a guess: the binder retries on EADDRINUSE."""
+    low, high = _ephemeral_range()
+    if low - PORT_RANGE_START >= 1000:
+        return _random.randrange(PORT_RANGE_START, low)
+    return _random.randrange(high + 1, 65536)
 
 
 def _wait_listening(host: str, port: int, deadline: float, alive) -> None:
@@ -82,17 +120,22 @@ class MosquittoBroker:
         self.tls = tls
         self.work_dir = Path(work_dir)
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port  # 0 until the first start binds one
+        self._port_is_ours = port == 0
         self.executable = executable
         self.conf_path = self.work_dir / "mosquitto.conf"
         self.log_path = self.work_dir / "mosquitto.log"
+        self.persistence_dir = self.work_dir / "persistence"
         self._process: subprocess.Popen | None = None
 
     def _write_conf(self) -> None:
         lines = [
             "# Written by simcore.cloud.broker: the local stand-in for AWS IoT Core.",
             "per_listener_settings false",
-            "persistence false",
+            "persistence true",
+            f"persistence_location {self.persistence_dir}/",
+            f"autosave_interval {AUTOSAVE_S}",
+            f"persistent_client_expiration {SESSION_EXPIRY}",
             "allow_anonymous false",
             "connection_messages true",
             "log_type error",
@@ -102,7 +145,8 @@ class MosquittoBroker:
             "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             f"log_dest file {self.log_path}",
             "max_inflight_messages 100",
-            "max_queued_messages 100000",
+            f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+            f"max_queued_bytes {MAX_QUEUED_BYTES}",
         ]
         if os.geteuid() == 0:
             # Started as root, mosquitto drops to the `mosquitto` user, which cannot read our 0600 keys.
@@ -117,6 +161,8 @@ class MosquittoBroker:
             "tls_version tlsv1.2",
         ]
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.persistence_dir.mkdir(mode=0o700, exist_ok=True)
+        self.persistence_dir.chmod(0o700)  # queued messages are the cloud's data: the broker's user only
         self.conf_path.write_text("\n".join(lines) + "\n")
 
     @property
@@ -130,18 +176,39 @@ class MosquittoBroker:
         return self._process.pid if self.running and self._process else None
 
     def start(self) -> None:
-        """Start mosquitto and return once it accepts connections."""
+        """Start mosquitto and return once it accepts connections.
+
+        Spawned with a parent-death signal: mosquitto ends with the thread that started it, even on a
+        `kill -9` of simcore (see simcore.parent_death), so start it from a long-lived thread.
+        """
         if self.running:
             return
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            if self._port_is_ours:
+                self.port = _candidate_port()
+            try:
+                self._start_once()
+            except BrokerError as error:
+                if not (self._port_is_ours and error.port_taken and attempt < PORT_ATTEMPTS):
+                    raise
+                log.info("port %s was taken before mosquitto bound it; trying another", self.port)
+                continue
+            self._port_is_ours = False  # a restart keeps the port clients know
+            return
+
+    def _start_once(self) -> None:
         self._write_conf()
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         stderr_path = self.work_dir / "mosquitto.stderr"
         stderr_offset = stderr_path.stat().st_size if stderr_path.exists() else 0
         stderr_log = open(stderr_path, "ab")  # noqa: SIM115 - owned by the process
         try:
+            # Its own session: a terminal's Ctrl-C or hang-up reaches simcore, which stops mosquitto
+            # cleanly (so it saves its sessions); SIGTERM on parent death does the same.
             self._process = subprocess.Popen(
                 [self.executable, "-c", str(self.conf_path)],
                 stdin=subprocess.DEVNULL, stdout=stderr_log, stderr=stderr_log,
+                start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM),
             )
         except OSError as error:
             raise BrokerError(f"cannot run {self.executable}: {error.strerror or error}; {INSTALL_HINT}") from None
@@ -205,6 +272,36 @@ class _DropStartupFailure(logging.Filter):
         return record.getMessage() != "Broker startup failed"
 
 
+class _AlertingSSLProtocol(sslproto.SSLProtocol):
+    """asyncio's TLS protocol, except that a failed server handshake sends its alert before closing.
+
+    asyncio drops the alert OpenSSL wrote (e.g. `unknown ca` for a client certificate from another CA),
+    so the client sees a bare close; mosquitto sends it, and the link's log line names the refusal from it.
+    """
+
+    def _on_handshake_complete(self, handshake_exc):  # type: ignore[override]
+        if handshake_exc is not None:
+            with contextlib.suppress(Exception):
+                self._process_outgoing()
+            # asyncio reports no OSError (SSLError is one) to the loop's handler: tell it here.
+            self._loop.call_exception_handler({"message": "TLS handshake refused", "exception": handshake_exc})
+        super()._on_handshake_complete(handshake_exc)
+
+
+class _AlertingEventLoop(asyncio.SelectorEventLoop):
+    """The amqtt broker's loop: TLS connections use `_AlertingSSLProtocol` (same arguments as asyncio's own)."""
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,
+                            server_hostname=None, extra=None, server=None,
+                            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+                            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+        ssl_protocol = _AlertingSSLProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname,
+                                            ssl_handshake_timeout=ssl_handshake_timeout,
+                                            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        selector_events._SelectorSocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        return ssl_protocol._app_transport
+
+
 class AmqttBroker:
     """An embedded amqtt broker on its own event-loop thread, for machines without mosquitto.
 
@@ -218,10 +315,12 @@ class AmqttBroker:
         self.tls = tls
         self.work_dir = Path(work_dir)
         self.host = host
-        self.port = port or free_port(host)
+        self.port = port  # 0 until the first start binds one
+        self._port_is_ours = port == 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._broker = None
+        self._log_lines: deque[str] = deque(maxlen=LOG_LINES_KEPT)
 
     @property
     def running(self) -> bool:
@@ -240,13 +339,27 @@ class AmqttBroker:
                     "keyfile": str(self.tls.key_path),
                 }
             },
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            # Not amqtt's AnonymousAuthPlugin: amqtt queues nothing for an anonymous session while it is away.
+            "plugins": {"simcore.cloud.amqtt_auth.CertificateAuthPlugin": {}},
         }
 
     def start(self) -> None:
-        """Start the broker thread and return once it accepts connections."""
+        """Start the broker thread and return once it accepts connections (port 0: one chosen as mosquitto's)."""
         if self.running:
             return
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            if self._port_is_ours:
+                self.port = _candidate_port()
+            try:
+                self._start_once()
+            except BrokerError as error:
+                if not (self._port_is_ours and error.port_taken and attempt < PORT_ATTEMPTS):
+                    raise
+                continue
+            self._port_is_ours = False  # a restart keeps the port clients know
+            return
+
+    def _start_once(self) -> None:
         try:
             from amqtt.broker import Broker  # imported here: only the fallback needs it
         except ImportError:
@@ -277,7 +390,8 @@ class AmqttBroker:
             amqtt_log.addFilter(_DropStartupFailure())
 
         def serve() -> None:
-            loop = asyncio.new_event_loop()
+            loop = _AlertingEventLoop()
+            loop.set_exception_handler(self._record_loop_error)
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
@@ -300,16 +414,38 @@ class AmqttBroker:
             raise BrokerError(f"amqtt broker failed to start on {self.host}:{self.port}: {failure[0]}") from failure[0]
         _wait_listening(self.host, self.port, time.monotonic() + READY_TIMEOUT_S, lambda: self.running)
 
+    def _record_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        # What asyncio reports on the broker's connections (TLS refusals above all), kept like mosquitto's log.
+        line = f"{context.get('message', '')}: {context.get('exception', '')}"
+        self._log_lines.append(line)
+        log.debug("amqtt broker: %s", line)
+
+    def log_text(self) -> str:
+        """What the broker's connections reported (TLS refusals), the last LOG_LINES_KEPT lines."""
+        return "\n".join(self._log_lines)
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Shut the broker down and join its thread."""
         loop, broker, thread = self._loop, self._broker, self._thread
         if loop is None or broker is None or thread is None:
             return
-        with contextlib.suppress(Exception):
+        try:
             asyncio.run_coroutine_threadsafe(broker.shutdown(), loop).result(timeout_s)
+        except Exception as error:  # amqtt could not finish its shutdown: its listener must still go
+            log.warning("amqtt broker shutdown: %s; closing its listener", error or type(error).__name__)
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_close_listeners(broker), loop).result(timeout_s)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout_s)
         self._loop = self._broker = self._thread = None
+
+
+async def _close_listeners(broker) -> None:
+    """Close amqtt's listening sockets (already closed after a clean shutdown): the port must be free to rebind."""
+    for server in getattr(broker, "_servers", {}).values():
+        instance = getattr(server, "instance", None)
+        if instance is not None:
+            instance.close()
 
 
 def _read_from(path: Path, offset: int) -> str:

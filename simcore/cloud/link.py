@@ -92,6 +92,10 @@ class CloudLink:
         self._handlers: dict[str, list[MessageHandler]] = {}
         self._unsubscribed_filters: list[str] = []
         self._inflight: dict[int, float] = {}
+        # Messages in flight when the connection was lost: the SDK sends them again after the reconnect, but
+        # on its network thread, which can run after the send loop has handed newer ones over. Nothing new is
+        # handed over until these are acknowledged, so the broker receives them first: order is kept.
+        self._redelivering: set[int] = set()
         self._last_handed = 0
         self._too_large = 0
         self._stats = LinkStats()
@@ -185,7 +189,7 @@ class CloudLink:
 
     def _new_client(self) -> AWSIoTMQTTClient:
         settings = self.settings
-        client = AWSIoTMQTTClient(settings.client_id)
+        client = AWSIoTMQTTClient(settings.client_id, cleanSession=settings.clean_session)
         client.configureEndpoint(settings.host, settings.port)
         if settings.uses_alpn and settings.port != ALPN_PORT:
             sdk_internals.enable_alpn(client)
@@ -286,6 +290,7 @@ class CloudLink:
                 now = time.monotonic()
                 for seq in self._inflight:
                     self._inflight[seq] = now
+                self._redelivering = set(self._inflight)
                 log.info("cloud link: connected to %s:%s as %s", self.settings.host, self.settings.port,
                          self.settings.client_id)
             else:
@@ -361,7 +366,7 @@ class CloudLink:
                 if not self._connected or self._client is None:
                     continue
                 self._check_ack_timeouts()
-                window = INFLIGHT_WINDOW - len(self._inflight)
+                window = 0 if self._redelivering else INFLIGHT_WINDOW - len(self._inflight)
                 after = self._last_handed
             self._subscribe_pending()
             if window <= 0:
@@ -379,6 +384,8 @@ class CloudLink:
             return True
         if self._inflight and time.monotonic() - min(self._inflight.values()) > self.settings.ack_timeout_s:
             return True
+        if self._redelivering:
+            return False
         return len(self._inflight) < INFLIGHT_WINDOW and bool(self.spooler.after(self._last_handed, 1))
 
     def _check_ack_timeouts(self) -> None:
@@ -390,6 +397,7 @@ class CloudLink:
             log.warning("cloud link: no PUBACK for %d messages within %.0f s; sending them again",
                         len(self._inflight), self.settings.ack_timeout_s)
             self._inflight.clear()
+            self._redelivering.clear()  # handed over again below, oldest first: order holds
             self._last_handed = oldest - 1
 
     def _hand_over(self, message) -> bool:
@@ -423,6 +431,7 @@ class CloudLink:
             return
         with self._condition:
             self._inflight.pop(seq, None)
+            self._redelivering.discard(seq)
             self._stats.acked += 1
             self._condition.notify_all()
 

@@ -29,6 +29,9 @@ class LinkSettings:
     connect_timeout_s: float = 10.0
     ack_timeout_s: float = 30.0
     thing_arn: str = ""
+    # False: a persistent session (MQTT clean session off), as AWS IoT Core keeps it: subscriptions and
+    # the QoS 1 messages published while the client is away wait for its return (1 hour by default).
+    clean_session: bool = True
 
     @property
     def uses_alpn(self) -> bool:

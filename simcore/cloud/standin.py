@@ -8,8 +8,10 @@
     <state_dir>/cloud.json   where the running stand-in listens (for other processes)
 
 `watch`, `cloud_shadow_get` and `cloud_shadow_update` take a config.json, so they work the same against
-the stand-in and against AWS IoT Core. They connect with their own client id (`<thing>-cli-<random>`)
-so they never push the core's own connection off the broker.
+the stand-in and against AWS IoT Core. They connect with their own client id, never the core's, so they
+never push the core's own connection off the broker: shadow requests as `<thing>-shadow-<random>`;
+`watch` as the fixed `<thing>-watch` (or `client_id`) with a persistent session, so the QoS 1 messages
+published while it was away (or while the broker restarted) arrive when it is back.
 """
 
 from __future__ import annotations
@@ -131,13 +133,20 @@ def _cli_settings(config_path: Path, certs_dir: Path | None, purpose: str) -> Li
     return replace(settings, client_id=f"{settings.client_id}-{purpose}-{uuid.uuid4().hex[:8]}")
 
 
+def watch_settings(config_path: Path, certs_dir: Path | None = None, client_id: str | None = None) -> LinkSettings:
+    """The watcher's link: a fixed client id (`<thing>-watch` unless given) and a persistent session."""
+    settings = load_settings(config_path, certs_dir, backoff_base_s=0.5, backoff_max_s=4.0)
+    return replace(settings, client_id=client_id or f"{settings.client_id}-watch", clean_session=False)
+
+
 def watch(config_path: Path, topic_filter: str, out: TextIO, *, certs_dir: Path | None = None,
           stop: threading.Event | None = None, max_messages: int | None = None,
-          timeout_s: float | None = None) -> int:
+          timeout_s: float | None = None, client_id: str | None = None) -> int:
     """Print each cloud message matching `topic_filter` to `out` as `<topic> <payload>` lines.
 
     Runs until `stop` is set, `max_messages` were printed or `timeout_s` passed; returns how many were
-    printed. Binary payloads are shown escaped.
+    printed. Binary payloads are shown escaped. The session is persistent (see `watch_settings`): a
+    watcher started again with the same client id first gets what was queued for it meanwhile.
     """
     stop = stop or threading.Event()
     lock = threading.Lock()
@@ -153,7 +162,7 @@ def watch(config_path: Path, topic_filter: str, out: TextIO, *, certs_dir: Path 
             if max_messages is not None and count >= max_messages:
                 stop.set()
 
-    link = CloudLink(_cli_settings(config_path, certs_dir, "watch"))
+    link = CloudLink(watch_settings(config_path, certs_dir, client_id))
     link.subscribe(topic_filter, show)
     link.start()
     try:

@@ -53,6 +53,7 @@ from simcore.core.work_queue import WorkItem, WorkQueue
 from simcore.defaults import DEFAULT_MAX_FAILED_STARTS
 from simcore.errors import SimcoreError
 from simcore.group import Function, Group
+from simcore.parent_death import die_with_parent
 from simcore.paths import LAMBDA_RUNTIME, LAMBDA_SIDE_DIR
 
 log = logging.getLogger(__name__)
@@ -356,6 +357,9 @@ class WorkerManager:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                # Dies with the core even on its kill -9. Spawned only by start() (the caller's thread,
+                # alive for the core's life) and the monitor thread, which ends only in stop().
+                preexec_fn=die_with_parent(signal.SIGKILL),
                 user=launch.uid,
                 group=launch.gid,
                 pass_fds=(state_write,),

@@ -3,6 +3,11 @@
 It subscribes to the thing's prediction, metrics and command-answer topics and to the cloud shadow's
 `update/documents`, feeding each message to a `DemoState`; it can also send a command to the inference
 Lambda (over the group's `cloud → inference` subscription) and wait for the answer.
+
+Its session is persistent (clean session off), as a cloud application's on AWS IoT Core would be: if
+its connection drops or the broker restarts, the QoS 1 predictions published meanwhile wait for it. The
+client id carries a per-run suffix, so a new demo never inherits the session (and the queued messages)
+of an earlier run on the same stand-in.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from dataclasses import replace
 
 from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import LinkSettings
@@ -21,6 +27,7 @@ class CloudObserver:
 
     def __init__(self, settings: LinkSettings, state: DemoState):
         self.state = state
+        settings = replace(settings, client_id=f"{settings.client_id}-{uuid.uuid4().hex[:8]}", clean_session=False)
         self.link = CloudLink(settings)
         self._probe_topic = f"simcore-demo/{settings.client_id}/ready"
         self._probe_seen = threading.Event()

@@ -15,6 +15,7 @@ Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
@@ -30,6 +31,7 @@ from simcore.demo.records import ReplayPeriod, count_records, parse_date
 from simcore.demo.state import DemoState
 from simcore.demo.summary import Summary, build_summary, load_model_card
 from simcore.errors import InputError
+from simcore.service.signals import STOP_SIGNALS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = REPO_ROOT / "cloudformation" / "greengrass-group.yaml"
@@ -118,7 +120,7 @@ def template_parameters(args: argparse.Namespace, period: ReplayPeriod) -> dict[
 
 
 class StopSignal:
-    """SIGINT/SIGTERM set an event instead of raising, so the demo stops in one place, cleanly."""
+    """SIGINT/SIGTERM/SIGHUP set an event instead of raising, so the demo stops in one place, cleanly."""
 
     def __init__(self) -> None:
         self.requested = threading.Event()
@@ -126,7 +128,7 @@ class StopSignal:
 
     def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, lambda _signum, _frame: self.requested.set())
         return self
 
@@ -198,7 +200,9 @@ class DemoRun:
                 raise
             finally:
                 if view is not None:
-                    view.close()
+                    # After SIGHUP the terminal is gone and writing to it fails (EIO): stop the rest anyway.
+                    with contextlib.suppress(OSError):
+                        view.close()
                 if running is not None:
                     state.set_core_status(running.status())
                     running.stop()
@@ -278,7 +282,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console = Console()
     demo = DemoRun(args, console)
     summary = demo.run()
-    print_summary(summary, console)
+    with contextlib.suppress(OSError):  # a hung-up terminal; the summary is in demo-summary.json
+        print_summary(summary, console)
     if demo.web is not None:
         if args.keep_web and summary.outcome != "interrupted":
             console.print(f"the final page stays on {demo.web.url}; Ctrl-C to leave")

@@ -138,7 +138,11 @@ def build_summary(state: DemoState, period: ReplayPeriod, outcome: str, duration
         model_card={key: model_card.get(key) for key in ("name", "version", "threshold")} if model_card else None,
     )
     card_entry = model_card_figures(model_card, period)
-    if score is not None and card_entry is not None:
+    if outcome == "interrupted":
+        # A partial replay's figures are not the period's: comparing them with the card would only mislead.
+        summary.note = (f"interrupted after {written + progress['invalid_readings']} of {progress['total_records']} "
+                        "records: nothing compared with the model card")
+    elif score is not None and card_entry is not None:
         tolerance = float(model_card.get("metric_tolerance") or DEFAULT_TOLERANCE)
         summary.comparison, summary.agrees_with_model_card = compare(score, card_entry, tolerance)
     elif model_card is None:

@@ -41,6 +41,7 @@ class TcpGate:
         self.port = self._server.getsockname()[1]
         self._open = threading.Event()
         self._open.set()
+        self._holding = threading.Event()  # client→broker bytes are swallowed: sent, never delivered
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -50,10 +51,15 @@ class TcpGate:
         """Let new connections through."""
         self._open.set()
 
+    def hold(self) -> None:
+        """Swallow what clients send on the current connections (their messages stay unacknowledged)."""
+        self._holding.set()
+
     def close(self) -> None:
         """Refuse new connections (accepted, then closed at once) and cut the existing ones."""
         self._open.clear()
         self.cut()
+        self._holding.clear()
 
     def cut(self) -> None:
         """Close every relayed connection."""
@@ -87,13 +93,14 @@ class TcpGate:
             upstream.settimeout(None)
             with self._lock:
                 self._sockets += [client, upstream]
-            for source, target in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+            for source, target, holdable in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(source, target, holdable), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, holdable: bool) -> None:
         try:
             while chunk := source.recv(65536):
+                if holdable and self._holding.is_set():
+                    continue
                 target.sendall(chunk)
         except OSError:
             pass
