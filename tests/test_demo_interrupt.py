@@ -11,34 +11,13 @@ import sys
 import threading
 from pathlib import Path
 
+from support.procs import alive, children
 from support.waiting import wait_until
 
 from simcore.shadow.engine import ShadowEngine
 
 REPO = Path(__file__).resolve().parents[1]
 THING = "RainEdgeCore"
-
-
-def _children(pid: int) -> set[int]:
-    """Processes whose parent is `pid` (the core's Lambda workers)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            if re.search(rf"^PPid:\s+{pid}$", status, re.MULTILINE):
-                found.add(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return not re.search(r"^State:\s+Z", state, re.MULTILINE)
 
 
 def test_ctrl_c_stops_workers_and_keeps_the_shadows(tmp_path: Path) -> None:
@@ -54,7 +33,7 @@ def test_ctrl_c_stops_workers_and_keeps_the_shadows(tmp_path: Path) -> None:
     try:
         wait_until(lambda: any(re.search(r"[1-9]\d* predictions received", line) for line in lines), timeout_s=120,
                    message=lambda: "the demo to report a prediction; its output:\n" + "".join(lines), interval_s=0.2)
-        workers = _children(demo.pid)
+        workers = children(demo.pid)
         assert workers, "the core runs its pinned Lambdas as child processes"
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=120) == 130, "".join(lines)
@@ -65,7 +44,7 @@ def test_ctrl_c_stops_workers_and_keeps_the_shadows(tmp_path: Path) -> None:
     reader.join(timeout=10)
     output = "".join(lines)
     assert "replay interrupted" in output
-    assert not [pid for pid in workers if _alive(pid)], "Lambda workers outlived the demo"
+    assert not [pid for pid in workers if alive(pid)], "Lambda workers outlived the demo"
     summary = json.loads((root / "demo-summary.json").read_text())
     assert summary["outcome"] == "interrupted"
     assert 0 < summary["readings_written"] < summary["total_records"]
@@ -89,8 +68,8 @@ def test_sighup_stops_the_demo_like_sigterm_and_leaves_no_broker_or_worker_runni
     try:
         wait_until(lambda: any(re.search(r"[1-9]\d* predictions received", line) for line in lines), timeout_s=120,
                    message=lambda: "the demo to report a prediction; its output:\n" + "".join(lines), interval_s=0.2)
-        children = _children(demo.pid)  # the Lambda workers and, with mosquitto installed, the broker
-        assert children, "the core runs its pinned Lambdas as child processes"
+        spawned = children(demo.pid)  # the Lambda workers and, with mosquitto installed, the broker
+        assert spawned, "the core runs its pinned Lambdas as child processes"
         demo.send_signal(signal.SIGHUP)
         assert demo.wait(timeout=120) == 130, "".join(lines)
     finally:
@@ -99,7 +78,7 @@ def test_sighup_stops_the_demo_like_sigterm_and_leaves_no_broker_or_worker_runni
             demo.wait()
     reader.join(timeout=10)
     output = "".join(lines)
-    assert not [pid for pid in children if _alive(pid)], "the broker or Lambda workers outlived the demo"
+    assert not [pid for pid in spawned if alive(pid)], "the broker or Lambda workers outlived the demo"
     summary = json.loads((root / "demo-summary.json").read_text())
     assert summary["outcome"] == "interrupted"
     read = summary["readings_written"] + summary["invalid_readings"]

@@ -8,7 +8,6 @@ SIGKILL, which it cannot handle, and the test waits until every child pid it had
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -16,47 +15,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from support.procs import alive, children, command_line, command_name
 from support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 BUSY_GROUP = REPO / "tests" / "fixtures" / "parent_death" / "group.yaml"
-
-
-def children(pid: int) -> set[int]:
-    """Processes whose parent is `pid`."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            if re.search(rf"^PPid:\s+{pid}$", status, re.MULTILINE):
-                found.add(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie waiting to be reaped does not)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return not re.search(r"^State:\s+Z", status, re.MULTILINE)
-
-
-def command_name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 class Command:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from lambdas_fixtures.harness import function_arn, make_group
+from support.procs import children
 from support.waiting import wait_until
 
 from simcore.core.assemble import Core
@@ -57,26 +58,13 @@ def world_readable_code() -> Iterator[Path]:
     shutil.rmtree(directory)
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if parent == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def _token_holders(pid: int) -> dict[int, str]:
     """Every process of the worker (pid and its descendants: a container launcher forks) holding a token."""
     holders = {}
     pending = [pid]
     while pending:
         candidate = pending.pop(0)
-        pending.extend(_children(candidate))
+        pending.extend(children(candidate))
         try:
             variables = (Path(f"/proc/{candidate}/environ").read_bytes()).split(b"\0")
         except OSError:

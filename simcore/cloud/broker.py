@@ -183,18 +183,7 @@ class MosquittoBroker:
         """
         if self.running:
             return
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            if self._port_is_ours:
-                self.port = _candidate_port()
-            try:
-                self._start_once()
-            except BrokerError as error:
-                if not (self._port_is_ours and error.port_taken and attempt < PORT_ATTEMPTS):
-                    raise
-                log.info("port %s was taken before mosquitto bound it; trying another", self.port)
-                continue
-            self._port_is_ours = False  # a restart keeps the port clients know
-            return
+        _start_on_a_port(self)
 
     def _start_once(self) -> None:
         self._write_conf()
@@ -347,17 +336,7 @@ class AmqttBroker:
         """Start the broker thread and return once it accepts connections (port 0: one chosen as mosquitto's)."""
         if self.running:
             return
-        for attempt in range(1, PORT_ATTEMPTS + 1):
-            if self._port_is_ours:
-                self.port = _candidate_port()
-            try:
-                self._start_once()
-            except BrokerError as error:
-                if not (self._port_is_ours and error.port_taken and attempt < PORT_ATTEMPTS):
-                    raise
-                continue
-            self._port_is_ours = False  # a restart keeps the port clients know
-            return
+        _start_on_a_port(self)
 
     def _start_once(self) -> None:
         try:
@@ -456,6 +435,26 @@ def _read_from(path: Path, offset: int) -> str:
             return handle.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def _start_on_a_port(broker: MosquittoBroker | AmqttBroker) -> None:
+    """`broker._start_once()`, choosing its port again (up to PORT_ATTEMPTS) when the one it chose was taken.
+
+    The broker binds the port itself: a port picked here and bound later by someone else is tried again,
+    never handed over. Once started, the port is kept, so a restart keeps the port clients know.
+    """
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        if broker._port_is_ours:
+            broker.port = _candidate_port()
+        try:
+            broker._start_once()
+        except BrokerError as error:
+            if not (broker._port_is_ours and error.port_taken and attempt < PORT_ATTEMPTS):
+                raise
+            log.info("port %s was taken before the %s broker bound it; trying another", broker.port, broker.kind)
+            continue
+        broker._port_is_ours = False
+        return
 
 
 def make_broker(tls: BrokerTLS, work_dir: Path, port: int = 0, prefer: str = "mosquitto"):

@@ -548,17 +548,8 @@ class WorkerManager:
         if item.attempts < self.settings.max_attempts and not item.cancelled:
             self.work_queue.put_back(item)
             return
-        pool.poison += 1
-        poison = PoisonMessage(item.function_arn, item.invocation_id, item.subject, item.attempts, len(item.payload))
-        self.poison_messages.append(poison)
-        message = (
-            f"Poison message set aside: invocation {item.invocation_id} of {item.function_arn}"
-            f"{' on ' + item.subject if item.subject else ''} killed its worker {item.attempts} times"
-        )
-        log.error(message)
-        self._system(message, "ERROR")
-        if item.result is not None:
-            item.result.fail_unhandled(f"The function's worker died {item.attempts} times handling this request")
+        self._set_aside(pool, item, PoisonMessage.reason, f" killed its worker {item.attempts} times",
+                        f"The function's worker died {item.attempts} times handling this request")
 
     def _failed_start(self, pool: FunctionWorkers, why: str) -> None:
         """Count a start that failed; at `max_failed_starts` in a row, mark the function failed and set its
@@ -581,19 +572,22 @@ class WorkerManager:
     def _set_aside_queued(self, pool: FunctionWorkers) -> None:
         """Every item queued for a failed function, set aside as poison with the function's failure as reason."""
         for item in self.work_queue.drain(pool.function.arn):
-            pool.poison += 1
-            self.poison_messages.append(PoisonMessage(
-                item.function_arn, item.invocation_id, item.subject, item.attempts, len(item.payload),
-                reason=f"function failed: {pool.failed}",
-            ))
-            message = (
-                f"Poison message set aside: invocation {item.invocation_id} of {item.function_arn}"
-                f"{' on ' + item.subject if item.subject else ''}: the function failed to start"
-            )
-            log.error(message)
-            self._system(message, "ERROR")
-            if item.result is not None:
-                item.result.fail_unhandled(f"The function failed to start: {pool.failed}")
+            self._set_aside(pool, item, f"function failed: {pool.failed}", ": the function failed to start",
+                            f"The function failed to start: {pool.failed}")
+
+    def _set_aside(self, pool: FunctionWorkers, item: WorkItem, reason: str, said: str, unhandled: str) -> None:
+        """Set `item` aside as poison: counted, listed with `reason`, logged (`said` ends the line), and its
+        RequestResponse caller answered Unhandled with `unhandled`. `said` follows the subject in the log line."""
+        pool.poison += 1
+        self.poison_messages.append(PoisonMessage(
+            item.function_arn, item.invocation_id, item.subject, item.attempts, len(item.payload), reason=reason,
+        ))
+        on_subject = " on " + item.subject if item.subject else ""
+        message = f"Poison message set aside: invocation {item.invocation_id} of {item.function_arn}{on_subject}{said}"
+        log.error(message)
+        self._system(message, "ERROR")
+        if item.result is not None:
+            item.result.fail_unhandled(unhandled)
 
     # -- status and logs ---------------------------------------------------------------------------------
 
