@@ -247,7 +247,8 @@ def section(measured: Measured) -> str:
     group_rss = max(phase.core.rss + sum(used.rss for used in phase.workers.values()) for phase in measured.phases)
     lines.append(f"| core process ≤ {CORE_GOAL_MIB:.0f} MiB RSS | {mib(core_rss)} "
                  f"({core_rss / floor_311.rss:.2f}× bare 3.11) | {verdict(core_rss <= CORE_GOAL_MIB)} |")
-    lines.append(f"| group ≤ {GROUP_GOAL_MIB:.0f} MiB RSS | {mib(group_rss)} | {verdict(group_rss <= GROUP_GOAL_MIB)} |")
+    lines.append(f"| group ≤ {GROUP_GOAL_MIB:.0f} MiB RSS | {mib(group_rss)} "
+                 f"| {verdict(group_rss <= GROUP_GOAL_MIB)} |")
     for handler, name in WORKERS.items():
         worker_rss = max(phase.workers[handler].rss for phase in measured.phases)
         ratio = worker_rss / floor_38.rss

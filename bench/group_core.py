@@ -173,7 +173,8 @@ def deploy_rain_group(root: Path, replay_speed: float) -> None:
     if not MODEL_ARCHIVE.is_file():
         raise FileNotFoundError(f"{MODEL_ARCHIVE} is missing: build it with `make model`")
     deploy(TEMPLATE, {"ThingName": THING, "ModelS3Uri": str(MODEL_ARCHIVE),
-                      "SensorSource": f"replay:{STATION}:{REPLAY_FROM}:{REPLAY_TO}", "ReplaySpeed": f"{replay_speed:g}"}, root)
+                      "SensorSource": f"replay:{STATION}:{REPLAY_FROM}:{REPLAY_TO}",
+                      "ReplaySpeed": f"{replay_speed:g}"}, root)
 
 
 class CoreProcess:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("inference", "ipc", "cloud_path")
+BENCHMARKS = ("inference", "ipc", "cloud_path", "footprint", "start_time")
 
 
 def machine_line() -> str:
