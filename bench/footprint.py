@@ -279,7 +279,8 @@ def section(measured: Measured) -> str:
 NOTES = """\
 What changed for issue 13 (largest RSS of the same benchmark before and after each change, one machine): \
 (1) the CLI built `simcore demo`'s parser by importing `simcore.demo.run`, which pulled rich and NumPy into every \
-`simcore run`; the demo's flags now live in `simcore/demo/flags.py`: core 47.7 → 32.1 MiB (saved 15.6 MiB). \
+`simcore run` (0.54 s of its start by `python -X importtime`); the demo's flags now live in \
+`simcore/demo/flags.py`: core 47.7 → 32.1 MiB (saved 15.6 MiB). \
 (2) the workers' IPC client used `http.client`, which imports `ssl` (OpenSSL) and the `email` parser; it now \
 speaks HTTP/1.1 on a plain socket; and `lambda_runtime.py` reads `--handler` without argparse: sensor worker \
 19.3 → 13.7 MiB (saved 5.6 MiB), inference worker 35.3 → 32.6 MiB (saved 2.7 MiB: NumPy's own `random` \
