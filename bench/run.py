@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import platform
 import sys
 import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("inference", "ipc", "cloud_path")
+BENCHMARKS = ("inference", "ipc", "cloud_path", "footprint", "start_time")
 
 
 def machine_line() -> str:
     """One line naming the machine the figures come from."""
-    cpu_count = len(__import__("os").sched_getaffinity(0))
+    cpu_count = len(os.sched_getaffinity(0))
     return f"{platform.machine()}, {cpu_count} CPUs, Python {platform.python_version()}, {platform.system()}"
 
 
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
+    load_at_start = os.getloadavg()[0]
     sections = []
     for name in args.names:
         started = time.perf_counter()
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         "Produced by `make bench` (`.venv/bin/python bench/run.py`); one benchmark alone: "
         "`.venv/bin/python bench/run.py NAME`. Every goal is a ratio against a baseline measured in the same run.",
         "",
-        f"Machine: {machine_line()}; run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"Machine: {machine_line()}; run at {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; load average "
+        f"{load_at_start:.1f} at start (on a shared machine, figures taken while other work runs are noisy).",
         "",
         *sections,
     ]

@@ -350,3 +350,20 @@ def test_kill_9_under_file_spooling_then_restart_loses_nothing(cloud, tmp_path):
             process.wait()
         collector.stop()
         gate.shutdown()
+
+
+def test_a_link_that_says_it_is_connected_has_its_client_and_nodelay_socket(cloud):
+    """Listeners hear "connected" from the SDK's CONNACK callback: the client (and so its socket, with
+    TCP_NODELAY set) must already be the link's then, or a reader in between finds none (bench/cloud_path.py)."""
+    from simcore.cloud.sdk_internals import tcp_nodelay
+
+    link = CloudLink(core_settings(cloud))
+    seen: list[bool | None] = []
+    link.add_connection_listener(lambda up: seen.append(tcp_nodelay(link._client) if up and link._client else None))
+    link.start()
+    try:
+        assert link.wait_connected(30)
+        wait_until(lambda: seen, 10, message="the connection listener to run")
+    finally:
+        link.stop()
+    assert seen[0] is True

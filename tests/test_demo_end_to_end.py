@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from simcore.demo.run import DemoRun, add_demo_flags
+from simcore.demo.flags import add_demo_flags
+from simcore.demo.run import DemoRun
 from simcore.demo.summary import load_model_card
 
 

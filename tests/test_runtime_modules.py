@@ -153,3 +153,122 @@ def test_runtime_modules_import_and_parse_under_python_3_8():
         [str(PY38), "-c", code], env={"PYTHONPATH": str(RUNTIME_DIR)}, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.split() == ["f", "1"], result.stderr
+
+
+def test_the_handler_flag_is_read_in_both_spellings_and_anything_else_is_refused(capsys):
+    assert lambda_runtime.parse_handler(["--handler", "pkg.mod.fn"]) == "pkg.mod.fn"
+    assert lambda_runtime.parse_handler(["--handler=pkg.mod.fn"]) == "pkg.mod.fn"
+    with pytest.raises(SystemExit, match="^2$"):
+        lambda_runtime.parse_handler([])
+    assert "--handler is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="^2$"):
+        lambda_runtime.parse_handler(["--handler", "a.b", "--verbose"])
+    assert "unexpected argument '--verbose'" in capsys.readouterr().err
+
+
+# A worker imports these only if its handler does: they are megabytes of every worker (bench/footprint.py).
+NOT_BEFORE_THE_HANDLER = ("ssl", "_ssl", "_hashlib", "http.client", "email", "argparse", "urllib.request")
+
+
+@pytest.mark.parametrize("interpreter", [sys.executable, str(PY38)], ids=["simcore's Python", "Python 3.8"])
+def test_a_worker_loads_no_tls_http_client_or_argparse_before_its_handler(interpreter):
+    if not Path(interpreter).exists():
+        pytest.skip("no .venv-py38")
+    code = (
+        "import sys, lambda_runtime, greengrasssdk\n"
+        "greengrasssdk.client('iot-data')\n"
+        f"print(' '.join(sorted(m for m in {NOT_BEFORE_THE_HANDLER!r} if m in sys.modules)) or '-')\n"
+    )
+    result = subprocess.run(
+        [interpreter, "-c", code], capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(RUNTIME_DIR),
+             "MY_FUNCTION_ARN": "arn:aws:lambda:us-east-1:1:function:f:1"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["-"], f"loaded before the handler: {result.stdout.strip()}"
+
+
+class OneAnswerServer:
+    """A loopback server that answers every request on a connection with the same raw bytes."""
+
+    def __init__(self, answer: bytes, close_after: bool = False):
+        import socket
+        import threading
+
+        self.answer, self.close_after = answer, close_after
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import socket
+
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with connection:
+                reader = connection.makefile("rb")
+                while True:
+                    head = b""
+                    while not head.endswith(b"\r\n\r\n"):
+                        line = reader.readline()
+                        if not line:
+                            break
+                        head += line
+                    if not head:
+                        break
+                    length = re.search(rb"Content-Length: (\d+)", head)
+                    self.requests.append(head + reader.read(int(length.group(1)) if length else 0))
+                    connection.sendall(self.answer)
+                    if self.close_after:
+                        break
+                reader.close()  # the socket's file holds it open: close both, then the peer sees the end
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_the_ipc_client_reads_chunked_and_close_delimited_answers_and_keeps_the_connection():
+    from greengrass_ipc_python_sdk.ipc_client import IPCClient
+
+    chunked = OneAnswerServer(b"HTTP/1.1 200 OK\r\nX-Amz-InvocationId: abc\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              b"3\r\n{\"a\r\n5\r\n\": 1}\r\n0\r\n\r\n")
+    try:
+        client = IPCClient(endpoint="127.0.0.1", port=chunked.port)
+        client.auth_token = "token"
+        first = client.get_work("arn:aws:lambda:us-east-1:1:function:f:1")
+        second = client.get_work("arn:aws:lambda:us-east-1:1:function:f:1")
+    finally:
+        chunked.close()
+    assert (first.invocation_id, first.payload) == ("abc", b'{"a": 1}') == (second.invocation_id, second.payload)
+    assert len(chunked.requests) == 2  # both on the one kept-alive connection
+    assert chunked.requests[0].startswith(b"GET /2016-11-01/functions/arn:aws:lambda:us-east-1:1:function:f:1/work ")
+    assert b"\r\nAuthorization: token\r\n" in chunked.requests[0]
+
+    to_the_end = OneAnswerServer(b"HTTP/1.0 200 OK\r\n\r\nuntil close", close_after=True)
+    try:
+        client = IPCClient(endpoint="127.0.0.1", port=to_the_end.port)
+        work = client.get_work("arn:aws:lambda:us-east-1:1:function:f:1")
+    finally:
+        to_the_end.close()
+    assert (work.invocation_id, work.payload) == (None, b"until close")
+
+
+def test_the_ipc_client_refuses_a_truncated_or_unbounded_answer_with_an_ipc_exception():
+    from greengrass_ipc_python_sdk.ipc_client import IPCClient, IPCException
+
+    for answer, expected in (
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nshort", "ended after 5 of 10 bytes"),
+        (b"HTTP/1.1 200 OK\r\nX-Long: " + b"x" * 70000 + b"\r\n\r\n", "longer than 65536 bytes"),
+        (b"SMTP ready\r\n\r\n", "not an HTTP status line"),
+    ):
+        server = OneAnswerServer(answer, close_after=True)
+        try:
+            with pytest.raises(IPCException, match=expected):
+                IPCClient(endpoint="127.0.0.1", port=server.port).get_work("arn:aws:lambda:us-east-1:1:function:f:1")
+        finally:
+            server.close()

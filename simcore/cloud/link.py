@@ -260,6 +260,9 @@ class CloudLink:
                 # waits for the broker's delayed ACK: about 40 ms per prediction once shadow sync shares
                 # the connection (bench/cloud_path.py).
                 sdk_internals.set_tcp_nodelay(client)
+                # Kept before the link says it is connected: whoever sees "connected" finds its client
+                # (and its socket). _connect_once keeps it too, once this attempt returns.
+                self._client = client
                 self._set_connected(True)
 
         def on_offline() -> None:
