@@ -105,3 +105,24 @@ def test_sighup_stops_cloud_start_as_sigterm_does(tmp_path):
         assert not [pid for pid in brokers if alive(pid)]
     finally:
         command.close(brokers)
+
+
+def test_a_sigterm_while_run_is_starting_stops_it_cleanly(tmp_path):
+    """The stop handlers are in place before the core starts: a SIGTERM as soon as its first worker exists
+    (before `run` has printed that it runs) still gives a clean stop and exit code 0, never death by signal."""
+    root = tmp_path / "core"
+    deployed = subprocess.run([sys.executable, "-m", "simcore", "deploy", str(BUSY_GROUP), "--root", str(root)],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert deployed.returncode == 0, deployed.stderr
+    command = Command("run", "--root", str(root), "--runtime", f"python3.8={sys.executable}")
+    workers: set[int] = set()
+    try:
+        wait_until(lambda: children(command.process.pid) or command.process.poll() is not None, 60,
+                   message=lambda: f"the core to start a worker; its output:\n{command.output()}", interval_s=0.01)
+        workers = children(command.process.pid)
+        command.process.send_signal(signal.SIGTERM)
+        assert command.process.wait(60) == 0, command.output()
+        assert "core stopped" in command.output()
+        assert not [pid for pid in workers if alive(pid)]
+    finally:
+        command.close(workers)

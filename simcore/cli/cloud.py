@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,15 +20,16 @@ DEFAULT_CONFIG = DEFAULT_STATE_DIR / "config" / "config.json"
 def cmd_cloud_start(args: argparse.Namespace) -> int:
     """Run the stand-in cloud until Ctrl-C."""
     from simcore.cloud.standin import start_standin
-    from simcore.service.signals import wait_for_signal
+    from simcore.service.signals import StopSignal
 
-    cloud = start_standin(args.state_dir, args.port, args.thing)
-    print(f"stand-in cloud ({cloud.broker.kind}) on 127.0.0.1:{cloud.port}; core config: {cloud.config_path}",
-          flush=True)
-    try:
-        wait_for_signal(threading.Event())
-    finally:
-        cloud.stop()
+    with StopSignal() as stop:  # from here a stop signal stops the stand-in cleanly, even while it starts
+        cloud = start_standin(args.state_dir, args.port, args.thing)
+        try:
+            print(f"stand-in cloud ({cloud.broker.kind}) on 127.0.0.1:{cloud.port}; core config: "
+                  f"{cloud.config_path}", flush=True)
+            stop.wait()
+        finally:
+            cloud.stop()
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from simcore.cli.common import key_values
 from simcore.defaults import DEFAULT_SPOOL_STORAGE
-from simcore.service.signals import wait_for_signal
+from simcore.service.signals import StopSignal
 
 
 def run_options(args: argparse.Namespace):
@@ -32,16 +32,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from simcore.service.running import RunningCore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    deployment = load_deployment(args.root)
-    running = RunningCore(deployment, run_options(args))
-    running.start()
-    print(f"core running deployment {deployment.number}; IPC on 127.0.0.1:{running.core.ipc_port}; "
-          "Ctrl-C to stop", flush=True)
-    stop_requested = threading.Event()
-    threading.Thread(target=lambda: (running.stopped.wait(), stop_requested.set()), daemon=True).start()
-    wait_for_signal(stop_requested)
-    if not running.stopped.is_set():
-        running.stop()
+    with StopSignal() as stop:  # from here a stop signal stops the core cleanly, even while it starts
+        deployment = load_deployment(args.root)
+        running = RunningCore(deployment, run_options(args))
+        running.start()
+        print(f"core running deployment {deployment.number}; IPC on 127.0.0.1:{running.core.ipc_port}; "
+              "Ctrl-C to stop", flush=True)
+        threading.Thread(target=lambda: (running.stopped.wait(), stop.requested.set()), daemon=True).start()
+        stop.wait()
+        if not running.stopped.is_set():
+            running.stop()
     print("core stopped; shadows and spool kept on disk")
     return 0
 

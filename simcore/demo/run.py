@@ -18,8 +18,6 @@ import argparse
 import contextlib
 import json
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +30,7 @@ from simcore.demo.records import ReplayPeriod, count_records, parse_date
 from simcore.demo.state import DemoState
 from simcore.demo.summary import Summary, build_summary, load_model_card
 from simcore.errors import InputError
-from simcore.service.signals import STOP_SIGNALS
+from simcore.service.signals import StopSignal
 
 PY38_INTERPRETER = Path(".venv-py38") / "bin" / "python"
 MODEL_RESOURCE = "RainModel"
@@ -85,24 +83,6 @@ def template_parameters(args: argparse.Namespace, period: ReplayPeriod) -> dict[
         "ReplaySpeed": f"{args.speed:g}",
         "MetricsIntervalSeconds": str(args.metrics_interval),
     }
-
-
-class StopSignal:
-    """SIGINT/SIGTERM/SIGHUP set an event instead of raising, so the demo stops in one place, cleanly."""
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        self._previous: dict[int, object] = {}
-
-    def __enter__(self) -> StopSignal:
-        if threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                self._previous[signum] = signal.signal(signum, lambda _signum, _frame: self.requested.set())
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 class DemoRun:
@@ -256,8 +236,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.keep_web and summary.outcome != "interrupted":
             console.print(f"the final page stays on {demo.web.url}; Ctrl-C to leave")
             with StopSignal() as stop:
-                while not stop.requested.wait(0.5):
-                    pass
+                stop.wait()
         demo.web.stop()
     if summary.outcome == "interrupted":
         return EXIT_INTERRUPTED
