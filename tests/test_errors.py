@@ -15,7 +15,7 @@ import pytest
 
 import simcore
 from simcore import errors
-from simcore.cloud.broker import AmqttBroker, BrokerError, BrokerTLS, MosquittoBroker
+from simcore.cloud.broker import AmqttBroker, BrokerError, BrokerTLS, MosquittoBroker, installed_mosquitto
 from simcore.cloud.ca import LocalCA
 from simcore.errors import (
     EXIT_BAD_INPUT,
@@ -130,9 +130,10 @@ def tls(tmp_path) -> BrokerTLS:
 
 
 def test_mosquitto_on_a_taken_port_says_so(tls, tmp_path, taken_port):
-    if not Path("/usr/sbin/mosquitto").exists():
+    executable = installed_mosquitto()
+    if executable is None:
         pytest.skip("mosquitto is not installed")
-    broker = MosquittoBroker(tls, tmp_path / "broker", port=taken_port)
+    broker = MosquittoBroker(tls, tmp_path / "broker", port=taken_port, executable=executable)
     with pytest.raises(BrokerError, match="already in use") as refused:
         broker.start()
     assert "--port 0" in refused.value.message and not broker.running

@@ -31,6 +31,7 @@ import ssl
 import subprocess
 import threading
 import time
+import weakref
 from asyncio import constants, selector_events, sslproto
 from collections import deque
 from collections.abc import Iterator
@@ -278,7 +279,20 @@ class _AlertingSSLProtocol(sslproto.SSLProtocol):
 
 
 class _AlertingEventLoop(asyncio.SelectorEventLoop):
-    """The amqtt broker's loop: TLS connections use `_AlertingSSLProtocol` (same arguments as asyncio's own)."""
+    """The amqtt broker's loop: TLS connections use `_AlertingSSLProtocol` (same arguments as asyncio's own).
+
+    It keeps its connections, so that a stop closes every one even when amqtt's own shutdown fails: a
+    client must hear the broker go (as when mosquitto exits), not keep a socket nobody reads.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connections: weakref.WeakSet = weakref.WeakSet()
+
+    def abort_connections(self) -> None:
+        """Close every client connection at once (in the loop's thread)."""
+        for transport in list(self.connections):
+            transport.abort()
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext, waiter=None, *, server_side=False,
                             server_hostname=None, extra=None, server=None,
@@ -287,7 +301,8 @@ class _AlertingEventLoop(asyncio.SelectorEventLoop):
         ssl_protocol = _AlertingSSLProtocol(self, protocol, sslcontext, waiter, server_side, server_hostname,
                                             ssl_handshake_timeout=ssl_handshake_timeout,
                                             ssl_shutdown_timeout=ssl_shutdown_timeout)
-        selector_events._SelectorSocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        raw = selector_events._SelectorSocketTransport(self, rawsock, ssl_protocol, extra=extra, server=server)
+        self.connections.add(raw)
         return ssl_protocol._app_transport
 
 
@@ -414,6 +429,8 @@ class AmqttBroker:
             log.warning("amqtt broker shutdown: %s; closing its listener", error or type(error).__name__)
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(_close_listeners(broker), loop).result(timeout_s)
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_abort_connections(loop), loop).result(timeout_s)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout_s)
         self._loop = self._broker = self._thread = None
@@ -425,6 +442,13 @@ async def _close_listeners(broker) -> None:
         instance = getattr(server, "instance", None)
         if instance is not None:
             instance.close()
+
+
+async def _abort_connections(loop: _AlertingEventLoop) -> None:
+    """Abort every client connection and let the loop run the closes it schedules (before it is stopped)."""
+    loop.abort_connections()
+    for _ in range(2):
+        await asyncio.sleep(0)
 
 
 def _read_from(path: Path, offset: int) -> str:
@@ -457,10 +481,18 @@ def _start_on_a_port(broker: MosquittoBroker | AmqttBroker) -> None:
         return
 
 
+def installed_mosquitto() -> str | None:
+    """The mosquitto executable this machine can run (Debian's path first, then PATH), or None."""
+    if os.access(MOSQUITTO, os.X_OK):
+        return MOSQUITTO
+    return shutil.which("mosquitto")
+
+
 def make_broker(tls: BrokerTLS, work_dir: Path, port: int = 0, prefer: str = "mosquitto"):
     """mosquitto when its executable is installed (and `prefer` allows), otherwise the amqtt fallback."""
-    if prefer == "mosquitto" and (os.access(MOSQUITTO, os.X_OK) or shutil.which("mosquitto")):
-        executable = MOSQUITTO if os.access(MOSQUITTO, os.X_OK) else str(shutil.which("mosquitto"))
+    executable = installed_mosquitto() if prefer == "mosquitto" else None
+    if executable is not None:
         return MosquittoBroker(tls, work_dir, port=port, executable=executable)
-    log.warning("mosquitto not found; using the embedded amqtt broker")
+    # Info, not a warning: the fallback is a supported broker, and the broker kind is in every start line.
+    log.info("mosquitto not found; using the embedded amqtt broker")
     return AmqttBroker(tls, work_dir, port=port)
