@@ -36,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -46,6 +45,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+from bench.scratch import lambda_scratch  # noqa: E402
 
 MODEL_ARCHIVE = REPO_ROOT / "resources" / "rain_model" / "dist" / "rain-model.tar.gz"
 INFERENCE_CODE = REPO_ROOT / "lambdas" / "rain_inference"
@@ -487,9 +488,8 @@ def measure(readings: int = READINGS, hop_calls: int = HOP_CALLS, warmup: int = 
 
     `readings` one at a time, or fewer when `budget_s` (for all readings, split over the rounds) runs out.
     """
-    with tempfile.TemporaryDirectory(prefix="simcore-bench-cloud-") as scratch:
-        os.chmod(scratch, 0o711)  # as root the Lambdas run as ggc_user: let it pass (not list) to their code
-        bench = CloudPathBench(Path(scratch), readings)
+    with lambda_scratch("simcore-bench-cloud-") as scratch:
+        bench = CloudPathBench(scratch, readings)
         try:
             bench.warm_up(warmup)
             output = bench.predictions.payloads[bench.seq]

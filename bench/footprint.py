@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from bench.group_core import (
     worker_interpreter,
     worker_python_label,
 )
+from bench.scratch import lambda_scratch
 
 IDLE_SPEED = 0.000001
 LOAD_SPEED = 10.0
@@ -184,8 +184,7 @@ def run_phase(scratch: Path, cloud, name: str, speed: float, settle_s: float) ->
 
 
 def measure() -> Measured:
-    with tempfile.TemporaryDirectory(prefix="simcore-bench-footprint-") as scratch_name:
-        scratch = Path(scratch_name)
+    with lambda_scratch("simcore-bench-footprint-") as scratch:
         floors = [FloorProcess(sys.executable), FloorProcess(worker_interpreter())]
         try:
             floor_311, floor_38 = (floor.memory() for floor in floors)

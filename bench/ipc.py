@@ -17,7 +17,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -28,6 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.scratch import lambda_scratch  # noqa: E402
 from simcore.core.assemble import Core  # noqa: E402
 from simcore.group import CLOUD, Function, Group, Subscription  # noqa: E402
 from simcore.group import Core as CoreThing  # noqa: E402
@@ -232,9 +232,8 @@ def run() -> str:
     latencies: list[float] = []
     floor_rates, routed_rates, handled_rates = [], [], []
     per_round = LATENCY_SAMPLES // ROUNDS
-    with tempfile.TemporaryDirectory(prefix="simcore-bench-") as scratch:
-        os.chmod(scratch, 0o711)  # as root the Lambdas run as ggc_user: let it pass (not list) to their code
-        simcore = _SimcoreBench(Path(scratch))
+    with lambda_scratch("simcore-bench-") as scratch:
+        simcore = _SimcoreBench(scratch)
         try:
             for _ in range(ROUNDS):
                 round_latencies, floor_rate = measure_floor(per_round, THROUGHPUT_MESSAGES)

@@ -20,7 +20,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from bench.group_core import (
     worker_interpreter,
     worker_python_label,
 )
+from bench.scratch import lambda_scratch
 
 RUNS = 5
 POLL_S = 0.002
@@ -103,8 +103,7 @@ def one_start(scratch: Path, cloud, index: int) -> tuple[float, float]:
 
 def measure(runs: int = RUNS) -> Measured:
     ipc, first = [], []
-    with tempfile.TemporaryDirectory(prefix="simcore-bench-start-") as scratch_name:
-        scratch = Path(scratch_name)
+    with lambda_scratch("simcore-bench-start-") as scratch:
         cloud = start_cloud(scratch / "cloud")
         try:
             for index in range(runs):
