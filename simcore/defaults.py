@@ -19,6 +19,11 @@ DEFAULT_THING_NAME = "RainEdgeCore"
 # AWS IoT's MQTT over TLS port, and the HTTPS port where MQTT needs ALPN `x-amzn-mqtt-ca`.
 DEFAULT_MQTT_PORT = 8883
 ALPN_PORT = 443
+# The core's MQTT server for the group's devices: its certificate, signed by the group CA, is valid this many
+# days (v1's default; 7 to 30) and renewed before it expires. Discovery's port is AWS's (8443).
+DEFAULT_SERVER_CERT_DAYS = 7
+DEFAULT_DISCOVERY_PORT = 8443
+
 # `coreThing.keepAlive`: the MQTT keep-alive a v1 core uses, in seconds.
 DEFAULT_KEEP_ALIVE_S = 600
 

@@ -29,9 +29,10 @@ ALLOWED = {
     "core": {"shadow"},
     "connectors": set(),
     "cloud": {"shadow"},
-    "service": {"core", "deploy", "cloud", "connectors", "shadow"},
+    "devices": {"cloud"},
+    "service": {"core", "deploy", "cloud", "connectors", "shadow", "devices"},
     "demo": {"service", "cloud", "deploy", "shadow"},
-    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core"},
+    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core", "devices"},
     "__main__": {"cli"},
     "lambda_side": set(),
 }

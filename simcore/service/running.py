@@ -12,7 +12,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import link_settings
@@ -22,12 +22,16 @@ from simcore.connectors.registry import build_registry
 from simcore.core.assemble import Core, default_shadow_service
 from simcore.core.secrets import secret_store_from_records
 from simcore.core_config import CoreConfig, Runtime, System, read_core_config
-from simcore.defaults import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_STORAGE
+from simcore.defaults import DEFAULT_MQTT_PORT, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_STORAGE
 from simcore.deploy.record import Deployment
 from simcore.deploy.secrets import read_stored_secrets
+from simcore.errors import RuntimeConfigError
 from simcore.group import CLOUD
 from simcore.private import private_dir
 from simcore.service.control import ControlServer
+
+if TYPE_CHECKING:
+    from simcore.devices.server import DeviceServer
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,15 @@ class RunOptions:
     shadow_sync_timeout_s: float | None = None
     max_work_items: int | None = None
     allow_functions_to_run_as_root: bool | None = None
+    # The group's devices (simcore.devices): the MQTT server's port (None: config.json's
+    # `coreThing.ggMqttPort`, else 8883; 0: any free port), the address it binds, the connectivity advertised
+    # without GGIPDetector, discovery's port (None: no local discovery) and the CA device certificates chain
+    # to (None: the cloud config's caPath).
+    device_port: int | None = None
+    device_host: str = "0.0.0.0"
+    connectivity: list[tuple[str, int]] = field(default_factory=list)
+    discovery_port: int | None = None
+    device_ca: Path | None = None
 
     def resolved(self, config: CoreConfig | None) -> RunOptions:
         """These options with every None limit filled from `config` (the one `cloud_config` names) or the defaults."""
@@ -110,6 +123,10 @@ class RunningCore:
         self.sync: ShadowSync | None = None
         if options.cloud_config is not None:
             self._build_cloud_link(options)
+        self.devices: DeviceServer | None = None
+        if deployment.group.devices:
+            self.devices = self._build_device_server(options)
+            self.core.set_devices(self.devices)
         self.control = ControlServer(
             root,
             {
@@ -117,6 +134,7 @@ class RunningCore:
                 "publish": self._publish_command,
                 "shadow": self._shadow_command,
                 "stop": self._stop_command,
+                "devices": lambda _arguments: self.devices_status(),
             },
         )
         self.stopped = threading.Event()
@@ -140,6 +158,32 @@ class RunningCore:
             self.shadow_service.listeners.append(self.sync.on_local_change)
         self.core.set_cloud(self.link)
 
+    def _build_device_server(self, options: RunOptions) -> DeviceServer:
+        # Imported only for a group with devices: a core without them loads no broker and no cryptography.
+        from simcore.devices.server import DeviceOptions, DeviceServer
+
+        device_ca = options.device_ca
+        if device_ca is None and self.core_config is not None:
+            device_ca = link_settings(self.core_config, options.certs_dir).ca_path
+        if device_ca is None:
+            raise RuntimeConfigError("the group has devices: pass --device-ca (the CA their certificates chain "
+                                     "to) or --config (its caPath is used)")
+        port = options.device_port
+        if port is None:
+            configured = self.core_config.core_thing.gg_mqtt_port if self.core_config is not None else None
+            port = configured or DEFAULT_MQTT_PORT
+        return DeviceServer(
+            self.deployment.group, self.deployment.root / "var" / "state",
+            lambda source, topic, payload: self.core.publish(topic, payload, source=source,
+                                                             queue_full_policy="BestEffort"),
+            DeviceOptions(device_ca=Path(device_ca), port=port, host=options.device_host,
+                          connectivity=list(options.connectivity), discovery_port=options.discovery_port),
+        )
+
+    def devices_status(self) -> dict[str, Any]:
+        """The device server's status (`simcore devices`); `{"running": false}` for a group without devices."""
+        return self.devices.status() if self.devices is not None else {"running": False, "devices": {}}
+
     def _connector_publish(self, topic: str, payload: bytes, source: str) -> None:
         self.core.publish(topic, payload, source=source)
 
@@ -152,6 +196,12 @@ class RunningCore:
     def start(self) -> None:
         """Start the core (pinned Lambdas start now), the cloud link and sync, then the control endpoint."""
         self.core.start()
+        if self.devices is not None:
+            try:
+                self.devices.start()
+            except BaseException:
+                self.core.stop()
+                raise
         if self.link is not None:
             self.link.start()
         if self.sync is not None:
@@ -163,6 +213,8 @@ class RunningCore:
         self.control.stop()
         if self.sync is not None:
             self.sync.stop()
+        if self.devices is not None:
+            self.devices.stop()
         self.core.stop()
         # After the workers (nothing new arrives) and before the link (their last statuses reach the spool).
         self.connectors.stop()
@@ -181,6 +233,8 @@ class RunningCore:
             status["cloud"] = self.link.stats().__dict__
         if self.sync is not None:
             status["shadow_sync"] = self.sync.stats.__dict__
+        if self.devices is not None:
+            status["devices"] = self.devices.status()
         return status
 
     def _publish_command(self, arguments: dict[str, Any]) -> dict[str, Any]:
