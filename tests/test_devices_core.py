@@ -189,3 +189,37 @@ def test_the_server_certificate_names_the_advertised_address_and_lasts_seven_day
     assert datetime.timedelta(days=7) <= life <= datetime.timedelta(days=7, minutes=10)
     issuer = x509.load_pem_x509_certificate(core.group_ca_path.read_bytes())
     cert.verify_directly_issued_by(issuer)
+
+
+def test_a_device_message_reaches_the_cloud_by_subscription(core, group_ca, cloud_module):
+    from support.cloud import Collector
+
+    collector = Collector(cloud_module, "sensors/to-cloud", name="devices-cloud-watcher")
+    client = connected(core, SENSOR, group_ca)
+    try:
+        assert collector.link.wait_connected(10)
+        # Sent again until seen: the subscriber's SUBSCRIBE may still be on its way when the first one arrives.
+
+        def sent_and_seen() -> list[bytes]:
+            client.publish("sensors/to-cloud", json.dumps({"from": SENSOR}), 0)
+            return collector.payloads()
+
+        payloads = wait_until(sent_and_seen, interval_s=0.5, message="the device's message at the cloud subscriber")
+        assert json.loads(payloads[0]) == {"from": SENSOR}
+    finally:
+        client.disconnect()
+        collector.stop()
+
+
+def test_a_payload_over_128_kb_is_dropped_and_counted_and_the_device_stays_connected(core, group_ca):
+    client = connected(core, SENSOR, group_ca)
+    inbox = Inbox()
+    try:
+        before = core.server.status()["devices"][SENSOR].get("dropped_too_large", 0)
+        client.publish("display/show", "x" * (128 * 1024 + 1), 0)
+        wait_until(lambda: core.server.status()["devices"][SENSOR].get("dropped_too_large", 0) == before + 1,
+                   message="the oversized publish counted")
+        assert client.subscribe(f"devices/{SENSOR}/in", 0, inbox)  # still connected: the SUBSCRIBE is answered
+        assert SENSOR in core.server.status()["connected"]
+    finally:
+        client.disconnect()
