@@ -14,7 +14,8 @@ Rules enforced, as the Greengrass service did at CreateDeployment (errors name t
 - ids (functions, resources, subscriptions, loggers, connectors, cores, devices) match `[a-zA-Z0-9:_-]+`,
   at most 128 characters, unique within their definition;
 - a subscription's source and target are `cloud`, `GGShadowService`, a function ARN of the group, a
-  connector ARN of the group or a device thing ARN of the group; its subject is a valid MQTT topic filter;
+  connector ARN of the group or a thing ARN (one not in the DeviceDefinition is a deploy warning); its
+  subject is a valid MQTT topic filter;
 - loggers: Type FileSystem|AWSCloudWatch, Component GreengrassSystem|Lambda, Level DEBUG..FATAL,
   `Space` (KB) only for FileSystem.
 """
@@ -773,7 +774,9 @@ def _subscriptions(
     for entry, path in _entries(version, "Subscriptions"):
         for key in ("Source", "Target"):
             value = _required(entry, key, path)
-            if value not in endpoints:
+            # A thing ARN the DeviceDefinition lacks is a warning at deploy (simcore.deploy.deployment), not an
+            # error: the router counts its messages undeliverable.
+            if value not in endpoints and not THING_ARN.fullmatch(value):
                 raise TemplateError(
                     f"subscription {entry['Id']}: {key} {value!r} must be cloud, GGShadowService, "
                     "the ARN of a "
