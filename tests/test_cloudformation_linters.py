@@ -119,8 +119,9 @@ def test_checkov_skips_are_only_lambda_checks_on_functions_with_a_reason() -> No
         assert len(skip["check_result"]["suppress_comment"]) > 30
         by_resource.setdefault(skip["resource"].split(".", 1)[1], set()).add(skip["check_id"])
     # (checkov resolves conditions with the parameters' defaults: ReadingToShadowFunction, SensorMode=device
-    # only, is not scanned; its skips are the sensor Lambda's.) The core's functions skip all four; the custom resources' functions (which do run in AWS Lambda)
-    # run a current runtime, so the deprecated-runtime check applies to them and passes.
+    # only, is not scanned; its skips are the sensor Lambda's.) The core's functions skip all four; the
+    # custom resources' functions (which do run in AWS Lambda) run a current runtime, so the
+    # deprecated-runtime check applies to them and passes.
     assert by_resource == {
         "SensorToShadowFunction": LAMBDA_ONLY_CHECKS, "RainInferenceFunction": LAMBDA_ONLY_CHECKS,
         "ThingCertificateFunction": LAMBDA_ONLY_CHECKS - {"CKV_AWS_363"},
