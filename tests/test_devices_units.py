@@ -66,3 +66,23 @@ def test_gg_mqtt_port_is_read_and_checked():
     document["coreThing"]["ggMqttPort"] = 80
     with pytest.raises(CoreConfigError, match="1024-65535"):
         from_document(document)
+
+
+def test_a_taken_device_port_is_one_clear_error_naming_the_flag(tmp_path):
+    import socket
+
+    from simcore.cloud.ca import LocalCA
+    from simcore.devices.server import DeviceOptions, DeviceServer
+    from simcore.errors import StartError
+
+    ca = LocalCA(tmp_path / "ca")
+    core = Core("c", "core", "arn:aws:iot:us-east-1:123456789012:thing/core", "arn:aws:iot:x")
+    group = Group("g", "us-east-1", "123456789012", cores=(core,))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        server = DeviceServer(group, tmp_path / "state", lambda *_: None,
+                              DeviceOptions(device_ca=ca.ca_path, port=taken, host="127.0.0.1"))
+        with pytest.raises(StartError, match="--device-port"):
+            server.start()

@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simcore.cloud.broker import BrokerTLS
+from simcore.cloud.broker import BrokerError, BrokerTLS
 from simcore.defaults import DEFAULT_MQTT_PORT, DEFAULT_SERVER_CERT_DAYS
 from simcore.devices.admission import Admission, certificate_id_of_arn
 from simcore.devices.broker import DeviceBroker
 from simcore.devices.connectivity import IP_DETECTOR, ConnectivityEntry, connectivity
 from simcore.devices.discovery import DiscoveryServer, discovery_record
 from simcore.devices.group_ca import SigningCA, group_ca, not_after
+from simcore.errors import StartError
 from simcore.group import Group
 from simcore.private import private_dir
 from simcore.topics import filters_overlap
@@ -127,7 +128,14 @@ class DeviceServer:
             Admission.for_devices(self.group.devices), on_publish=self._from_device,
             on_subscribe=self._device_subscribed, port=self.options.port, host=self.options.host,
         )
-        self.broker.start()
+        try:
+            self.broker.start()
+        except BrokerError as error:
+            if not error.port_taken:
+                raise
+            raise BrokerError(f"the device MQTT server cannot listen on {self.options.host}:{self.options.port}: "
+                              "the port is in use (by the stand-in cloud's broker?); pass --device-port "
+                              "(0: any free port) or set coreThing.ggMqttPort") from None
         self.connectivity = connectivity(self.auto_ip, self.options.connectivity, self.broker.port)
         record = self.discovery_record()
         record_path = self.state_dir / "discovery.json"
@@ -138,8 +146,14 @@ class DeviceServer:
             signer = discovery_signer(self.options.device_ca, self.ca)
             cert, key = self.server_dir / "discovery.crt", self.server_dir / "discovery.key"
             signer.issue_server(self._hosts(), cert, key, datetime.timedelta(days=365))
-            self.discovery = DiscoveryServer(lambda: record, self.options.device_ca, cert, key,
-                                             port=self.options.discovery_port, host=self.options.host)
+            try:
+                self.discovery = DiscoveryServer(lambda: record, self.options.device_ca, cert, key,
+                                                 port=self.options.discovery_port, host=self.options.host)
+            except OSError as error:
+                self.broker.stop()
+                raise StartError(f"discovery cannot listen on {self.options.host}:{self.options.discovery_port}: "
+                                 f"{error.strerror or error}; pass another --discovery-port (0: any free "
+                                 "port)") from None
             self.discovery.start()
         self._rotation_thread = threading.Thread(target=self._rotation_loop, name="server-cert", daemon=True)
         self._rotation_thread.start()
