@@ -89,6 +89,16 @@ class DeviceBroker(AmqttBroker):
         with self._lock:
             return sorted(self._live)
 
+    def snapshot(self) -> tuple[dict[str, dict[str, int]], int, list[str]]:
+        """(per-device counters, connections refused, the last refusals), read together."""
+        with self._lock:
+            counters = {thing: dict(values) for thing, values in self.counters.items()}
+            return counters, self.refused, list(self.refusals)
+
+    def _count(self, thing: str, name: str) -> None:
+        with self._lock:
+            self.counters[thing][name] += 1
+
     def deliver(self, thing_name: str, topic: str, payload: bytes) -> str:
         """Send one message to a device at QoS 0: "sent", "offline", "not_subscribed" or "backlog" (dropped)."""
         with self._lock:
@@ -184,7 +194,7 @@ class DeviceBroker(AmqttBroker):
                 with outer._lock:
                     previous = outer._live.get(session.client_id)
                     outer._live[session.client_id] = connection
-                    outer.counters[session.client_id]["connections"] += 1
+                outer._count(session.client_id, "connections")
                 if previous is not None:
                     await previous.writer.close()
                 log.info("device %s connected from %s", session.client_id, _peer_name(writer))
@@ -223,19 +233,18 @@ class DeviceBroker(AmqttBroker):
                     log.warning("device %s published on %r, not a topic: disconnected (MQTT 3.3.2-2)", thing, topic)
                     return False
                 payload = bytes(message.data or b"")
-                counters = outer.counters[thing]
                 if message.publish_packet is not None and message.publish_packet.retain_flag:
-                    counters["retain_ignored"] += 1  # v1 keeps no retained messages
+                    outer._count(thing, "retain_ignored")  # v1 keeps no retained messages
                 if len(payload) > MAX_PAYLOAD_BYTES:
-                    counters["dropped_too_large"] += 1
+                    outer._count(thing, "dropped_too_large")
                     log.warning("device %s published %d bytes on %s: over the %d-byte limit, dropped",
                                 thing, len(payload), topic, MAX_PAYLOAD_BYTES)
                     return True
-                counters["published"] += 1
+                outer._count(thing, "published")
                 try:
                     outer.on_publish(thing, topic, payload)
                 except Exception as error:  # one bad message must not end the device's connection
-                    counters["not_routed"] += 1
+                    outer._count(thing, "not_routed")
                     log.warning("message from device %s on %s not routed: %s", thing, topic, error)
                 return True
 

@@ -233,16 +233,14 @@ class DeviceServer:
         broker = self.broker
         if broker is None:
             return {"running": False}
-        with broker._lock:
-            counters = {thing: dict(values) for thing, values in broker.counters.items()}
-            refusals = list(broker.refusals)[-10:]
+        counters, refused, refusals = broker.snapshot()
         return {
             "running": True,
             "port": broker.port,
             "connected": broker.connected(),
             "devices": {device.thing_name: counters.get(device.thing_name, {}) for device in self.group.devices},
-            "refused_connections": broker.refused,
-            "recent_refusals": refusals,
+            "refused_connections": refused,
+            "recent_refusals": refusals[-10:],
             "subscribes_with_no_effect": self.subscribes_with_no_effect,
             "connectivity": [dataclasses.asdict(entry) for entry in self.connectivity],
             "server_certificate_not_after": not_after(self.cert_path).isoformat(),
