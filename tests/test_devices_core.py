@@ -223,3 +223,19 @@ def test_a_payload_over_128_kb_is_dropped_and_counted_and_the_device_stays_conne
         assert SENSOR in core.server.status()["connected"]
     finally:
         client.disconnect()
+
+
+def test_a_device_that_opens_tls_and_sends_no_connect_is_closed(core, monkeypatch):
+    import socket
+    import ssl
+
+    from simcore.devices import broker as device_broker
+
+    monkeypatch.setattr(device_broker, "CONNECT_TIMEOUT_S", 0.5)  # read when each connection starts
+    context = ssl.create_default_context(cafile=str(core.group_ca_path))
+    context.load_cert_chain(str(core.certs[SENSOR].cert_path), str(core.certs[SENSOR].key_path))
+    with socket.create_connection(("127.0.0.1", core.server.port)) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.settimeout(20)
+        # Silent after the handshake: the server closes the connection (EOF) instead of waiting forever.
+        assert tls.recv(1) == b""

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 MAX_PAYLOAD_BYTES = 128 * 1024  # AWS IoT's message size limit; v1 documents none of its own
 MAX_PENDING_PER_DEVICE = 1000  # messages being written to one device: a device that does not read loses the rest
 MAX_CONNECTIONS = 1000  # TLS sessions the listener holds at once
+CONNECT_TIMEOUT_S = 10.0  # from TLS up to a whole CONNECT packet: a silent client is closed after this
 REFUSALS_KEPT = 50
 
 # amqtt drops the old session of a CONNECT's client id before authentication; while a connection is being
@@ -49,6 +50,28 @@ def _peer_der(writer) -> bytes | None:
 def _peer_name(writer) -> str:
     info = writer.get_peer_info()
     return f"{info[0]}:{info[1]}" if info else "an unknown peer"
+
+
+class _ConnectDeadline:
+    """amqtt's reader, with a deadline on the reads until the CONNECT packet is in (amqtt waits forever)."""
+
+    def __init__(self, reader, timeout_s: float):
+        self.reader = reader
+        self.deadline: float | None = asyncio.get_running_loop().time() + timeout_s
+
+    async def read(self, n: int = -1) -> bytes:
+        if self.deadline is None:
+            return await self.reader.read(n)
+        remaining = self.deadline - asyncio.get_running_loop().time()
+        try:
+            return await asyncio.wait_for(self.reader.read(n), max(remaining, 0.0))
+        except TimeoutError:
+            from amqtt.errors import NoDataError  # amqtt's own "no CONNECT": it releases the connection
+
+            raise NoDataError(f"no CONNECT within {CONNECT_TIMEOUT_S:g} s") from None
+
+    def feed_eof(self) -> None:
+        self.reader.feed_eof()
 
 
 @dataclass
@@ -166,7 +189,11 @@ class DeviceBroker(AmqttBroker):
                     await writer.close()
                     return
                 _held_back_deletes.set([])
-                await super()._client_connected(listener_name, reader, writer)
+                timed = _ConnectDeadline(reader, CONNECT_TIMEOUT_S)
+                try:
+                    await super()._client_connected(listener_name, timed, writer)
+                finally:
+                    await writer.close()  # amqtt leaves some failed sessions' sockets open
 
             async def _delete_session(self, client_id):
                 held_back = _held_back_deletes.get()
@@ -179,6 +206,7 @@ class DeviceBroker(AmqttBroker):
                 return True  # admission decided in _handle_client_session, before amqtt's own steps
 
             async def _handle_client_session(self, reader, writer, session, handler, server, listener_name):
+                reader.deadline = None  # the CONNECT is in
                 held_back = _held_back_deletes.get() or []
                 _held_back_deletes.set(None)
                 why = outer.admission.refusal(session.client_id, _peer_der(writer))
