@@ -173,6 +173,11 @@ class DeviceBroker(AmqttBroker):
             self.refused += 1
             self.refusals.append(line)
 
+    def _record_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        super()._record_loop_error(loop, context)
+        if context.get("message") == "TLS handshake refused":  # a certificate the IoT CA did not sign, or none
+            self._refuse("a client", f"TLS handshake failed: {context.get('exception')}")
+
     def _config(self) -> dict:
         config = super()._config()
         config["listeners"]["default"]["max_connections"] = MAX_CONNECTIONS
