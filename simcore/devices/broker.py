@@ -20,6 +20,7 @@ import asyncio
 import collections
 import contextvars
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -175,7 +176,8 @@ class DeviceBroker(AmqttBroker):
 
     def _record_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
         super()._record_loop_error(loop, context)
-        if context.get("message") == "TLS handshake refused":  # a certificate the IoT CA did not sign, or none
+        # A certificate the IoT CA did not sign, or none (a client that hung up mid-handshake is no refusal).
+        if context.get("message") == "TLS handshake refused" and isinstance(context.get("exception"), ssl.SSLError):
             self._refuse("a client", f"TLS handshake failed: {context.get('exception')}")
 
     def _config(self) -> dict:
