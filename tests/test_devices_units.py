@@ -86,3 +86,20 @@ def test_a_taken_device_port_is_one_clear_error_naming_the_flag(tmp_path):
                               DeviceOptions(device_ca=ca.ca_path, port=taken, host="127.0.0.1"))
         with pytest.raises(StartError, match="--device-port"):
             server.start()
+
+
+@pytest.mark.parametrize("name", ["GGConnManager", "GGDeviceCertificateManager", "GGIPDetector"])
+def test_the_system_functions_a_group_lists_are_accepted_and_recorded(tmp_path, name):
+    from pathlib import Path
+
+    from simcore.template.loader import load_group
+
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    text = (fixtures / "devices" / "group.yaml").read_text()
+    template = tmp_path / "devices" / "group.yaml"
+    template.parent.mkdir()
+    template.write_text(text.replace("function:GGIPDetector:1", f"function:{name}"))
+    (tmp_path / "cli").symlink_to(fixtures / "cli")
+    group = load_group(template, {"DeviceCertificateId": "a" * 64})
+    assert group.system_functions == (name,)
+    assert [function.name for function in group.functions] == ["rain-edge-echo"]  # no Lambda for it
