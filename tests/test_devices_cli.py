@@ -117,3 +117,11 @@ def test_a_device_found_at_the_stand_ins_discovery_gets_a_cloud_publish_and_simc
         assert any(line.startswith(f"{DEVICE}  yes  ") for line in table.splitlines()), table
     finally:
         client.disconnect()
+
+
+def test_deploy_makes_the_group_ca_under_the_root_and_discovery_serves_it(served):
+    root, _cloud, _issued = served
+    ca = root / "var" / "state" / "group-ca" / "ca.crt"
+    assert (root / "var" / "state" / "group-ca" / "ca.key").stat().st_mode & 0o077 == 0
+    served_by_core = json.loads((root / "var" / "state" / "discovery.json").read_text())["ca_pem"]
+    assert served_by_core == ca.read_text()

@@ -24,7 +24,7 @@ LEAVES = {"errors", "group", "topics", "paths", "private", "parent_death", "core
 # part -> the parts it may import (leaves aside). A part is a package under simcore/ or a leaf module.
 ALLOWED = {
     "template": set(),
-    "deploy": {"template"},
+    "deploy": {"template", "devices"},
     "shadow": set(),
     "core": {"shadow"},
     "connectors": set(),

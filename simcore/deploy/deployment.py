@@ -251,6 +251,11 @@ def _build(
         },
     )
     _write_config(staging / "config", group, loaded.parameters, root / "certs")
+    if group.devices:
+        # The group CA, made once at the first deploy with devices and kept under the root (simcore.devices).
+        from simcore.devices.group_ca import group_ca
+
+        group_ca(root / "var" / "state", group.name)
     return tuple(warnings)
 
 
