@@ -1,0 +1,64 @@
+"""A group template with the ML Image Classification connector, deployed and run as `simcore run` runs it:
+template → deploy (the model archive fetched and extracted as an ML resource) → RunningCore → a Lambda whose
+ML SDK calls reach the connector's MXNet model server, logging under the service name.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lambdas_fixtures.harness import PY38, IPCClient, function_arn
+
+from simcore.deploy.deployment import deploy
+from simcore.service.running import RunningCore, RunOptions
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = Path(__file__).parent / "fixtures" / "ml_connector" / "ml_connector_group.yaml"
+SAMPLES = REPO / "resources" / "digits_model" / "dist" / "samples"
+CLIENT = function_arn("ml-client")
+TESTER = function_arn("ml-test-harness")
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory) -> Iterator[RunningCore]:
+    root = tmp_path_factory.mktemp("ml-group") / "ggc"
+    deployment = deploy(TEMPLATE, None, root)
+    interpreters = {"python3.8": str(PY38)} if PY38.exists() else {}
+    running = RunningCore(deployment, RunOptions(isolation="off", interpreters=interpreters))
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def classify(running: RunningCore, name: str) -> dict:
+    client = IPCClient(port=running.core.ipc_port)
+    client.auth_token = running.core.issue_token(TESTER)
+    content_type = "image/png" if name.endswith(".png") else "image/jpeg"
+    event = {"call": "infer", "service_name": "digits", "content_type": content_type,
+             "image_b64": base64.b64encode((SAMPLES / name).read_bytes()).decode()}
+    invocation_id = client.post_work(CLIENT, json.dumps(event).encode(), b"", "RequestResponse")
+    result = client.get_work_result(CLIENT, invocation_id)
+    assert result.func_err == "", result.payload
+    return json.loads(result.payload)
+
+
+def test_the_deployed_connector_classifies_and_logs_under_its_service_name(running):
+    labels = json.loads((SAMPLES / "labels.json").read_text())
+    for name in ("digit-04.png", "digit-05.jpg"):
+        predictions = classify(running, name)["predictions"]
+        assert max(range(10), key=predictions.__getitem__) == labels[name]
+    status = running.status()["connectors"]["connectors"]
+    [ic] = [stats for arn, stats in status.items() if "ImageClassification" in arn]
+    assert ic["succeeded"] == 2 and ic["function"] == "GG-ML-INF-image-classification-digits"
+    log = running.deployment.root / "var" / "log" / "user" / "us-east-1" / "aws" / "digits.log"
+    assert "model loaded: 10 classes" in log.read_text()  # written before the first answer
+    assert all(line.split("-", 1)[1].split(",", 1)[1].startswith("[digits]")
+               for line in log.read_text().splitlines() if line)
+    feedback = [stats for arn, stats in status.items() if "MLFeedback" in arn][0]
+    assert feedback["received"] == 2
