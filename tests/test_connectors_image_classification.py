@@ -20,6 +20,7 @@ import pytest
 from lambdas_fixtures.harness import PY38, IPCClient, function_arn, interpreters, make_function, make_group
 
 from simcore.connectors import image_classification as ic
+from simcore.connectors import object_detection as od
 from simcore.connectors.parameters import ConnectorConfigError
 from simcore.connectors.registry import SUPPORTED_VERSIONS, build_registry
 from simcore.core.assemble import Core
@@ -152,6 +153,7 @@ def test_a_service_nobody_runs_raises_greengrass_dependency_exception(served):
 def test_each_classified_image_is_a_feedback_sample(served):
     core, registry, root = served
     feedback = registry.get(FEEDBACK_ARN)
+    assert feedback.wait_idle(timeout=30)  # the samples of earlier tests are stored first
     before = feedback.stats().get("uploaded", 0)
     infer(core, sample("digit-02.png"), content_type="image/png")
     assert feedback.wait_idle(timeout=30)
@@ -163,6 +165,7 @@ def test_each_classified_image_is_a_feedback_sample(served):
 def test_the_feedback_client_call_reaches_the_feedback_connector(served):
     core, registry, _ = served
     feedback = registry.get(FEEDBACK_ARN)
+    assert feedback.wait_idle(timeout=30)  # the samples of earlier tests are stored first
     before = feedback.stats().get("uploaded", 0)
     outcome = call_lambda(core, {"call": "feedback", "config_id": "digits-low", "prediction": [0.4, 0.6],
                                  "input_b64": base64.b64encode(b"model input").decode()})
@@ -286,3 +289,32 @@ def test_the_service_address_is_the_ml_sdk_one():
                 "arn:aws-cn:lambda:cn-north-1:aws:function:GG-ML-INF-image-classification-digits:1"):
         assert ic.invoked_function_name(arn) == "GG-ML-INF-image-classification-digits"
     assert ic.invoked_function_name("arn:aws:lambda:us-east-1:123456789012:function:GG-ML-INF-x-y") is None
+
+
+def detection_parameters(**overrides: str) -> dict[str, str]:
+    values = parameters(**overrides)
+    del values["MLModelSageMakerJobArn"]  # Object Detection serves a Neo-compiled S3 model
+    return values
+
+
+@pytest.mark.parametrize("platform", ic.PLATFORMS)
+def test_object_detection_parameters_are_accepted_then_the_group_is_refused_saying_what_is_missing(
+        platform, tmp_path, digits_model):
+    arn = f"arn:aws:greengrass:us-east-1::/connectors/ObjectDetection{platform}/versions/1"
+    extra = {"GPUAcceleration": "CPU"} if platform == "Aarch64JTX2" else {}
+    connector = Connector("OD", arn, detection_parameters(MLFeedbackConnectorConfigId="", **extra))
+    assert 1 in SUPPORTED_VERSIONS[connector.name]
+    settings = od.settings_of(connector)
+    assert (settings.service_name, settings.sagemaker_job_arn, settings.feedback_config_id) == (SERVICE, "", None)
+    group = make_group([], connectors=(connector,), resources=(RESOURCE,))
+    with pytest.raises(ConnectorConfigError, match="Neo-compiled model .* no libdlr.so") as refused:
+        registry_for(group, tmp_path, digits_model)
+    assert refused.value.location == "Connectors[OD].ConnectorArn"
+    assert f"GG-ML-INF-object-detection-{SERVICE}" in refused.value.message
+
+
+def test_object_detection_refuses_image_classification_only_parameters():
+    connector = Connector("OD", "arn:aws:greengrass:us-east-1::/connectors/ObjectDetectionx86-64/versions/1",
+                          parameters())
+    with pytest.raises(ConnectorConfigError, match="unknown parameter.*MLModelSageMakerJobArn"):
+        od.settings_of(connector)

@@ -86,23 +86,31 @@ class InferenceServiceSettings:
     feedback_config_id: str | None = None
 
     @classmethod
-    def from_connector(cls, connector: Connector) -> InferenceServiceSettings:
-        """Read `connector.parameters`; ConnectorConfigError names the parameter that is missing or wrong."""
+    def from_connector(cls, connector: Connector, *, sagemaker_model: bool = True,
+                       feedback: bool | None = None) -> InferenceServiceSettings:
+        """Read `connector.parameters`; ConnectorConfigError names the parameter that is missing or wrong.
+
+        `sagemaker_model`: the connector takes `MLModelSageMakerJobArn` (Image Classification; Object
+        Detection serves a Neo-compiled S3 model and has none). `feedback`: it takes
+        `MLFeedbackConnectorConfigId` (default: version 2 of the connector).
+        """
         reader = ParameterReader(connector.id, connector.parameters)
         jtx2 = connector.name.endswith("Aarch64JTX2")
+        takes_feedback = connector_version(connector.arn) == 2 if feedback is None else feedback
         settings = cls(
             model_destination_path=_required(reader, "MLModelDestinationPath", r".+"),
             model_resource_id=_required(reader, "MLModelResourceId", r"[a-zA-Z0-9:_-]+"),
-            sagemaker_job_arn=_required(reader, "MLModelSageMakerJobArn", SAGEMAKER_JOB_PATTERN),
+            sagemaker_job_arn=_required(reader, "MLModelSageMakerJobArn", SAGEMAKER_JOB_PATTERN)
+            if sagemaker_model else "",
             service_name=_required(reader, "LocalInferenceServiceName", SERVICE_NAME_PATTERN),
             timeout_s=int(_required(reader, "LocalInferenceServiceTimeoutSeconds", POSITIVE_PATTERN)),
             memory_limit_kb=int(_required(reader, "LocalInferenceServiceMemoryLimitKB", POSITIVE_PATTERN)),
             # Required on the JTX2 connector only ("applies to the Aarch64 JTX2 connector only").
             gpu_acceleration=reader.string("GPUAcceleration", r"CPU|GPU", required=jtx2),
-            # Version 2 only: on version 1 it is an unknown parameter, refused by finish().
+            # Where the connector has none (Image Classification version 1), finish() refuses it as unknown.
             feedback_config_id=(reader.string("MLFeedbackConnectorConfigId", r"|" + SERVICE_NAME_PATTERN,
                                               required=False) or None)
-            if connector_version(connector.arn) == 2 else None,
+            if takes_feedback else None,
         )
         reader.finish()
         return settings

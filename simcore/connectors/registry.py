@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from simcore.connectors import image_classification as ml_inference
+from simcore.connectors import object_detection
 from simcore.connectors.cloudwatch_metrics import CloudWatchMetricsConnector, CloudWatchMetricsSettings
 from simcore.connectors.ml_feedback import SDK_FUNCTION_ARN, MLFeedbackConnector, MLFeedbackSettings
 from simcore.connectors.parameters import ConnectorConfigError, connector_version
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 AWS_ENV = "SIMCORE_CONNECTORS_AWS"
 SUPPORTED_VERSIONS = {"CloudWatchMetrics": range(1, 6), "MLFeedback": range(1, 2)}
 SUPPORTED_VERSIONS.update({name: ml_inference.VERSIONS for name in ml_inference.NAMES})
+# Accepted and checked, then refused with what is missing (simcore/connectors/object_detection.py).
+SUPPORTED_VERSIONS.update({name: object_detection.VERSIONS for name in object_detection.NAMES})
 
 Publish = Callable[..., None]
 # Given a connector log's name, the function that writes one (level, message) line to it.
@@ -146,6 +149,10 @@ def build_registry(
             plans.append(_cloudwatch_plan(connector, group.region, root, publish, use_aws))
         elif connector.name == "MLFeedback":
             plans.append(_feedback_plan(connector, group.region, root, publish, use_aws))
+        elif connector.name in object_detection.NAMES:
+            settings = object_detection.settings_of(connector)
+            ml_inference.model_folder(connector, settings, group, resource_dirs or {})
+            raise object_detection.refuse(connector, settings)
     # The inference services start after the ML Feedback connector they may hand samples to.
     inference_plans = [
         _inference_plan(connector, group, resource_dirs or {}, environ, open_log)
