@@ -71,7 +71,8 @@ def served(tmp_path_factory, digits_model):
     feedback_map = {"digits-low": {"s3-bucket-name": BUCKET, "s3-prefix": "digits", "content-type": "image/png"}}
     group = make_group(
         [make_function("ml-client", "ml_client", "ml_client.function_handler", timeout_s=30),
-         make_function("test-harness", "ml_client", "ml_client.function_handler")],
+         make_function("test-harness", "ml_client", "ml_client.function_handler"),
+         make_function("ml-service", "ml_client", "ml_client.crash_handler", timeout_s=30)],
         connectors=(Connector("IC", IC_ARN, parameters(MLFeedbackConnectorConfigId="digits-low")),
                     Connector("Feedback", FEEDBACK_ARN, {"FeedbackConfigurationMap": json.dumps(feedback_map)})),
         resources=(RESOURCE,),
@@ -148,6 +149,20 @@ def test_a_service_nobody_runs_raises_greengrass_dependency_exception(served):
     outcome = infer(core, sample("digit-00.png"), content_type="image/png", service_name="no-such-service")
     assert outcome["raised"] == "GreengrassDependencyException"
     assert "404" in outcome["message"] and "GG-ML-INF-image-classification-no-such-service" in outcome["message"]
+
+
+def test_the_facade_maps_each_function_error_as_the_ml_sdk_expects(served):
+    core, _, _ = served
+    service = function_arn("ml-service")
+
+    def call(event: dict) -> dict:
+        return call_lambda(core, {"call": "raw", "address": service, "payload": json.dumps(event)})
+
+    assert call({"hello": 1}) == {"response": {"echo": {"hello": 1}}}  # FunctionError "": the response
+    handled = call({"raise": True})  # Handled: the error response, which the SDK raises as its exception
+    assert handled["raised"] == "GreengrassInferenceException" and "the service refused" in handled["payload"]
+    unhandled = call({"crash": True})  # Unhandled: GreengrassRuntimeException, the SDK's dependency exception
+    assert unhandled == {"raised": "GreengrassDependencyException", "message": "Unhandled"}
 
 
 def test_each_classified_image_is_a_feedback_sample(served):

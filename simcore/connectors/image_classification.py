@@ -303,7 +303,8 @@ class ImageClassificationConnector:
             return
         command = [str(self.runtime), str(WORKER_SCRIPT), str(self.model_dir)]
         environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1",
-                       "MXNET_CPU_WORKER_NTHREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+                       "MXNET_CPU_WORKER_NTHREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
+                       "MXNET_ENGINE_TYPE": os.environ.get("MXNET_ENGINE_TYPE", "NaiveEngine")}
         process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
             cwd="/", start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL), **_lambda_user(),

@@ -2,13 +2,15 @@
 
 Never imported by simcore: `simcore.connectors.image_classification` runs it as
 `<mxnet python> image_classification_worker.py <model dir>`, as the v1 connector's own Lambda ran its bundled
-MXNet. Standard library, numpy and mxnet only; Python 3.8 compatible (vermin checks it).
+MXNet. Standard library, numpy, mxnet and Pillow only; Python 3.8 compatible (vermin checks it). MXNet runs
+its synchronous engine (`MXNET_ENGINE_TYPE=NaiveEngine`, set by the connector): one image at a time gains
+nothing from engine threads and pays a thread hand-off per operator.
 
 The model is what SageMaker's built-in image-classification algorithm writes: `image-classification-symbol.json`,
 `image-classification-<epoch>.params` (the highest epoch is served) and `model-shapes.json`
-(`[{"name": "data", "shape": [1, 3, H, W]}]`). An image is decoded to RGB, resized to W x H and fed as raw
-0-255 pixels in NCHW, as SageMaker's serving feeds it; the answer is the softmax output as text,
-`[0.3,0.1,0.04,...]`, in the order of the training classes.
+(`[{"name": "data", "shape": [1, 3, H, W]}]`). An image is decoded to RGB with Pillow, resized to W x H
+(bilinear) and fed as raw 0-255 pixels in NCHW, as SageMaker's serving feeds it, to an executor bound once;
+the answer is the softmax output as text, `[0.3,0.1,0.04,...]`, in the order of the training classes.
 
 Protocol, over stdin/stdout (stderr is the log):
 - once loaded, one line: `{"ready": true, "classes": n, "shape": [...]}` or `{"ready": false, "error": "..."}`
@@ -18,6 +20,7 @@ Protocol, over stdin/stdout (stderr is the log):
 """
 
 import glob
+import io
 import json
 import os
 import re
@@ -30,6 +33,8 @@ PARAMS_PATTERN = re.compile(r"image-classification-(\d{4})\.params$")
 MAGIC = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
 FORMAT_NAMES = {"image/jpeg": "JPEG", "image/png": "PNG"}
 MAX_HEADER_BYTES = 4096
+# Larger images are refused before they are decoded (a 16-megapixel RGB image decodes to 48 MB).
+MAX_PIXELS = 4096 * 4096
 
 
 class ModelError(Exception):
@@ -61,6 +66,7 @@ def _input_shape(model_dir):
     try:
         with open(path) as shapes_file:
             shapes = json.load(shapes_file)
+        name = str(shapes[0].get("name", "data"))
         shape = [int(dim) for dim in shapes[0]["shape"]]
     except OSError:
         raise ModelError(f"{path} is missing") from None
@@ -68,37 +74,48 @@ def _input_shape(model_dir):
         raise ModelError(f"{path} is not [{{\"name\": \"data\", \"shape\": [...]}}]: {error}") from None
     if len(shape) != 4 or shape[1] not in (1, 3) or min(shape) < 1:
         raise ModelError(f"{path} gives shape {shape}; expected [batch, channels (1 or 3), height, width]")
-    return [1] + shape[1:]
+    return name, [1] + shape[1:]
 
 
 class Classifier:
-    """The model bound for inference, one image at a time."""
+    """The model bound for inference, one image at a time, on MXNet's lowest-overhead path (an executor)."""
 
     def __init__(self, model_dir):
         import mxnet as mx
+        import numpy as np
+        from PIL import Image
 
-        self.mx = mx
+        self.mx, self.np, self.image = mx, np, Image
         if not os.path.isdir(model_dir):
             raise ModelError(f"the model folder {model_dir} does not exist")
         symbol_path = os.path.join(model_dir, SYMBOL_FILE)
         if not os.path.isfile(symbol_path):
             raise ModelError(f"{symbol_path} is missing")
-        self.shape = _input_shape(model_dir)
+        self.input_name, self.shape = _input_shape(model_dir)
         epoch, _ = _params_file(model_dir)
         try:
             symbol, arg_params, aux_params = mx.model.load_checkpoint(
                 os.path.join(model_dir, "image-classification"), epoch
             )
-            # SageMaker's symbols end in SoftmaxOutput: its label is not needed to infer.
-            self.module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=mx.cpu())
-            self.module.bind(for_training=False, data_shapes=[("data", tuple(self.shape))])
-            self.module.set_params(arg_params, aux_params, allow_missing=True)
+            # SageMaker's symbols end in SoftmaxOutput: its label is bound (shape inferred) but never read.
+            self.executor = symbol.simple_bind(mx.cpu(), grad_req="null", **{self.input_name: tuple(self.shape)})
+            for name, array in self.executor.arg_dict.items():
+                if name in arg_params:
+                    arg_params[name].copyto(array)
+                elif name != self.input_name and not name.endswith("_label"):
+                    raise ModelError(f"the params file has no {name!r}, which the symbol needs")
+            for name, array in self.executor.aux_dict.items():
+                if name not in aux_params:
+                    raise ModelError(f"the params file has no auxiliary state {name!r}")
+                aux_params[name].copyto(array)
         except mx.base.MXNetError as error:
             raise ModelError(f"MXNet cannot load the model in {model_dir}: {_first_line(error)}") from None
-        self.classes = len(self.classify_pixels(self.mx.nd.zeros(tuple(self.shape))))
+        self.input = self.executor.arg_dict[self.input_name]
+        self.classes = len(self.classify_pixels(np.zeros(self.shape, dtype=np.float32)))
 
     def decode(self, body, content_type):
-        """The image as the network's input batch; RequestError for a wrong type or an undecodable body."""
+        """The image as the network's input batch (numpy NCHW float32, raw 0-255 pixels); RequestError for a
+        wrong type, an undecodable body or one of more than `MAX_PIXELS` pixels (checked before decoding)."""
         if content_type not in MAGIC:
             raise RequestError(
                 "InvalidInputException",
@@ -106,21 +123,28 @@ class Classifier:
             )
         if not body.startswith(MAGIC[content_type]):
             raise RequestError("InvalidInputException", f"The body is not a {FORMAT_NAMES[content_type]} image")
-        mx = self.mx
         _, channels, height, width = self.shape
         try:
-            image = mx.image.imdecode(body, flag=1 if channels == 3 else 0, to_rgb=1)
-            image = mx.image.imresize(image, width, height)
-        except mx.base.MXNetError as error:
+            image = self.image.open(io.BytesIO(body))  # reads the header only
+            if image.width * image.height > MAX_PIXELS:
+                raise RequestError("InvalidInputException", f"The image is {image.width}x{image.height} pixels; "
+                                   f"the service takes at most {MAX_PIXELS} pixels")
+            image = image.convert("RGB" if channels == 3 else "L")
+            if image.size != (width, height):
+                image = image.resize((width, height), self.image.BILINEAR)
+            pixels = self.np.asarray(image, dtype=self.np.float32)
+        except (OSError, ValueError, SyntaxError, self.image.DecompressionBombError) as error:
             raise RequestError(
                 "InvalidInputException", f"The {content_type} image cannot be decoded: {_first_line(error)}"
             ) from None
-        return mx.nd.transpose(image.astype("float32"), axes=(2, 0, 1)).expand_dims(axis=0)
+        chw = pixels.transpose(2, 0, 1) if channels == 3 else pixels[None]
+        return chw[None]
 
     def classify_pixels(self, batch):
         """Class probabilities (float32 numpy) for one input batch."""
-        self.module.forward(self.mx.io.DataBatch([batch]), is_train=False)
-        return self.module.get_outputs()[0].asnumpy()[0]
+        self.input[:] = batch
+        self.executor.forward(is_train=False)
+        return self.executor.outputs[0].asnumpy()[0]
 
     def classify(self, body, content_type):
         """The probabilities for one encoded image."""

@@ -79,6 +79,23 @@ def feedback(event):
     return _outcome(address, GreengrassServiceMessage(_context(custom), model_input))
 
 
+def raw(event):
+    """`GreengrassServiceClient().call` of any address, as the SDK makes it (to see each outcome's mapping)."""
+    return _outcome(event["address"], GreengrassServiceMessage(_context({}), event["payload"].encode()))
+
+
+CALLS = {"infer": infer, "feedback": feedback, "raw": raw}
+
+
 def function_handler(event, context):
-    """`{"call": "infer" | "feedback", ...}` -> what the SDK call returned or raised."""
-    return infer(event) if event["call"] == "infer" else feedback(event)
+    """`{"call": "infer" | "feedback" | "raw", ...}` -> what the SDK call returned or raised."""
+    return CALLS[event["call"]](event)
+
+
+def crash_handler(event, context):
+    """A service that dies mid-invocation (its FunctionError is then Unhandled) or raises (Handled)."""
+    if event.get("crash"):
+        os._exit(3)
+    if event.get("raise"):
+        raise RuntimeError("the service refused")
+    return {"echo": event}
