@@ -13,7 +13,9 @@ import base64
 import json
 import os
 import signal
+import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,16 @@ def sample(name: str) -> bytes:
     return (SAMPLES / name).read_bytes()
 
 
+def huge_png(side: int) -> bytes:
+    """A valid 1-bit PNG of side x side pixels: a few KB that would decode to side² pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = (b"\x00" + bytes((side + 7) // 8)) * side
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b"")
+
+
 def error_of(outcome: dict) -> dict:
     assert outcome["raised"] == "GreengrassInferenceException", outcome
     return json.loads(outcome["payload"])
@@ -135,6 +147,7 @@ def test_refused_requests_raise_greengrass_inference_exception(served):
         "unsupported type": ({"content_type": "image/gif"}, png, "'image/gif' is not supported"),
         "type and bytes disagree": ({"content_type": "image/jpeg"}, png, "not a JPEG image"),
         "not an image": ({"content_type": "image/png"}, b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, "cannot be decoded"),
+        "too many pixels to decode": ({"content_type": "image/png"}, huge_png(8192), "8192x8192 pixels"),
     }
     for case, (fields, body, wording) in cases.items():
         error = error_of(infer(core, body, **fields))
