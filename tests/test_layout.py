@@ -31,7 +31,7 @@ ALLOWED = {
     "cloud": {"shadow"},
     "service": {"core", "deploy", "cloud", "connectors", "shadow"},
     "demo": {"service", "cloud", "deploy", "shadow"},
-    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core"},
+    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core", "connectors"},
     "__main__": {"cli"},
     "lambda_side": set(),
 }

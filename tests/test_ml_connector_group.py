@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +64,16 @@ def test_the_deployed_connector_classifies_and_logs_under_its_service_name(runni
                for line in log.read_text().splitlines() if line)
     feedback = [stats for arn, stats in status.items() if "MLFeedback" in arn][0]
     assert feedback["received"] == 2
+
+
+def test_deploying_object_detection_exits_3_saying_what_is_missing_and_keeps_the_current_deployment(tmp_path):
+    root = tmp_path / "ggc"
+    template = Path(__file__).parent / "fixtures" / "ml_connector" / "object_detection_group.yaml"
+    completed = subprocess.run([sys.executable, "-m", "simcore", "deploy", str(template), "--root", str(root)],
+                               capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert completed.returncode == 3, completed.stderr
+    [line] = completed.stderr.strip().splitlines()  # one line, no traceback
+    assert "ObjectDetectionx86-64" in line and "Neo-compiled model" in line and "libdlr.so" in line
+    assert "Connectors[DigitsClassifier].ConnectorArn" in line
+    assert not (root / "current").exists()
+    assert json.loads((root / "deployments" / "status.json").read_text())["DeploymentStatus"] == "Failure"

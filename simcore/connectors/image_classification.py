@@ -139,10 +139,9 @@ def connector_runtime(environ: Mapping[str, str]) -> Path:
     return Path(configured) if configured else PROJECT_ROOT / ML_CONNECTOR_VENV / "bin" / "python"
 
 
-def model_folder(connector: Connector, settings: InferenceServiceSettings, group: Group,
-                 resource_dirs: Mapping[str, Path]) -> Path:
-    """Where the connector's ML resource lies on this machine; ConnectorConfigError when it is not the
-    group's ML resource, not at `MLModelDestinationPath`, or not deployed."""
+def check_model_resource(connector: Connector, settings: InferenceServiceSettings, group: Group) -> None:
+    """ConnectorConfigError unless `MLModelResourceId` is an ML resource of the group whose destination
+    path is `MLModelDestinationPath`."""
     where = f"Connectors[{connector.id}].Parameters"
     resource = next((r for r in group.resources if r.id == settings.model_resource_id), None)
     if resource is None or resource.kind not in ("ml_s3", "ml_sagemaker"):
@@ -154,11 +153,18 @@ def model_folder(connector: Connector, settings: InferenceServiceSettings, group
         raise ConnectorConfigError(
             f"MLModelDestinationPath {settings.model_destination_path} is not the destination path of resource "
             f"{resource.id} ({resource.destination_path})", location=f"{where}.MLModelDestinationPath")
-    folder = resource_dirs.get(resource.id)
+
+
+def model_folder(connector: Connector, settings: InferenceServiceSettings, group: Group,
+                 resource_dirs: Mapping[str, Path]) -> Path:
+    """Where the connector's ML resource lies on this machine; ConnectorConfigError when it is not the
+    group's ML resource, not at `MLModelDestinationPath`, or not deployed."""
+    check_model_resource(connector, settings, group)
+    folder = resource_dirs.get(settings.model_resource_id)
     if folder is None:
         raise ConnectorConfigError(
-            f"ML resource {resource.id} is not deployed: deploy the group first",
-            location=f"{where}.MLModelResourceId")
+            f"ML resource {settings.model_resource_id} is not deployed: deploy the group first",
+            location=f"Connectors[{connector.id}].Parameters.MLModelResourceId")
     return Path(folder)
 
 

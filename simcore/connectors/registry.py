@@ -170,6 +170,31 @@ def build_registry(
     return ConnectorRegistry(started, unsupported)
 
 
+def check_connectors(group: Group) -> list[str]:
+    """What `simcore deploy` checks before it places anything: every connector simcore runs has valid
+    parameters, the ML connectors' model resources are the group's, and a connector simcore accepts but
+    cannot run (ML Object Detection) stops the deployment. ConnectorConfigError for the first problem;
+    returns a warning for each connector simcore does not implement."""
+    warnings = []
+    for connector in group.connectors:
+        versions = SUPPORTED_VERSIONS.get(connector.name)
+        if versions is None or connector_version(connector.arn) not in versions:
+            warnings.append(f"connector {connector.arn} has no local implementation: messages to it are "
+                            "undeliverable")
+        elif connector.name == "CloudWatchMetrics":
+            CloudWatchMetricsSettings.from_connector(connector)
+        elif connector.name == "MLFeedback":
+            MLFeedbackSettings.from_connector(connector)
+        elif connector.name in object_detection.NAMES:
+            settings = object_detection.settings_of(connector)
+            ml_inference.check_model_resource(connector, settings, group)
+            raise object_detection.refuse(connector, settings)
+        else:
+            settings = ml_inference.InferenceServiceSettings.from_connector(connector)
+            ml_inference.check_model_resource(connector, settings, group)
+    return warnings
+
+
 def _inference_plan(
     connector: Connector, group: Group, resource_dirs: Mapping[str, Path], environ: Mapping[str, str],
     open_log: OpenLog | None,
