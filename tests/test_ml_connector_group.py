@@ -12,9 +12,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from lambdas_fixtures.harness import PY38, IPCClient, function_arn
 
+from simcore.connectors.registry import build_registry
 from simcore.deploy.deployment import deploy
 from simcore.service.running import RunningCore, RunOptions
 
@@ -77,3 +79,36 @@ def test_deploying_object_detection_exits_3_saying_what_is_missing_and_keeps_the
     assert "Connectors[DigitsClassifier].ConnectorArn" in line
     assert not (root / "current").exists()
     assert json.loads((root / "deployments" / "status.json").read_text())["DeploymentStatus"] == "Failure"
+
+
+def test_a_sagemaker_training_job_model_is_deployed_and_served(aws, tmp_path):
+    """The model as a SageMaker training job's artifact (moto's SageMaker and S3), as the v1 connector took it."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="digits-jobs")
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    job_arn = sagemaker.create_training_job(
+        TrainingJobName="digits-job",
+        AlgorithmSpecification={"TrainingImage": "image-classification", "TrainingInputMode": "File"},
+        RoleArn="arn:aws:iam::123456789012:role/sagemaker",
+        OutputDataConfig={"S3OutputPath": "s3://digits-jobs/output"},
+        ResourceConfig={"InstanceType": "ml.p2.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )["TrainingJobArn"]
+    artifact = sagemaker.describe_training_job(TrainingJobName="digits-job")["ModelArtifacts"]["S3ModelArtifacts"]
+    s3.put_object(Bucket="digits-jobs", Key=artifact.split("s3://digits-jobs/", 1)[1],
+                  Body=(REPO / "resources" / "digits_model" / "dist" / "digits-model.tar.gz").read_bytes())
+    deployment = deploy(TEMPLATE, {"ModelSageMakerJobArn": job_arn}, tmp_path / "ggc")
+    assert deployment.group.resource("digits-model").kind == "ml_sagemaker"
+    registry = build_registry(deployment.group, deployment.root, publish=lambda *args, **kwargs: None,
+                              cloud_available=False, resource_dirs=deployment.resource_dirs)
+    try:
+        address = "arn:aws:lambda:us-east-1:aws:function:GG-ML-INF-image-classification-digits"
+        context = base64.b64encode(json.dumps({"custom": {"Content-Type": "image/jpeg"}}).encode())
+        payload, function_error = registry.invoke(address, (SAMPLES / "digit-03.jpg").read_bytes(), context)
+        assert function_error == "", payload
+        body = json.loads(payload)["Body"]
+        predictions = [float(value) for value in body[1:-1].split(",")]
+        labels = json.loads((SAMPLES / "labels.json").read_text())
+        assert max(range(10), key=predictions.__getitem__) == labels["digit-03.jpg"]
+    finally:
+        registry.stop()
