@@ -26,6 +26,7 @@ from simcore.connectors import object_detection as od
 from simcore.connectors.parameters import ConnectorConfigError
 from simcore.connectors.registry import SUPPORTED_VERSIONS, build_registry
 from simcore.core.assemble import Core
+from simcore.defaults import ML_CONNECTOR_RUNTIME_ENV
 from simcore.group import Connector, Resource
 
 REPO = Path(__file__).resolve().parents[1]
@@ -346,3 +347,17 @@ def test_object_detection_refuses_image_classification_only_parameters():
                           parameters())
     with pytest.raises(ConnectorConfigError, match="unknown parameter.*MLModelSageMakerJobArn"):
         od.settings_of(connector)
+
+
+def test_a_missing_connector_runtime_is_answered_with_the_fix(tmp_path, digits_model):
+    group = make_group([], connectors=(Connector("IC", IC_ARN, parameters()),), resources=(RESOURCE,))
+    registry = build_registry(group, tmp_path / "ggc", publish=lambda *args, **kwargs: None, cloud_available=False,
+                              resource_dirs={RESOURCE.id: digits_model},
+                              environ={ML_CONNECTOR_RUNTIME_ENV: str(tmp_path / "no-such-python")})
+    try:
+        answer, function_error = invoke_service(registry, sample("digit-00.png"))
+        assert function_error == "Handled" and answer["errorType"] == "InferenceServiceException"
+        assert "no-such-python does not exist" in answer["errorMessage"] and "make venv-mxnet" in answer["errorMessage"]
+        assert registry.status()["connectors"][IC_ARN].get("worker_starts", 0) == 0
+    finally:
+        registry.stop()

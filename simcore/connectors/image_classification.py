@@ -311,10 +311,20 @@ class ImageClassificationConnector:
         environment = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "OMP_NUM_THREADS": "1",
                        "MXNET_CPU_WORKER_NTHREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
                        "MXNET_ENGINE_TYPE": os.environ.get("MXNET_ENGINE_TYPE", "NaiveEngine")}
-        process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
-            cwd="/", start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL), **_lambda_user(),
-        )
+        identity = _lambda_user()
+        try:
+            process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment,
+                cwd="/", start_new_session=True, preexec_fn=die_with_parent(signal.SIGKILL), **identity,
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            who = LAMBDA_USER if identity else "the core's user"
+            self._load_failure = _Failure(
+                "InferenceServiceException", f"The model server cannot start as {who}: {error}. The runtime "
+                f"{self.runtime} must be reachable by that user (`simcore setup-users --share PATH` lets "
+                "ggc_group pass the folders above it)")
+            self.log("ERROR", self._load_failure.message)
+            return
         self.counters["worker_starts"] += 1
         self._worker = _Worker(process, self.settings.memory_limit_kb, self.log)
         self._ready = False
