@@ -146,6 +146,7 @@ def test_refused_requests_raise_greengrass_inference_exception(served):
     cases = {
         "no content type": ({}, png, "ContentType is required"),
         "unsupported type": ({"content_type": "image/gif"}, png, "'image/gif' is not supported"),
+        "a type of 5,000 characters": ({"content_type": "image/" + "x" * 5000}, png, "is not supported"),
         "type and bytes disagree": ({"content_type": "image/jpeg"}, png, "not a JPEG image"),
         "not an image": ({"content_type": "image/png"}, b"\x89PNG\r\n\x1a\n" + b"garbage" * 10, "cannot be decoded"),
         "too many pixels to decode": ({"content_type": "image/png"}, huge_png(8192), "8192x8192 pixels"),

@@ -66,6 +66,7 @@ SAGEMAKER_JOB_PATTERN = r"arn:aws:sagemaker:[a-zA-Z0-9-]+:[0-9]+:training-job/[a
 POSITIVE_PATTERN = r"[1-9][0-9]*"
 MEMORY_POLL_S = 0.02
 REPLY_CONTENT_TYPE = "application/json"
+CONTENT_TYPES = ("image/jpeg", "image/png")
 MAX_WORKER_LINE_BYTES = 1024 * 1024
 LAMBDA_USER = "ggc_user"
 
@@ -451,6 +452,9 @@ def _content_type(client_context: str | bytes | None) -> str:
     content_type = custom.get("Content-Type") if isinstance(custom, dict) else None
     if not isinstance(content_type, str) or not content_type:
         raise _Failure("InvalidInputException", "ContentType is required: image/jpeg or image/png")
+    if content_type not in CONTENT_TYPES:  # refused here: the model server never sees an arbitrary string
+        shown = content_type if len(content_type) <= 64 else content_type[:64] + "..."
+        raise _Failure("InvalidInputException", f"ContentType {shown!r} is not supported: use image/jpeg or image/png")
     return content_type
 
 

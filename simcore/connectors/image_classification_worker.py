@@ -178,8 +178,13 @@ def serve(model_dir, inp, out):
         header_line = inp.readline(MAX_HEADER_BYTES)
         if not header_line:
             return 0
-        header = json.loads(header_line)
-        body = inp.read(int(header["size"]))
+        try:
+            header = json.loads(header_line)
+            size = int(header["size"])
+        except (ValueError, KeyError, TypeError):
+            sys.stderr.write(f"unreadable request header {header_line[:100]!r}: stopping\n")
+            return 2  # the stream cannot be resynchronised; the connector starts a new server
+        body = inp.read(size)
         try:
             probabilities = classifier.classify(body, header.get("content_type"))
         except RequestError as error:
