@@ -102,6 +102,27 @@ def aws(monkeypatch, aws_region):
 
 
 @pytest.fixture(scope="session")
+def moto_server():
+    """One moto server (simcore's local AWS, server mode: a real HTTP endpoint) for the session; its endpoint URL.
+
+    Tests share it: each names its own buckets, tables and streams (or calls `moto_server_reset`).
+    """
+    from simcore.cloud.local_aws import LocalAws  # deferred: see the module docstring
+
+    with LocalAws() as local_aws:
+        yield local_aws.endpoint
+
+
+@pytest.fixture
+def moto_env(monkeypatch, moto_server):
+    """boto3 in this process pointed at the session's moto server: test credentials, its endpoint, us-east-1."""
+    from support.aws import point_at_moto_server  # deferred: see the module docstring
+
+    point_at_moto_server(monkeypatch, moto_server)
+    return moto_server
+
+
+@pytest.fixture(scope="session")
 def lambda_code_roots():
     """The Lambdas' code roots, already on sys.path (each holds one package named after its function)."""
     return LAMBDA_CODE_ROOTS
