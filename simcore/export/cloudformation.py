@@ -60,9 +60,12 @@ def build_template(
     }
     resources: dict = {}
     component_ids: dict[str, str] = {}
+    bases = [functions[name].logical_id or functions[name].id for name in lambda_requests]
     for name, request in lambda_requests.items():
         function = functions[name]
         base = function.logical_id or function.id
+        if bases.count(base) > 1:  # one Lambda the group runs twice: each entry its own component
+            base += function.id
         parameter = logical_id(base, "VersionArn")
         parameters[parameter] = {
             "Type": "String",

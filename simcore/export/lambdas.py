@@ -26,6 +26,17 @@ from simcore.group import Function, Group
 VERSION_QUALIFIER = re.compile(r"\d+")
 
 
+def component_names(group: Group) -> dict[str, str]:
+    """Each function's component name by its ARN: the Lambda's name, as v2 names an imported Lambda by default;
+    `<Lambda name>-<entry Id>` for a Lambda the group runs more than once (by alias and by version, say)."""
+    counts: dict[str, int] = {}
+    for function in group.functions:
+        counts[function.name] = counts.get(function.name, 0) + 1
+    return {function.arn: (function.name if counts[function.name] == 1
+                           else re.sub(r"[^A-Za-z0-9._-]", "-", f"{function.name}-{function.id}")[:128])
+            for function in group.functions}
+
+
 def versioned_arn(function: Function, versions: Mapping[str, str]) -> str:
     """The function's ARN qualified by a version number, which v2 requires (an alias or `$LATEST` is refused).
 
@@ -76,7 +87,7 @@ def lambda_request(
     own = {models[access.resource_id].name for access in function.resource_access if access.resource_id in models}
     request = {
         "lambdaArn": lambda_arn,
-        "componentName": function.name,
+        "componentName": component_names(group)[function.arn],
         "componentVersion": OWN_COMPONENT_VERSION,
         "componentPlatforms": [LINUX_PLATFORM],
         "componentDependencies": {

@@ -28,7 +28,7 @@ from simcore.export import catalog
 from simcore.export.cloudformation import build_template
 from simcore.export.code_scan import CodeReport, scan_code
 from simcore.export.deployment import client_device_association, deployment_request, public_components
-from simcore.export.lambdas import lambda_request, versioned_arn
+from simcore.export.lambdas import component_names, lambda_request, versioned_arn
 from simcore.export.models import ModelComponent, model_components
 from simcore.export.routes import Route, routes
 from simcore.group import Function, Group
@@ -102,8 +102,8 @@ def build_export(group: Group, template_path: Path, parameters: Mapping[str, str
     if unknown:
         raise ExportError(f"--component-version names no component the export deploys: {', '.join(unknown)} "
                           f"(known: {', '.join(sorted(catalog.PUBLIC_COMPONENT_VERSIONS))})")
-    functions = {function.name: function for function in group.functions}
-    names_by_arn = {function.arn: function.name for function in group.functions}
+    names_by_arn = component_names(group)
+    functions = {names_by_arn[function.arn]: function for function in group.functions}
     models = model_components(group)
     group_routes = routes(group, names_by_arn)
     code = {name: scan_code(function.code_dir) for name, function in functions.items()}
@@ -139,7 +139,7 @@ def build_export(group: Group, template_path: Path, parameters: Mapping[str, str
 def _dependencies(function: Function, group: Group, group_routes: list[Route], code: CodeReport) -> set[str]:
     """The AWS-provided components a Lambda component depends on, from its routes, resources and code."""
     needed = set()
-    component = f"component:{function.name}"
+    component = f"component:{component_names(group)[function.arn]}"
     if any(route.router and route.router["source"] == component for route in group_routes) or code.uses("publish"):
         needed.add(catalog.LEGACY_SUBSCRIPTION_ROUTER)
     shadow_routes = any(route.event_source and route.event_source[0] == function.arn
