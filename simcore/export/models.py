@@ -10,6 +10,7 @@ an artifact as it is: the recipe names a placeholder and MIGRATION.md says what 
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 from simcore.export.catalog import LINUX_PLATFORM, OWN_COMPONENT_VERSION, V2_ROOT
@@ -75,15 +76,16 @@ def model_component(group: Group, resource: Resource) -> ModelComponent:
 
 def _extract_command(file_name: str) -> str:
     """The install step: the archive (or file) into `{work:path}/model`, replacing what an older version left."""
-    source = "{artifacts:path}/" + file_name
+    # Quoted for the shell: the name comes from the template's S3 URI, and a quote in it must stay a character.
+    source = shlex.quote("{artifacts:path}/" + file_name)
     prepare = "rm -rf {work:path}/model && mkdir -p {work:path}/model && "
     if file_name.endswith((".tar.gz", ".tgz")):
-        return prepare + f"tar -xzf '{source}' -C {{work:path}}/model"
+        return prepare + f"tar -xzf {source} -C {{work:path}}/model"
     if file_name.endswith(".tar"):
-        return prepare + f"tar -xf '{source}' -C {{work:path}}/model"
+        return prepare + f"tar -xf {source} -C {{work:path}}/model"
     if file_name.endswith(".zip"):
-        return prepare + f"python3 -m zipfile -e '{source}' {{work:path}}/model"
-    return prepare + f"cp '{source}' {{work:path}}/model/"
+        return prepare + f"python3 -m zipfile -e {source} {{work:path}}/model"
+    return prepare + f"cp {source} {{work:path}}/model/"
 
 
 def model_components(group: Group) -> dict[str, ModelComponent]:
