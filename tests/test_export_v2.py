@@ -275,6 +275,34 @@ def test_an_alias_is_exported_as_the_version_given_and_a_sagemaker_model_as_a_pl
     assert "training-job/rain-1" in (tmp_path / "sm" / "MIGRATION.md").read_text(encoding="utf-8")
 
 
+def test_component_versions_can_be_overridden_and_an_unknown_component_is_refused(tmp_path):
+    from simcore.export.plan import ExportError
+
+    _, export = export_files("rain-group", tmp_path,
+                             ExportOptions(component_versions={"aws.greengrass.ShadowManager": "2.9.0"}))
+    assert read(tmp_path / "deployment.json")["components"]["aws.greengrass.ShadowManager"]["componentVersion"] \
+        == "2.9.0"
+    with pytest.raises(ExportError, match="aws.greengrass.Nope"):
+        export_files("rain-group", tmp_path, ExportOptions(component_versions={"aws.greengrass.Nope": "1.0.0"}))
+
+
+def test_a_no_echo_parameter_is_masked_and_a_second_export_leaves_no_stale_component(tmp_path):
+    from simcore.export.plan import export_v2
+
+    template = tmp_path / "group.yaml"
+    text = CASES["cli"][0].read_text(encoding="utf-8")
+    template.write_text(text.replace("Parameters:\n", "Parameters:\n  Token:\n    Type: String\n    NoEcho: true\n", 1),
+                        encoding="utf-8")
+    (tmp_path / "echo").symlink_to(CASES["cli"][0].parent / "echo")
+    out = tmp_path / "v2"
+    export_v2(template, {"ThingName": "cli-core", "Token": "s3cr3t-value"}, out)
+    migration = (out / "MIGRATION.md").read_text(encoding="utf-8")
+    assert "s3cr3t-value" not in migration and "Token=****" in migration
+    (out / "components" / "removed-function.json").write_text("{}", encoding="utf-8")
+    export_v2(template, {"ThingName": "cli-core", "Token": "s3cr3t-value"}, out)
+    assert not (out / "components" / "removed-function.json").exists()
+
+
 def test_the_command_writes_a_validated_export_and_refuses_bad_input_in_one_line(tmp_path, capsys):
     template, parameters = CASES["cli"]
     out = tmp_path / "v2"

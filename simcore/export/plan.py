@@ -164,6 +164,11 @@ def write_export(export: V2Export, out_dir: Path) -> list[Path]:
         raise ExportError(f"-o {out_dir} is a file; give a folder for the export", location=str(out_dir))
     (out_dir / "components").mkdir(parents=True, exist_ok=True)
     written = []
+    if (out_dir / MIGRATION_FILE).is_file():
+        # An earlier export's folder: its component files go, so none of a removed function is left to send.
+        for stale in (out_dir / "components").glob("*.json"):
+            stale.unlink()
+        (out_dir / DEVICES_FILE).unlink(missing_ok=True)
 
     def write(relative: str, text: str) -> None:
         path = out_dir / relative
@@ -182,6 +187,13 @@ def write_export(export: V2Export, out_dir: Path) -> list[Path]:
     write(TEMPLATE_FILE, template_text(export))
     write(MIGRATION_FILE, migration_text(export, out_dir))
     return written
+
+
+def shown_parameters(loaded) -> dict[str, str]:
+    """The effective parameters as MIGRATION.md may show them: a `NoEcho` parameter's value is masked."""
+    declared = loaded.resolved.template.get("Parameters") or {}
+    return {key: ("****" if str((declared.get(key) or {}).get("NoEcho", "")).lower() == "true" else str(value))
+            for key, value in loaded.parameters.items()}
 
 
 def template_text(export: V2Export) -> str:
@@ -204,7 +216,7 @@ def export_v2(
     from simcore.template.loader import resolve_template
 
     loaded = resolve_template(template_path, parameters, region=region, account_id=account_id, stack_name=stack_name)
-    export = build_export(loaded.group, Path(template_path), loaded.parameters, options)
+    export = build_export(loaded.group, Path(template_path), shown_parameters(loaded), options)
     check(export.requests(), template_text(export), region)
     return export, write_export(export, Path(out_dir))
 
