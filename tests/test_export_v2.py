@@ -316,3 +316,48 @@ def test_the_command_writes_a_validated_export_and_refuses_bad_input_in_one_line
     (tmp_path / "a-file").write_text("", encoding="utf-8")
     assert main(["export", "v2", str(template), "--param", "ThingName=cli-core", "-o", str(tmp_path / "a-file")]) == 3
     assert "is a file" in capsys.readouterr().err
+
+
+def test_each_kind_of_subscription_has_its_v2_carrier_or_a_note_for_a_human():
+    import dataclasses
+
+    from simcore.export.lambdas import component_names
+    from simcore.export.routes import routes
+    from simcore.group import Subscription
+
+    template, parameters = CASES["sam"]
+    group = load_group(template, parameters)
+    sensor, inference = sorted(group.functions, key=lambda function: function.id, reverse=True)
+    (device,) = group.devices
+    (metrics,) = group.connectors
+    cases = {
+        "fn-to-fn": (sensor.arn, inference.arn),
+        "fn-to-fn-again": (sensor.arn, inference.arn),
+        "connector-to-fn": (metrics.arn, inference.arn),
+        "fn-to-shadow": (inference.arn, SHADOW_SERVICE),
+        "fn-to-device": (inference.arn, device.thing_arn),
+        "cloud-to-device": (CLOUD, device.thing_arn),
+        "device-to-fn": (device.thing_arn, inference.arn),
+        "shadow-to-cloud": (SHADOW_SERVICE, CLOUD),
+    }
+    extra = tuple(Subscription(key, source, "x/y", target) for key, (source, target) in cases.items())
+    group = dataclasses.replace(group, subscriptions=extra)
+    by_id = {route.subscription.id: route for route in routes(group, component_names(group))}
+    sensor_component, inference_component = (f"component:{component_names(group)[f.arn]}" for f in (sensor, inference))
+    assert by_id["fn-to-fn"].router == {"id": "fn-to-fn", "source": sensor_component, "subject": "x/y",
+                                        "target": inference_component}
+    assert by_id["fn-to-fn"].event_source == (inference.arn, {"topic": "x/y", "type": "PUB_SUB"})
+    assert by_id["connector-to-fn"].router["source"] == "component:aws.greengrass.Cloudwatch"
+    assert by_id["fn-to-shadow"].router is None and "IPC shadow client" in by_id["fn-to-shadow"].human
+    assert by_id["fn-to-device"].bridge == {"topic": "x/y", "source": "Pubsub", "target": "LocalMqtt"}
+    assert "no device target" in by_id["fn-to-device"].human
+    assert by_id["cloud-to-device"].bridge == {"topic": "x/y", "source": "IotCore", "target": "LocalMqtt"}
+    assert by_id["device-to-fn"].bridge["source"] == "LocalMqtt" and by_id["device-to-fn"].event_source
+    assert by_id["shadow-to-cloud"].human and not (by_id["shadow-to-cloud"].router or by_id["shadow-to-cloud"].bridge)
+    export = build_export(group, template, parameters)
+    sources = export.lambda_requests[component_names(group)[inference.arn]]["lambdaFunction"][
+        "componentLambdaParameters"]["eventSources"]
+    assert sources.count({"topic": "x/y", "type": "PUB_SUB"}) == 1  # fn-to-fn twice, connector, device: one source
+    merge = json.loads(export.deployment["components"]["aws.greengrass.LegacySubscriptionRouter"]
+                       ["configurationUpdate"]["merge"])
+    assert {"fn-to-fn", "fn-to-fn-again", "connector-to-fn"} <= set(merge["subscriptions"])

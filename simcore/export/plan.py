@@ -111,8 +111,11 @@ def build_export(group: Group, template_path: Path, parameters: Mapping[str, str
                     for name, function in functions.items()}
     lambda_requests = {}
     for name, function in functions.items():
-        sources = [source for route in group_routes if route.event_source and route.event_source[0] == function.arn
-                   for source in [route.event_source[1]]]
+        sources: list[dict] = []
+        for route in group_routes:
+            # Two subscriptions on one subject from two local sources are one event source (not two deliveries).
+            if route.event_source and route.event_source[0] == function.arn and route.event_source[1] not in sources:
+                sources.append(route.event_source[1])
         lambda_requests[name] = lambda_request(
             function, group, lambda_arn=versioned_arn(function, options.lambda_versions),
             event_sources=sources, dependencies=dependencies[name], models=models)
