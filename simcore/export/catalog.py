@@ -1,9 +1,9 @@
 """The AWS-provided Greengrass v2 components an export names, each with the version it deploys.
 
 A deployment names an exact version of every component (`componentVersion` is required). The versions are
-the newest each component's page of the v2 developer guide lists (docs/migrate-to-v2.md cites them); AWS
-releases newer ones, so `simcore export v2 --component-version NAME=VERSION` overrides any of them and
-MIGRATION.md tells the reader to check (`aws greengrassv2 list-component-versions`).
+ones the v2 developer guide and its document history name; AWS releases newer ones, and each version
+declares the nucleus versions it runs with, so `simcore export v2 --component-version NAME=VERSION`
+overrides any of them and MIGRATION.md tells the reader to check (`aws greengrassv2 list-component-versions`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ PUBLIC_COMPONENT_VERSIONS: dict[str, str] = {
     SHADOW_MANAGER: "2.3.15",
     TOKEN_EXCHANGE_SERVICE: "2.0.3",
     SECRET_MANAGER: "2.2.2",
-    STREAM_MANAGER: "2.2.1",
+    STREAM_MANAGER: "2.3.0",
     CLOUDWATCH: "3.0.0",
     CLIENT_DEVICE_AUTH: "2.5.1",
     MOQUETTE: "2.3.1",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from simcore.defaults import DEFAULT_ACCOUNT_ID
 from simcore.export import catalog
 from simcore.group import Function
 
@@ -105,10 +106,14 @@ def migration_text(export, out_dir: Path) -> str:
     if catalog.TOKEN_EXCHANGE_SERVICE in export.public_versions:
         human.append("Group role: v2 has none; the core device's token exchange role (its role alias) takes the "
                      "permissions the group role gave (CloudWatch PutMetricData, S3...).")
+    if group.account_id == DEFAULT_ACCOUNT_ID:
+        human.insert(0, f"Account: the ARNs name account {DEFAULT_ACCOUNT_ID} and region {group.region}, simcore's "
+                        "defaults; re-export with `--account-id` and `--region` of your AWS account.")
     human.append("Component versions: the deployment pins " + ", ".join(
         f"{name} {version}" for name, version in sorted(export.public_versions.items()))
-        + "; check each with `aws greengrassv2 list-component-versions --arn "
-          "arn:aws:greengrass:<region>:aws:components:<name>` and override with `--component-version NAME=VERSION`.")
+        + "; each declares the nucleus versions it runs with, so check them against your nucleus "
+          "(`aws greengrassv2 list-component-versions --arn arn:aws:greengrass:<region>:aws:components:<name>`) "
+          "and override with `--component-version NAME=VERSION`.")
     human.append("Not read from the group: features a v1 group sets outside its definitions (stream manager "
                  "settings, the core's spooler and MQTT settings in config.json, IP detection) are not exported; "
                  "set them on the v2 components (StreamManager, the nucleus, IPDetector) if the group used them.")
