@@ -361,3 +361,24 @@ def test_each_kind_of_subscription_has_its_v2_carrier_or_a_note_for_a_human():
     merge = json.loads(export.deployment["components"]["aws.greengrass.LegacySubscriptionRouter"]
                        ["configurationUpdate"]["merge"])
     assert {"fn-to-fn", "fn-to-fn-again", "connector-to-fn"} <= set(merge["subscriptions"])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_migration_md_has_a_row_for_every_v1_element_and_puts_what_needs_a_human_first(case, tmp_path):
+    group, _ = export_files(case, tmp_path)
+    migration = (tmp_path / "MIGRATION.md").read_text(encoding="utf-8")
+    assert migration.index("## Needs a human") < migration.index("## Commands") < migration.index("## Every v1 element")
+    table = migration.split("## Every v1 element", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| v1 element")]
+    elements = (
+        [f"core `{core.id}`" for core in group.cores]
+        + [f"function `{function.id}`" for function in group.functions]
+        + [f"`{resource.id}`" for resource in group.resources]
+        + [f"subscription `{subscription.id}`" for subscription in group.subscriptions]
+        + [f"connector `{connector.id}`" for connector in group.connectors]
+        + [f"device `{device.id}`" for device in group.devices]
+        + [f"logger `{logger.id}`" for logger in group.loggers]
+    )
+    for element in elements:
+        assert sum(element in row.split(" | ")[0] for row in rows) == 1, element
+    assert all(row.count(" | ") == 1 for row in rows)  # a `|` inside a cell would break the table

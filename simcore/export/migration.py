@@ -40,6 +40,10 @@ def migration_text(export, out_dir: Path) -> str:
     for resource in group.resources:
         users = [f.name for f in group.functions if any(a.resource_id == resource.id for a in f.resource_access)]
         by = f" of {', '.join(users)}" if users else " (no function uses it)"
+        if resource.kind in ("local_device", "local_volume") and resource.group_owner and \
+                not resource.auto_add_group_owner:
+            human.append(f"Resource {resource.id}: v1 gave group {resource.group_owner} access to it; v2 can only add "
+                         "the component's own group (`addGroupOwner`, false here): set the file's group on the device.")
         if resource.kind == "local_device":
             rows.append((f"local device `{resource.id}` ({resource.source})", f"`devices` entry{by}"))
         elif resource.kind == "local_volume":
@@ -195,8 +199,13 @@ def _render(export, out_dir: Path, rows: list[tuple[str, str]], human: list[str]
     lines += ["```", "", "Or, as one stack (it imports the same Lambda versions; it does not create them):", "", "```",
               f"aws cloudformation deploy --template-file greengrass-v2.template.json --stack-name {group.name}-v2",
               "```", "", "## Every v1 element", "", "| v1 element | on Greengrass v2 |", "| --- | --- |"]
-    lines += [f"| {element} | {became.replace('|', '/')} |" for element, became in rows]
+    lines += [f"| {_cell(element)} | {_cell(became)} |" for element, became in rows]
     lines += ["", "## What v2 adds by itself", "",
               "aws.greengrass.LambdaLauncher, aws.greengrass.LambdaManager and aws.greengrass.LambdaRuntimes run the "
               "imported Lambdas; a deployment adds them as the Lambda components' own dependencies (Linux only).", ""]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text for one table cell: a `|` (a topic may hold one) escaped, so it cannot split the row."""
+    return text.replace("|", "\\|")
