@@ -284,6 +284,8 @@ def test_component_versions_can_be_overridden_and_an_unknown_component_is_refuse
         == "2.9.0"
     with pytest.raises(ExportError, match="aws.greengrass.Nope"):
         export_files("rain-group", tmp_path, ExportOptions(component_versions={"aws.greengrass.Nope": "1.0.0"}))
+    with pytest.raises(ExportError, match="MAJOR.MINOR.PATCH"):
+        export_files("rain-group", tmp_path, ExportOptions(component_versions={"aws.greengrass.ShadowManager": "2"}))
 
 
 def test_a_no_echo_parameter_is_masked_and_a_second_export_leaves_no_stale_component(tmp_path):

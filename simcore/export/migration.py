@@ -98,7 +98,9 @@ def migration_text(export, out_dir: Path) -> str:
     if group.devices:
         human.append(f"Client devices: on v2, discovery returns one group per core named "
                      f"greengrassV2-coreDevice-{core.thing_name}; device code that matches the v1 group id must "
-                     "change.")
+                     "change. The core device's IoT policy must allow what client device auth needs "
+                     "(greengrass:GetConnectivityInfo, VerifyClientDeviceIoTCertificateAssociation, "
+                     "VerifyClientDeviceIdentity, PutCertificateAuthorities, and its `<core>-gci` shadow topics).")
     for logger in group.loggers:
         target = ("the Greengrass nucleus's `logging` configuration" if logger.type == "FileSystem"
                   else "aws.greengrass.LogManager (`logsUploaderConfiguration`)")

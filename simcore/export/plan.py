@@ -102,6 +102,9 @@ def build_export(group: Group, template_path: Path, parameters: Mapping[str, str
     if unknown:
         raise ExportError(f"--component-version names no component the export deploys: {', '.join(unknown)} "
                           f"(known: {', '.join(sorted(catalog.PUBLIC_COMPONENT_VERSIONS))})")
+    for name, version in options.component_versions.items():
+        if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+            raise ExportError(f"--component-version {name}={version}: a component version is MAJOR.MINOR.PATCH")
     names_by_arn = component_names(group)
     functions = {names_by_arn[function.arn]: function for function in group.functions}
     models = model_components(group)
