@@ -31,7 +31,8 @@ ALLOWED = {
     "cloud": {"shadow"},
     "service": {"core", "deploy", "cloud", "connectors", "shadow"},
     "demo": {"service", "cloud", "deploy", "shadow"},
-    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core"},
+    "export": {"template"},
+    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core", "export"},
     "__main__": {"cli"},
     "lambda_side": set(),
 }
