@@ -31,7 +31,8 @@ ALLOWED = {
     "cloud": {"shadow"},
     "service": {"core", "deploy", "cloud", "connectors", "shadow"},
     "demo": {"service", "cloud", "deploy", "shadow"},
-    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core", "connectors"},
+    "export": {"template"},
+    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core", "export", "connectors"},
     "__main__": {"cli"},
     "lambda_side": set(),
 }
