@@ -80,3 +80,10 @@ DEFAULT_MAX_FAILED_STARTS = 5
 # 3.4; Greengrass v1 offered python3.7 and python3.8). python2.7 cannot run it, and other languages have no
 # runtime here. Group 1 is the minor version.
 SUPPORTED_RUNTIME_PATTERN = r"python3\.(\d+)"
+
+# The ML inference connectors' runtime (Python 3.8 with mxnet, as the v1 connectors bundled MXNet): a venv
+# of its own (`make venv-mxnet`), or the interpreter this variable names. A model server gets this long to
+# load its model before a request waiting for it is answered with a timeout.
+ML_CONNECTOR_RUNTIME_ENV = "SIMCORE_ML_CONNECTOR_PYTHON"
+ML_CONNECTOR_VENV = ".venv-mxnet"
+ML_CONNECTOR_STARTUP_S = 120.0

@@ -93,12 +93,48 @@ def aws_region() -> str:
 
 
 @pytest.fixture
-def aws(monkeypatch, aws_region):
-    """moto's in-memory AWS with test credentials and `aws_region` the default region, for the test's duration."""
-    from support.aws import fake_aws  # deferred: see the module docstring
+def aws(monkeypatch, aws_region, moto_server):
+    """An empty AWS account on the session's moto server (server mode), with test credentials and
+    `aws_region` the default region: boto3 in this process and in the processes it starts reach it."""
+    import boto3  # deferred: see the module docstring
+    from support.aws import fake_aws
 
-    with fake_aws(monkeypatch, aws_region):
+    fake_aws(monkeypatch, moto_server, aws_region)
+    # boto3's default session caches the credentials it first found: each test starts and ends without one.
+    boto3.DEFAULT_SESSION = None
+    yield moto_server
+    boto3.DEFAULT_SESSION = None
+
+
+@pytest.fixture
+def aws_in_process(monkeypatch, aws_region):
+    """moto's in-process mock, only where its server mode cannot answer (each use says why)."""
+    from support.aws import in_process_aws  # deferred: see the module docstring
+
+    with in_process_aws(monkeypatch, aws_region):
         yield
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto server (simcore's local AWS, server mode: a real HTTP endpoint) for the session; its endpoint URL.
+
+    It runs in a child process, so its state is apart from in-process moto mocks. Tests share it: each
+    names its own buckets, tables and streams, or uses `aws`, which starts from an empty account.
+    """
+    from support.moto_process import moto_server_process  # deferred: see the module docstring
+
+    with moto_server_process() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def moto_env(monkeypatch, moto_server):
+    """boto3 in this process pointed at the session's moto server: test credentials, its endpoint, us-east-1."""
+    from support.aws import point_at_moto_server  # deferred: see the module docstring
+
+    point_at_moto_server(monkeypatch, moto_server)
+    return moto_server
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,8 @@ ALLOWED = {
     "devices": {"cloud"},
     "service": {"core", "deploy", "cloud", "connectors", "shadow", "devices"},
     "demo": {"service", "cloud", "deploy", "shadow"},
-    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core", "devices"},
+    "export": {"template"},
+    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core", "export", "connectors", "devices"},
     "__main__": {"cli"},
     "lambda_side": set(),
 }

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ from simcore.cloud.spooler import make_spooler
 from simcore.cloud.sync import ShadowSync, synced_things
 from simcore.connectors.registry import build_registry
 from simcore.core.assemble import Core, default_shadow_service
+from simcore.core.logs import LogLayout, LogWriter
 from simcore.core.secrets import secret_store_from_records
 from simcore.core_config import CoreConfig, Runtime, System, read_core_config
 from simcore.defaults import DEFAULT_MQTT_PORT, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_STORAGE
@@ -100,8 +101,10 @@ class RunningCore:
         # The core's own default, built here because shadow sync and the control endpoint need it too.
         self.shadow_service = default_shadow_service(root)
         self.shadow_engine = self.shadow_service.engine
+        self._connector_logs: list[LogWriter] = []
         self.connectors = build_registry(
-            deployment.group, root, publish=self._connector_publish, cloud_available=options.cloud_config is not None
+            deployment.group, root, publish=self._connector_publish, cloud_available=options.cloud_config is not None,
+            resource_dirs=deployment.resource_dirs, open_log=self._open_connector_log,
         )
         self.core = Core(
             deployment.group,
@@ -184,6 +187,16 @@ class RunningCore:
         """The device server's status (`simcore devices`); `{"running": false}` for a group without devices."""
         return self.devices.status() if self.devices is not None else {"running": False, "devices": {}}
 
+    def _open_connector_log(self, name: str) -> Callable[[str, str], None]:
+        """A connector's log, `var/log/user/<region>/aws/<name>.log`, as (level, message) -> None."""
+        writer = LogWriter(LogLayout(self.deployment.root).connector_log(self.deployment.group.region, name))
+        self._connector_logs.append(writer)
+
+        def line(level: str, message: str) -> None:
+            writer.log(level, "connector.py", 0, message)
+
+        return line
+
     def _connector_publish(self, topic: str, payload: bytes, source: str) -> None:
         self.core.publish(topic, payload, source=source)
 
@@ -218,6 +231,8 @@ class RunningCore:
         self.core.stop()
         # After the workers (nothing new arrives) and before the link (their last statuses reach the spool).
         self.connectors.stop()
+        for writer in self._connector_logs:
+            writer.close()
         if self.link is not None:
             self.link.stop()
             self.link.spooler.close()
