@@ -10,7 +10,7 @@ VENV38 := .venv-py38
 # The ML inference connectors' runtime: Python 3.8 with MXNet (requirements-mxnet.txt).
 VENV_MXNET := .venv-mxnet
 
-.PHONY: venv venv38 venv-mxnet digits-model venv-checkov users test test-fast lint demo model bench package screenshot clean
+.PHONY: venv venv38 venv-mxnet digits-model venv-checkov users debian-tools test test-fast lint demo model bench package screenshot clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt
 	$(PY311) -m venv $(VENV)
@@ -56,12 +56,19 @@ venv-checkov: .venv-checkov/.installed
 users:
 	@if [ "$$(id -u)" = 0 ]; then $(PY) -m simcore setup-users; fi
 
+# The EC2 boot test (tests/test_ec2_bootstrap.py) builds a Debian root with mmdebstrap, Debian's own tool:
+# as root, install it when missing, as .ci/run does (not root, the test cannot chroot and says so).
+debian-tools:
+	@if [ "$$(id -u)" = 0 ] && ! command -v mmdebstrap >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap; \
+	fi
+
 # The Lambdas' unit tests run under Python 3.8 too (a v1 core's newest runtime), and vermin checks
 # statically that the Lambdas and the runtime modules need nothing newer.
 LAMBDA_TESTS := tests/test_sensor_*.py tests/test_inference_*.py tests/test_features.py tests/test_tendency.py
 
 test: venv venv38 venv-mxnet venv-checkov
-	$(MAKE) --no-print-directory users
+	$(MAKE) --no-print-directory users debian-tools
 	$(PY) -m ruff check .
 	$(VENV)/bin/vermin -t=3.8- --no-tips --violations lambdas/ simcore/lambda_side/ \
 	  simcore/connectors/image_classification_worker.py resources/digits_model/train.py
