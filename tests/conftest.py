@@ -41,10 +41,12 @@ class _PassableTempFactory:
     def __init__(self, factory):
         self._factory = factory
         top = Path(tempfile.gettempdir())
-        sessions = sorted(top.glob("simcore-pytest-*"), key=lambda path: path.stat().st_mtime)
-        for old in sessions[: max(0, len(sessions) - self.KEEP + 1)]:
+        # Only folders of sessions that ended: another pytest session running beside this one keeps its own.
+        ended = [path for path in top.glob("simcore-pytest-*") if not _session_alive(path)]
+        ended.sort(key=lambda path: path.stat().st_mtime)
+        for old in ended[: max(0, len(ended) - self.KEEP + 1)]:
             shutil.rmtree(str(old), ignore_errors=True)
-        self._root = Path(tempfile.mkdtemp(prefix="simcore-pytest-", dir=str(top)))
+        self._root = Path(tempfile.mkdtemp(prefix=f"simcore-pytest-{os.getpid()}-", dir=str(top)))
         os.chmod(str(self._root), 0o711)
 
     def getbasetemp(self):
@@ -59,6 +61,20 @@ class _PassableTempFactory:
 
     def __getattr__(self, name):
         return getattr(self._factory, name)
+
+
+def _session_alive(folder: Path) -> bool:
+    """Whether the pytest session that made `folder` (`simcore-pytest-<pid>-*`) still runs."""
+    pid = folder.name.split("-")[2]
+    if not pid.isdigit():
+        return False  # a folder from before session folders named their pid
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture(scope="session")
