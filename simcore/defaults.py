@@ -75,3 +75,17 @@ DEFAULT_MAX_FAILED_STARTS = 5
 # 3.4; Greengrass v1 offered python3.7 and python3.8). python2.7 cannot run it, and other languages have no
 # runtime here. Group 1 is the minor version.
 SUPPORTED_RUNTIME_PATTERN = r"python3\.(\d+)"
+
+# The token exchange service (docs/credentials.md). Credentials are served from its cache until this long before
+# they expire (botocore refreshes a container provider's credentials 15 minutes before, so the core's are
+# renewed first), or half their lifetime for credentials shorter-lived than twice that.
+DEFAULT_TES_REFRESH_BEFORE_S = 1200.0
+# A failed fetch is answered from the cache for a while, so a broken upstream is not asked again on every
+# Lambda's retry: longer for a refusal (4xx: a configuration problem), shorter for an outage.
+DEFAULT_TES_REFUSAL_HOLD_S = 60.0
+DEFAULT_TES_FAILURE_HOLD_S = 10.0
+# How long one fetch from the AWS IoT credentials provider may take (connect, TLS, answer).
+DEFAULT_TES_FETCH_TIMEOUT_S = 5.0
+# The role alias the group's template creates for its group role (`<ThingName>-GroupRoleAlias`), and the one the
+# stand-in cloud's credentials provider serves.
+ROLE_ALIAS_SUFFIX = "-GroupRoleAlias"

@@ -27,6 +27,10 @@ def cmd_cloud_start(args: argparse.Namespace) -> int:
         try:
             print(f"stand-in cloud ({cloud.broker.kind}) on 127.0.0.1:{cloud.port}; core config: "
                   f"{cloud.config_path}", flush=True)
+            if cloud.local_aws is not None and cloud.credentials is not None:
+                print(f"local AWS (moto) on {cloud.local_aws.endpoint}; credentials provider "
+                      f"https://{cloud.credentials.endpoint} (role alias {cloud.credentials.role_alias})",
+                      flush=True)
             stop.wait()
         finally:
             cloud.stop()

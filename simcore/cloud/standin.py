@@ -7,6 +7,11 @@
     <state_dir>/broker/  mosquitto.conf and mosquitto.log
     <state_dir>/cloud.json   where the running stand-in listens (for other processes)
 
+With `local_aws` (the default) it also runs the local AWS (`simcore.cloud.local_aws`: moto in server mode on
+loopback) and the AWS IoT credentials provider for it (`simcore.cloud.credentials_endpoint`, mutual TLS), and
+the config.json it writes names both (`coreThing.credentialsEndpoint`, `roleAlias`, `localAwsEndpoint`), so a
+core linked to the stand-in hands its Lambdas credentials and `AWS_ENDPOINT_URL` for it (docs/credentials.md).
+
 `watch`, `cloud_shadow_get` and `cloud_shadow_update` take a config.json, so they work the same against
 the stand-in and against AWS IoT Core. They connect with their own client id, never the core's, so they
 never push the core's own connection off the broker: shadow requests as `<thing>-shadow-<random>`;
@@ -25,11 +30,12 @@ from typing import Any, TextIO
 
 from simcore.cloud.broker import BrokerTLS, make_broker
 from simcore.cloud.ca import CA_FILE, LocalCA
+from simcore.cloud.credentials_endpoint import CredentialsEndpoint
 from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import LinkSettings, load_settings
 from simcore.cloud.shadow_service import CloudShadowService
 from simcore.core_config import CoreConfig, CoreConfigError, read_core_config, write_core_config
-from simcore.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_THING_NAME
+from simcore.defaults import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, DEFAULT_THING_NAME, ROLE_ALIAS_SUFFIX
 from simcore.errors import ShadowError
 from simcore.shadow.service import ShadowHandler, open_shadow_service
 
@@ -48,6 +54,8 @@ class RunningCloud:
     ca: LocalCA
     broker: Any
     service: CloudShadowService
+    local_aws: Any = None  # simcore.cloud.local_aws.LocalAws, when started with local_aws
+    credentials: CredentialsEndpoint | None = None
 
     def core_settings(self, **overrides) -> LinkSettings:
         """LinkSettings for the core thing, from the written config.json."""
@@ -60,9 +68,13 @@ class RunningCloud:
                        key_path=issued.key_path, **overrides)
 
     def stop(self) -> None:
-        """Stop the shadow service, then the broker."""
+        """Stop the shadow service, then the broker, the credentials endpoint and the local AWS."""
         self.service.stop()
         self.broker.stop()
+        if self.credentials is not None:
+            self.credentials.stop()
+        if self.local_aws is not None:
+            self.local_aws.stop()
         (self.state_dir / "cloud.json").unlink(missing_ok=True)
 
     def __enter__(self) -> RunningCloud:
@@ -74,12 +86,14 @@ class RunningCloud:
 
 def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler,
                 thing_name: str = DEFAULT_THING_NAME, region: str = DEFAULT_REGION,
-                account_id: str = DEFAULT_ACCOUNT_ID, prefer_broker: str = "mosquitto") -> RunningCloud:
+                account_id: str = DEFAULT_ACCOUNT_ID, prefer_broker: str = "mosquitto",
+                local_aws: bool = True, credential_duration_s: float | None = None) -> RunningCloud:
     """Start the stand-in cloud in `state_dir` on 127.0.0.1:`port` (0: a free port).
 
     `shadow_service` answers the shadow topics (`simcore.shadow.service.open_shadow_service(path)`, as
     `start_standin` does, or a test's own). A CA made by an earlier run is reused; the core thing's
-    certificate too, when the config.json of that run names existing files.
+    certificate too, when the config.json of that run names existing files. `local_aws`: also the moto server
+    and the credentials provider for it (credentials valid `credential_duration_s`, an hour by default).
     """
     state_dir = Path(state_dir)
     certs_dir = state_dir / "certs"
@@ -89,13 +103,20 @@ def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler
     broker = make_broker(BrokerTLS(ca.ca_path, server.cert_path, server.key_path), state_dir / "broker",
                          port=port, prefer=prefer_broker)
     broker.start()
+    aws: Any = None
+    credentials: CredentialsEndpoint | None = None
     try:
+        if local_aws:
+            aws, credentials = _start_local_aws(ca, f"{thing_name}{ROLE_ALIAS_SUFFIX}", credential_duration_s)
         cert_file, key_file = _core_thing_files(ca, config_path, thing_name)
         thing_arn = f"arn:aws:iot:{region}:{account_id}:thing/{thing_name}"
         # simcore, not systemd, runs the core this config is for.
         write_core_config(config_path, CoreConfig.for_thing(
             thing_arn, "127.0.0.1", iot_mqtt_port=broker.port, certs_dir=certs_dir, ca_file=CA_FILE,
             cert_file=cert_file, key_file=key_file, use_systemd=False,
+            credentials_endpoint=credentials.endpoint if credentials is not None else None,
+            role_alias=credentials.role_alias if credentials is not None else None,
+            local_aws_endpoint=aws.endpoint if aws is not None else None,
         ))
         cloud_settings = load_settings(config_path, certs_dir)
         service_cert = ca.issue_thing("simcore-cloud-shadow-service", file_stem="shadow-service")
@@ -106,11 +127,38 @@ def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler
         service.start()
     except BaseException:
         broker.stop()
+        if credentials is not None:
+            credentials.stop()
+        if aws is not None:
+            aws.stop()
         raise
-    (state_dir / "cloud.json").write_text(json.dumps(
-        {"host": "127.0.0.1", "port": broker.port, "broker": broker.kind, "thing": thing_name,
-         "config": str(config_path)}, indent=2) + "\n")
-    return RunningCloud(state_dir, certs_dir, config_path, thing_name, broker.port, ca, broker, service)
+    where = {"host": "127.0.0.1", "port": broker.port, "broker": broker.kind, "thing": thing_name,
+             "config": str(config_path)}
+    if aws is not None and credentials is not None:
+        where.update(aws_endpoint=aws.endpoint, credentials_endpoint=credentials.endpoint,
+                     role_alias=credentials.role_alias)
+    (state_dir / "cloud.json").write_text(json.dumps(where, indent=2) + "\n")
+    return RunningCloud(state_dir, certs_dir, config_path, thing_name, broker.port, ca, broker, service,
+                        local_aws=aws, credentials=credentials)
+
+
+def _start_local_aws(ca: LocalCA, role_alias: str,
+                     duration_s: float | None) -> tuple[Any, CredentialsEndpoint]:
+    """The moto server and the mutual-TLS credentials provider in front of it, both on loopback."""
+    from simcore.cloud.local_aws import LocalAws  # deferred: moto loads only for a stand-in that runs it
+
+    aws = LocalAws()
+    aws.start()
+    try:
+        server = ca.issue_server(file_stem="credentials-endpoint")
+        credentials = CredentialsEndpoint(ca_path=ca.ca_path, server_cert=server.cert_path,
+                                          server_key=server.key_path, role_alias=role_alias,
+                                          **({"duration_s": duration_s} if duration_s else {}))
+        credentials.start()
+    except BaseException:
+        aws.stop()
+        raise
+    return aws, credentials
 
 
 def _core_thing_files(ca: LocalCA, config_path: Path, thing_name: str) -> tuple[str, str]:
