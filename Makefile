@@ -27,7 +27,7 @@ venv: $(VENV)/.installed
 # A Python 3.8 environment for the Lambdas, as a real core had packages installed system-wide.
 $(VENV38)/.installed: lambdas/requirements.txt
 	@if [ -n "$(PY38)" ]; then \
-	  $(PY38) -m venv $(VENV38) && $(VENV38)/bin/pip install -q -r lambdas/requirements.txt pytest==8.3.5 pytest-timeout==2.4.0 && touch $@; \
+	  $(PY38) -m venv $(VENV38) && $(VENV38)/bin/pip install -q -r lambdas/requirements.txt pytest==8.3.5 pytest-timeout==2.4.0 boto3==1.37.38 && touch $@; \
 	else echo "no python3.8 on this machine: the Lambdas run on simcore's own interpreter"; fi
 
 venv38: $(VENV38)/.installed

@@ -68,7 +68,7 @@ class RunOptions:
         )
 
 
-def _credential_source(config: CoreConfig | None, certs_dir: Path | None):
+def credential_source_for(config: CoreConfig | None, certs_dir: Path | None):
     """The token exchange service's source for `config` (`choose_source`'s order) and its start warning."""
     if config is None:
         return choose_source(credentials_endpoint=None, role_alias=None, thing_name=None, cert_path=None,
@@ -104,7 +104,7 @@ class RunningCore:
         self.core_config = read_core_config(options.cloud_config) if options.cloud_config is not None else None
         effective_config = self.core_config or _deployment_config(deployment)
         options = options.resolved(effective_config)
-        credential_source, credentials_warning = _credential_source(effective_config, options.certs_dir)
+        credential_source, credentials_warning = credential_source_for(effective_config, options.certs_dir)
         # The stand-in's local AWS, only when linked to the stand-in (its config.json names it; AWS's never does).
         local_aws = self.core_config.core_thing.local_aws_endpoint if self.core_config is not None else None
         self.options = options
