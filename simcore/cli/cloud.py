@@ -67,7 +67,8 @@ def add_cloud_commands(commands: argparse._SubParsersAction, _sub: Callable) -> 
                                 description=__doc__)
     verbs = cloud.add_subparsers(dest="cloud_command", required=True, metavar="VERB")
 
-    start = verbs.add_parser("start", help="start the stand-in: a local CA, a mutual-TLS MQTT broker, shadows")
+    start = verbs.add_parser("start", help="start the stand-in: a local CA, a mutual-TLS MQTT broker, shadows, "
+                                           "a local AWS (moto)")
     start.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     start.add_argument("--port", type=int, default=DEFAULT_MQTT_PORT, help="MQTT over TLS port (0: any free port)")
     start.add_argument("--thing", default=DEFAULT_THING_NAME, help="the core thing to issue a certificate for")
