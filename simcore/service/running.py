@@ -19,8 +19,9 @@ from simcore.cloud.settings import link_settings
 from simcore.cloud.spooler import make_spooler
 from simcore.cloud.sync import ShadowSync, synced_things
 from simcore.connectors.registry import build_registry
+from simcore.connectors.uploader import AwsAccess
 from simcore.core.assemble import Core, default_shadow_service
-from simcore.core.credential_sources import choose_source
+from simcore.core.credential_sources import IotCredentialsProvider, choose_source
 from simcore.core.secrets import secret_store_from_records
 from simcore.core_config import CoreConfig, Runtime, System, default_certs_dir, read_core_config
 from simcore.defaults import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_STORAGE
@@ -113,8 +114,14 @@ class RunningCore:
         # The core's own default, built here because shadow sync and the control endpoint need it too.
         self.shadow_service = default_shadow_service(root)
         self.shadow_engine = self.shadow_service.engine
+        # Linked to a cloud whose credentials provider config.json names: the connectors' files go up to AWS (or
+        # the stand-in's local AWS) with the credentials the Lambdas get (docs/credentials.md, docs/connectors.md).
+        upload = None
+        if self.core_config is not None and isinstance(credential_source, IotCredentialsProvider):
+            upload = AwsAccess(self._lambda_credentials, local_aws)
         self.connectors = build_registry(
-            deployment.group, root, publish=self._connector_publish, cloud_available=options.cloud_config is not None
+            deployment.group, root, publish=self._connector_publish, cloud_available=options.cloud_config is not None,
+            aws=upload,
         )
         self.core = Core(
             deployment.group,
@@ -168,6 +175,10 @@ class RunningCore:
             )
             self.shadow_service.listeners.append(self.sync.on_local_change)
         self.core.set_cloud(self.link)
+
+    def _lambda_credentials(self) -> dict[str, str]:
+        """The token exchange service's current credentials, as botocore's container document."""
+        return self.core.token_exchange.credentials().container_document()
 
     def _connector_publish(self, topic: str, payload: bytes, source: str) -> None:
         self.core.publish(topic, payload, source=source)
