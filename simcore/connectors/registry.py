@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -84,6 +85,26 @@ class ConnectorRegistry:
         if feedback is None or SDK_FUNCTION_ARN.fullmatch(function_arn) is None:
             raise KeyError(function_arn)
         return feedback.invoke(payload, client_context)
+
+    def flush_uploads(self, timeout_s: float) -> bool:
+        """Put what the connectors buffer, then wait (at most `timeout_s`) until the uploaders sent everything;
+        whether they did."""
+        for implementation in self._by_arn.values():
+            flush = getattr(implementation, "flush", None)
+            if callable(flush):
+                flush()
+        feedback = self._feedback()
+        if feedback is not None:
+            feedback.wait_idle(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for uploader in self.uploaders.values():
+            uploader.notify()
+        while any(uploader.pending() for uploader in self.uploaders.values()):
+            if time.monotonic() >= deadline:
+                return False
+            # Polling the uploaders' files: their threads do the sending.
+            time.sleep(0.05)
+        return True
 
     def stop(self) -> None:
         """Stop every connector, each flushing what it still holds (buffered metrics, queued samples)."""
