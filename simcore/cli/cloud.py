@@ -22,8 +22,9 @@ def cmd_cloud_start(args: argparse.Namespace) -> int:
     from simcore.cloud.standin import start_standin
     from simcore.service.signals import StopSignal
 
+    policy = thing_policy(args.enforce_policy, args.thing) if args.enforce_policy else None
     with StopSignal() as stop:  # from here a stop signal stops the stand-in cleanly, even while it starts
-        cloud = start_standin(args.state_dir, args.port, args.thing)
+        cloud = start_standin(args.state_dir, args.port, args.thing, thing_policy=policy)
         try:
             print(f"stand-in cloud ({cloud.broker.kind}) on 127.0.0.1:{cloud.port}; core config: "
                   f"{cloud.config_path}", flush=True)
@@ -35,6 +36,18 @@ def cmd_cloud_start(args: argparse.Namespace) -> int:
         finally:
             cloud.stop()
     return 0
+
+
+def thing_policy(template: Path, thing: str) -> dict:
+    """The core's IoT policy (`CorePolicy`) the group template gives `thing`, resolved as CloudFormation would."""
+    from simcore.errors import TemplateError
+    from simcore.template.loader import resolve_template
+
+    # Only the policy is read: the model's location does not matter here.
+    loaded = resolve_template(template, {"ModelS3Uri": "s3://unused/model.tar.gz", "ThingName": thing})
+    if "CorePolicy" not in loaded.resolved.resources:
+        raise TemplateError("the template has no CorePolicy resource to enforce", location=str(template))
+    return loaded.resolved.property_value("CorePolicy", "PolicyDocument")
 
 
 def cmd_cloud_watch(args: argparse.Namespace) -> int:
@@ -72,6 +85,9 @@ def add_cloud_commands(commands: argparse._SubParsersAction, _sub: Callable) -> 
     start.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     start.add_argument("--port", type=int, default=DEFAULT_MQTT_PORT, help="MQTT over TLS port (0: any free port)")
     start.add_argument("--thing", default=DEFAULT_THING_NAME, help="the core thing to issue a certificate for")
+    start.add_argument("--enforce-policy", type=Path, metavar="TEMPLATE",
+                       help="enforce the thing's IoT policy (the group template's CorePolicy) on the broker, as "
+                            "AWS IoT would (mosquitto only; docs/credentials.md)")
     start.set_defaults(handler=cmd_cloud_start)
 
     for verb, handler, help_text in (

@@ -51,6 +51,7 @@ PORT_ATTEMPTS = 10  # binds tried when the port is ours to choose
 PORT_RANGE_START = 20000  # ours are chosen from here up to the kernel's ephemeral range
 _random = random.SystemRandom()
 LOG_LINES_KEPT = 1000  # the amqtt fallback's in-memory log
+RELOADED = "Reloading config."  # what mosquitto logs on SIGHUP
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,9 @@ class MosquittoBroker:
     kind = "mosquitto"
 
     def __init__(self, tls: BrokerTLS, work_dir: Path, port: int = 0, host: str = "127.0.0.1",
-                 executable: str = MOSQUITTO):
+                 executable: str = MOSQUITTO, acl_path: Path | None = None):
         self.tls = tls
+        self.acl_path = acl_path  # an ACL file (simcore.cloud.iot_policy): the things' IoT policies
         self.work_dir = Path(work_dir)
         self.host = host
         self.port = port  # 0 until the first start binds one
@@ -161,6 +163,10 @@ class MosquittoBroker:
             "use_identity_as_username true",
             "tls_version tlsv1.2",
         ]
+        if self.acl_path is not None:
+            # mosquitto logs a denied publish or subscribe ("Denied PUBLISH from <client>") only at debug level:
+            # with a policy to enforce, that line is how a too-narrow policy shows (the client gets no error).
+            lines += [f"acl_file {self.acl_path}", "log_type debug"]
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.persistence_dir.mkdir(mode=0o700, exist_ok=True)
         self.persistence_dir.chmod(0o700)  # queued messages are the cloud's data: the broker's user only
@@ -223,6 +229,19 @@ class MosquittoBroker:
         reason = f": {errors[-1]}" if errors else ""
         return BrokerError(f"mosquitto did not start on {self.host}:{self.port}{reason}; see {self.log_path} "
                            f"and {self.work_dir / 'mosquitto.stderr'}")
+
+    def reload(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Have mosquitto read its ACL file again (SIGHUP), e.g. after an identity was added to it; returns once
+        its log says it reloaded (its loop is single-threaded: a client connecting after that sees the new file)."""
+        if not self.running or self._process is None:
+            return
+        before = self.log_text().count(RELOADED)
+        self._process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout_s
+        while self.log_text().count(RELOADED) <= before:
+            if time.monotonic() >= deadline or not self.running:
+                raise BrokerError(f"mosquitto did not reload its configuration within {timeout_s:g} s")
+            threading.Event().wait(0.02)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop mosquitto (SIGTERM, then SIGKILL after `timeout_s`) and reap it."""
@@ -488,11 +507,19 @@ def installed_mosquitto() -> str | None:
     return shutil.which("mosquitto")
 
 
-def make_broker(tls: BrokerTLS, work_dir: Path, port: int = 0, prefer: str = "mosquitto"):
-    """mosquitto when its executable is installed (and `prefer` allows), otherwise the amqtt fallback."""
+def make_broker(tls: BrokerTLS, work_dir: Path, port: int = 0, prefer: str = "mosquitto",
+                acl_path: Path | None = None):
+    """mosquitto when its executable is installed (and `prefer` allows), otherwise the amqtt fallback.
+
+    `acl_path`: mosquitto enforces that ACL file (the amqtt fallback does not: BrokerError, rather than a
+    broker that would silently allow everything).
+    """
     executable = installed_mosquitto() if prefer == "mosquitto" else None
     if executable is not None:
-        return MosquittoBroker(tls, work_dir, port=port, executable=executable)
+        return MosquittoBroker(tls, work_dir, port=port, executable=executable, acl_path=acl_path)
+    if acl_path is not None:
+        raise BrokerError("enforcing the thing's IoT policy needs mosquitto (the amqtt fallback has no ACL check "
+                          "yet): install mosquitto (`apt-get install mosquitto`), or start without the policy")
     # Info, not a warning: the fallback is a supported broker, and the broker kind is in every start line.
     log.info("mosquitto not found; using the embedded amqtt broker")
     return AmqttBroker(tls, work_dir, port=port)

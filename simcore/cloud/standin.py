@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,6 +32,7 @@ from typing import Any, TextIO
 from simcore.cloud.broker import BrokerTLS, make_broker
 from simcore.cloud.ca import CA_FILE, LocalCA
 from simcore.cloud.credentials_endpoint import CredentialsEndpoint
+from simcore.cloud.iot_policy import IotPolicy, mosquitto_acl
 from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import LinkSettings, load_settings
 from simcore.cloud.shadow_service import CloudShadowService
@@ -40,6 +42,28 @@ from simcore.errors import ShadowError
 from simcore.shadow.service import ShadowHandler, open_shadow_service
 
 REQUEST_TIMEOUT_S = 5.0
+SHADOW_SERVICE_IDENTITY = "simcore-cloud-shadow-service"
+
+
+class PolicyAcl:
+    """The broker's ACL file: each thing's IoT policy, and the cloud-side identities with full access."""
+
+    def __init__(self, path: Path, policies: Mapping[str, IotPolicy], full_access: list[str]):
+        self.path = Path(path)
+        self.policies = dict(policies)
+        self.full_access = list(full_access)
+        self.write()
+
+    def write(self) -> None:
+        """Write the file (mosquitto reads it at start and on SIGHUP)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(mosquitto_acl(self.policies, self.full_access))
+
+    def grant_full(self, identity: str) -> None:
+        """Give a cloud-side identity (a test's, the demo observer's) every topic."""
+        if identity not in self.full_access:
+            self.full_access.append(identity)
+            self.write()
 
 
 @dataclass
@@ -56,6 +80,7 @@ class RunningCloud:
     service: CloudShadowService
     local_aws: Any = None  # simcore.cloud.local_aws.LocalAws, when started with local_aws
     credentials: CredentialsEndpoint | None = None
+    acl: PolicyAcl | None = None  # the things' IoT policies, when the broker enforces them
 
     def core_settings(self, **overrides) -> LinkSettings:
         """LinkSettings for the core thing, from the written config.json."""
@@ -64,6 +89,9 @@ class RunningCloud:
     def client_settings(self, name: str, **overrides) -> LinkSettings:
         """LinkSettings for another client (a test, a device) with a fresh certificate whose CN is `name`."""
         issued = self.ca.issue_thing(name, file_stem=name)
+        if self.acl is not None and name not in self.acl.policies:
+            self.acl.grant_full(name)
+            self.broker.reload()
         return replace(self.core_settings(), client_id=name, cert_path=issued.cert_path,
                        key_path=issued.key_path, **overrides)
 
@@ -87,21 +115,29 @@ class RunningCloud:
 def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler,
                 thing_name: str = DEFAULT_THING_NAME, region: str = DEFAULT_REGION,
                 account_id: str = DEFAULT_ACCOUNT_ID, prefer_broker: str = "mosquitto",
-                local_aws: bool = True, credential_duration_s: float | None = None) -> RunningCloud:
+                local_aws: bool = True, credential_duration_s: float | None = None,
+                thing_policy: Mapping[str, Any] | None = None) -> RunningCloud:
     """Start the stand-in cloud in `state_dir` on 127.0.0.1:`port` (0: a free port).
 
     `shadow_service` answers the shadow topics (`simcore.shadow.service.open_shadow_service(path)`, as
     `start_standin` does, or a test's own). A CA made by an earlier run is reused; the core thing's
     certificate too, when the config.json of that run names existing files. `local_aws`: also the moto server
     and the credentials provider for it (credentials valid `credential_duration_s`, an hour by default).
+    `thing_policy`: the core thing's IoT policy document (resolved, as the template's CorePolicy), which the
+    broker then enforces for the thing's certificate (mosquitto only: `simcore.cloud.iot_policy`); the stand-in's
+    own services and the clients `client_settings` makes keep full access, as the cloud side.
     """
     state_dir = Path(state_dir)
     certs_dir = state_dir / "certs"
     config_path = state_dir / "config" / "config.json"
     ca = LocalCA(certs_dir)
     server = ca.issue_server(file_stem="broker")
+    acl = None
+    if thing_policy is not None:
+        acl = PolicyAcl(state_dir / "broker" / "acl", {thing_name: IotPolicy(thing_policy)},
+                        [SHADOW_SERVICE_IDENTITY])
     broker = make_broker(BrokerTLS(ca.ca_path, server.cert_path, server.key_path), state_dir / "broker",
-                         port=port, prefer=prefer_broker)
+                         port=port, prefer=prefer_broker, acl_path=acl.path if acl is not None else None)
     broker.start()
     aws: Any = None
     credentials: CredentialsEndpoint | None = None
@@ -119,9 +155,9 @@ def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler
             local_aws_endpoint=aws.endpoint if aws is not None else None,
         ))
         cloud_settings = load_settings(config_path, certs_dir)
-        service_cert = ca.issue_thing("simcore-cloud-shadow-service", file_stem="shadow-service")
+        service_cert = ca.issue_thing(SHADOW_SERVICE_IDENTITY, file_stem="shadow-service")
         service = CloudShadowService(shadow_service, replace(
-            cloud_settings, client_id="simcore-cloud-shadow-service", cert_path=service_cert.cert_path,
+            cloud_settings, client_id=SHADOW_SERVICE_IDENTITY, cert_path=service_cert.cert_path,
             key_path=service_cert.key_path, backoff_base_s=0.5, backoff_max_s=4.0,
         ))
         service.start()
@@ -139,7 +175,7 @@ def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler
                      role_alias=credentials.role_alias)
     (state_dir / "cloud.json").write_text(json.dumps(where, indent=2) + "\n")
     return RunningCloud(state_dir, certs_dir, config_path, thing_name, broker.port, ca, broker, service,
-                        local_aws=aws, credentials=credentials)
+                        local_aws=aws, credentials=credentials, acl=acl)
 
 
 def _start_local_aws(ca: LocalCA, role_alias: str,
@@ -275,7 +311,11 @@ def cloud_shadow_update(config_path: Path, thing: str, document: dict | str, *,
     return _shadow_request(config_path, thing, "update", body, certs_dir, timeout_s)
 
 
-def start_standin(state_dir: Path, port: int, thing_name: str) -> RunningCloud:
-    """Start the stand-in cloud with its own SQLite-backed shadow engine; returns the RunningCloud."""
+def start_standin(state_dir: Path, port: int, thing_name: str,
+                  thing_policy: Mapping[str, Any] | None = None) -> RunningCloud:
+    """Start the stand-in cloud with its own SQLite-backed shadow engine; returns the RunningCloud.
+
+    `thing_policy`: the thing's IoT policy document, enforced by the broker (see `start_cloud`).
+    """
     shadows = open_shadow_service(Path(state_dir) / "cloud-shadows.sqlite")
-    return start_cloud(state_dir, port, shadow_service=shadows, thing_name=thing_name)
+    return start_cloud(state_dir, port, shadow_service=shadows, thing_name=thing_name, thing_policy=thing_policy)
