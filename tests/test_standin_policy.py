@@ -5,6 +5,9 @@ for what the core publishes fails locally (the publish is denied and logged), be
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -146,3 +149,29 @@ def test_a_policy_too_narrow_for_the_core_fails_locally(policed_cloud):
         observer.link.stop()
     assert f"rain/{THING}/inference/output" not in observer.topics()
     assert f"Denied PUBLISH from {THING}" in cloud.broker.log_text()
+
+
+def test_cloud_start_enforces_the_template_policy_and_prints_the_local_aws(tmp_path):
+    state_dir = tmp_path / "cloud"
+    command = subprocess.Popen(
+        [sys.executable, "-m", "simcore", "cloud", "start", "--state-dir", str(state_dir), "--port", "0",
+         "--enforce-policy", str(TEMPLATE)], cwd=TEMPLATE.parents[1], text=True, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(command.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: any("credentials provider" in line for line in lines) or command.poll() is not None,
+                   90, message=lambda: f"the stand-in's start lines: {lines}")
+        printed = "".join(lines)
+        where = json.loads((state_dir / "cloud.json").read_text())
+        assert f"local AWS (moto) on {where['aws_endpoint']}" in printed
+        assert f"credentials provider https://{where['credentials_endpoint']}" in printed
+        acl = (state_dir / "broker" / "acl").read_text()
+        assert f"user {THING}\ntopic write $aws/things/{THING}/shadow/#" in acl
+        command.send_signal(signal.SIGTERM)
+        assert command.wait(30) == 0, "".join(lines)
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait()
