@@ -95,13 +95,16 @@ def marker(link: CloudLink, observer: Observer, value: int) -> None:
     wait_until(lambda: observer.saw_marker(value), 15, message=f"marker {value} at the observer")
 
 
-@pytest.fixture
-def policed_cloud(tmp_path):
+@pytest.fixture(params=["mosquitto", "amqtt"])
+def policed_cloud(tmp_path, request):
+    """Start a stand-in enforcing `policy` on mosquitto (its ACL file) or the amqtt fallback (the exact check)."""
     def start(policy: dict):
-        assert installed_mosquitto(), "mosquitto is needed (make test installs it)"
+        if request.param == "mosquitto":
+            assert installed_mosquitto(), "mosquitto is needed (make test installs it)"
         service = open_shadow_service()
         cloud = start_cloud(tmp_path / "cloud", 0, shadow_service=service, thing_name=THING,
-                            thing_policy=policy, local_aws=False)
+                            thing_policy=policy, local_aws=False, prefer_broker=request.param)
+        assert cloud.broker.kind == request.param
         started.append(cloud)
         return cloud, service.engine
 

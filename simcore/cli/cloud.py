@@ -87,7 +87,7 @@ def add_cloud_commands(commands: argparse._SubParsersAction, _sub: Callable) -> 
     start.add_argument("--thing", default=DEFAULT_THING_NAME, help="the core thing to issue a certificate for")
     start.add_argument("--enforce-policy", type=Path, metavar="TEMPLATE",
                        help="enforce the thing's IoT policy (the group template's CorePolicy) on the broker, as "
-                            "AWS IoT would (mosquitto only; docs/credentials.md)")
+                            "AWS IoT would (docs/credentials.md)")
     start.set_defaults(handler=cmd_cloud_start)
 
     for verb, handler, help_text in (

@@ -325,6 +325,19 @@ class _AlertingEventLoop(asyncio.SelectorEventLoop):
         return ssl_protocol._app_transport
 
 
+class _PolicyLines(logging.Handler):
+    """Keeps the policy plugin's lines for one fallback broker (the one whose ACL file they name)."""
+
+    def __init__(self, lines: deque[str], acl_json: str):
+        super().__init__(logging.INFO)
+        self.lines = lines
+        self.acl_json = acl_json
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "acl_json", None) == self.acl_json:
+            self.lines.append(record.getMessage())
+
+
 class AmqttBroker:
     """An embedded amqtt broker on its own event-loop thread, for machines without mosquitto.
 
@@ -334,8 +347,11 @@ class AmqttBroker:
 
     kind = "amqtt"
 
-    def __init__(self, tls: BrokerTLS, work_dir: Path, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, tls: BrokerTLS, work_dir: Path, port: int = 0, host: str = "127.0.0.1",
+                 acl_path: Path | None = None):
         self.tls = tls
+        # With an ACL file, its JSON twin (`<acl>.json`) drives simcore.cloud.amqtt_policy's exact check.
+        self.acl_json = Path(f"{acl_path}.json") if acl_path is not None else None
         self.work_dir = Path(work_dir)
         self.host = host
         self.port = port  # 0 until the first start binds one
@@ -344,6 +360,7 @@ class AmqttBroker:
         self._thread: threading.Thread | None = None
         self._broker = None
         self._log_lines: deque[str] = deque(maxlen=LOG_LINES_KEPT)
+        self._policy_log_attached = False
 
     @property
     def running(self) -> bool:
@@ -363,8 +380,13 @@ class AmqttBroker:
                 }
             },
             # Not amqtt's AnonymousAuthPlugin: amqtt queues nothing for an anonymous session while it is away.
-            "plugins": {"simcore.cloud.amqtt_auth.CertificateAuthPlugin": {}},
+            "plugins": {"simcore.cloud.amqtt_auth.CertificateAuthPlugin": {},
+                        **({"simcore.cloud.amqtt_policy.PolicyTopicPlugin": {"acl_json": str(self.acl_json)}}
+                           if self.acl_json is not None else {})},
         }
+
+    def reload(self) -> None:
+        """Nothing to do: the policy plugin reads its file again whenever it changes."""
 
     def start(self) -> None:
         """Start the broker thread and return once it accepts connections (port 0: one chosen as mosquitto's)."""
@@ -374,7 +396,7 @@ class AmqttBroker:
 
     def _start_once(self) -> None:
         try:
-            from amqtt.broker import Broker  # imported here: only the fallback needs it
+            from amqtt.broker import Action, Broker  # imported here: only the fallback needs it
         except ImportError:
             raise BrokerError(f"no MQTT broker to run: mosquitto is not installed and neither is amqtt; "
                               f"{INSTALL_HINT}") from None
@@ -386,18 +408,36 @@ class AmqttBroker:
                 context.verify_mode = ssl.CERT_REQUIRED
                 return context
 
+            async def _initialize_client_session(self, reader, writer, *args):
+                # The certificate's CN is the client's identity, as mosquitto's use_identity_as_username.
+                handler, session = await super()._initialize_client_session(reader, writer, *args)
+                ssl_object = writer.get_ssl_info()
+                certificate = ssl_object.getpeercert() if ssl_object is not None else None
+                for rdn in (certificate or {}).get("subject", ()):
+                    for key, value in rdn:
+                        if key == "commonName":
+                            session.username = value
+                return handler, session
+
             async def _handle_message_delivery(self, client_session, handler, wait_deliver):
                 # amqtt refuses every client publish to a `$` topic; AWS IoT's `$aws/...` request topics
-                # are published by clients, so those are broadcast here (no plugin hooks: none configured).
+                # are published by clients, so those are broadcast here, after the policy check (if any).
                 message = wait_deliver.result()
                 topic = getattr(message, "topic", "") or ""
                 if topic.startswith("$aws/") and "+" not in topic and "#" not in topic:
-                    await self._broadcast_message(client_session, topic, message.data)
+                    if await self._topic_filtering(client_session, topic=topic, action=Action.PUBLISH):
+                        await self._broadcast_message(client_session, topic, message.data)
                     return True
                 return await super()._handle_message_delivery(client_session, handler, wait_deliver)
 
         started = threading.Event()
         failure: list[BaseException] = []
+        if self.acl_json is not None and not self._policy_log_attached:
+            # The policy plugin's denials, kept in log_text() as mosquitto's log keeps its own.
+            policy_log = logging.getLogger("simcore.cloud.amqtt_policy")
+            policy_log.setLevel(logging.INFO)
+            policy_log.addHandler(_PolicyLines(self._log_lines, str(self.acl_json)))
+            self._policy_log_attached = True
         amqtt_log = logging.getLogger("amqtt.broker")
         if not any(isinstance(existing, _DropStartupFailure) for existing in amqtt_log.filters):
             amqtt_log.addFilter(_DropStartupFailure())
@@ -511,15 +551,12 @@ def make_broker(tls: BrokerTLS, work_dir: Path, port: int = 0, prefer: str = "mo
                 acl_path: Path | None = None):
     """mosquitto when its executable is installed (and `prefer` allows), otherwise the amqtt fallback.
 
-    `acl_path`: mosquitto enforces that ACL file (the amqtt fallback does not: BrokerError, rather than a
-    broker that would silently allow everything).
+    `acl_path`: mosquitto enforces that ACL file; the amqtt fallback the exact policies in its JSON twin
+    (`simcore.cloud.amqtt_policy`).
     """
     executable = installed_mosquitto() if prefer == "mosquitto" else None
     if executable is not None:
         return MosquittoBroker(tls, work_dir, port=port, executable=executable, acl_path=acl_path)
-    if acl_path is not None:
-        raise BrokerError("enforcing the thing's IoT policy needs mosquitto (the amqtt fallback has no ACL check "
-                          "yet): install mosquitto (`apt-get install mosquitto`), or start without the policy")
     # Info, not a warning: the fallback is a supported broker, and the broker kind is in every start line.
     log.info("mosquitto not found; using the embedded amqtt broker")
-    return AmqttBroker(tls, work_dir, port=port)
+    return AmqttBroker(tls, work_dir, port=port, acl_path=acl_path)

@@ -22,6 +22,7 @@ published while it was away (or while the broker restarted) arrive when it is ba
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from collections.abc import Mapping
@@ -46,18 +47,28 @@ SHADOW_SERVICE_IDENTITY = "simcore-cloud-shadow-service"
 
 
 class PolicyAcl:
-    """The broker's ACL file: each thing's IoT policy, and the cloud-side identities with full access."""
+    """The broker's ACL: each thing's IoT policy document, and the cloud-side identities with full access.
 
-    def __init__(self, path: Path, policies: Mapping[str, IotPolicy], full_access: list[str]):
+    Written twice: mosquitto's ACL file at `path` (read at start and on SIGHUP) and `<path>.json`, which the
+    amqtt fallback's exact check reads (simcore.cloud.amqtt_policy).
+    """
+
+    def __init__(self, path: Path, policies: Mapping[str, Mapping[str, Any]], full_access: list[str]):
         self.path = Path(path)
         self.policies = dict(policies)
         self.full_access = list(full_access)
         self.write()
 
     def write(self) -> None:
-        """Write the file (mosquitto reads it at start and on SIGHUP)."""
+        """Write both files, each replaced whole (a reader never sees half of one)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(mosquitto_acl(self.policies, self.full_access))
+        compiled = {thing: IotPolicy(document) for thing, document in self.policies.items()}
+        for target, text in ((self.path, mosquitto_acl(compiled, self.full_access)),
+                             (Path(f"{self.path}.json"), json.dumps(
+                                 {"policies": self.policies, "full_access": self.full_access}, indent=1))):
+            temporary = target.with_name(target.name + ".tmp")
+            temporary.write_text(text)
+            os.replace(temporary, target)
 
     def grant_full(self, identity: str) -> None:
         """Give a cloud-side identity (a test's, the demo observer's) every topic."""
@@ -124,8 +135,9 @@ def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler
     certificate too, when the config.json of that run names existing files. `local_aws`: also the moto server
     and the credentials provider for it (credentials valid `credential_duration_s`, an hour by default).
     `thing_policy`: the core thing's IoT policy document (resolved, as the template's CorePolicy), which the
-    broker then enforces for the thing's certificate (mosquitto only: `simcore.cloud.iot_policy`); the stand-in's
-    own services and the clients `client_settings` makes keep full access, as the cloud side.
+    broker then enforces for the thing's certificate (`simcore.cloud.iot_policy`); the stand-in's
+    own services and the clients `client_settings` makes keep full access, as the cloud side. mosquitto
+    enforces it with an ACL file, the amqtt fallback exactly (`simcore.cloud.amqtt_policy`).
     """
     state_dir = Path(state_dir)
     certs_dir = state_dir / "certs"
@@ -134,8 +146,7 @@ def start_cloud(state_dir: Path, port: int = 0, *, shadow_service: ShadowHandler
     server = ca.issue_server(file_stem="broker")
     acl = None
     if thing_policy is not None:
-        acl = PolicyAcl(state_dir / "broker" / "acl", {thing_name: IotPolicy(thing_policy)},
-                        [SHADOW_SERVICE_IDENTITY])
+        acl = PolicyAcl(state_dir / "broker" / "acl", {thing_name: thing_policy}, [SHADOW_SERVICE_IDENTITY])
     broker = make_broker(BrokerTLS(ca.ca_path, server.cert_path, server.key_path), state_dir / "broker",
                          port=port, prefer=prefer_broker, acl_path=acl.path if acl is not None else None)
     broker.start()
