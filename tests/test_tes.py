@@ -319,3 +319,34 @@ def test_every_worker_gets_the_credentials_uri_and_only_a_stand_in_core_the_endp
                            environment={"AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.2/x"})
     with pytest.raises(RuntimeConfigError, match="AWS_CONTAINER_CREDENTIALS_FULL_URI"):
         function_environment(sneaky, make_group([sneaky]), token="t", ipc_port=8000, runtime_dir=tmp_path)
+
+
+# -- the order of the sources ---------------------------------------------------------------------------------
+
+
+def test_the_sources_come_in_the_documented_order_with_a_warning_for_the_environment(monkeypatch, tmp_path):
+    from simcore.core.credential_sources import EnvironmentCredentials, choose_source
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIADEVELOPER0000001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "developer-secret")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    files = {"cert_path": tmp_path / "c", "key_path": tmp_path / "k", "ca_path": tmp_path / "ca"}
+    first, warning = choose_source(credentials_endpoint="c2.credentials.iot.us-east-1.amazonaws.com",
+                                   role_alias="alias", thing_name="t", **files)
+    assert isinstance(first, IotCredentialsProvider) and warning is None
+
+    second, warning = choose_source(credentials_endpoint=None, role_alias=None, thing_name="t", **files)
+    assert isinstance(second, EnvironmentCredentials)
+    assert "environment or profile" in warning and "development" in warning
+    fetched = second.fetch()
+    assert (fetched.access_key_id, fetched.secret_access_key, fetched.session_token) == (
+        "AKIADEVELOPER0000001", "developer-secret", "")
+    assert timedelta(minutes=59) < fetched.expiration - datetime.now(UTC) <= timedelta(hours=1)
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    third, warning = choose_source(credentials_endpoint=None, role_alias=None, thing_name="t", **files)
+    assert isinstance(third, NoCredentialSource) and "coreThing.credentialsEndpoint" in warning
