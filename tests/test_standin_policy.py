@@ -15,11 +15,11 @@ import pytest
 from support.cloud import FAST_BACKOFF
 from support.waiting import wait_until
 
-from simcore.cli.cloud import thing_policy
 from simcore.cloud.broker import installed_mosquitto
 from simcore.cloud.iot_policy import IotPolicy, mqtt_pattern
 from simcore.cloud.link import CloudLink
 from simcore.cloud.standin import start_cloud
+from simcore.deploy.policy import thing_policy
 from simcore.errors import ShadowError
 from simcore.shadow.service import open_shadow_service
 

@@ -20,6 +20,7 @@ DEFAULT_CONFIG = DEFAULT_STATE_DIR / "config" / "config.json"
 def cmd_cloud_start(args: argparse.Namespace) -> int:
     """Run the stand-in cloud until Ctrl-C."""
     from simcore.cloud.standin import start_standin
+    from simcore.deploy.policy import thing_policy
     from simcore.service.signals import StopSignal
 
     policy = thing_policy(args.enforce_policy, args.thing) if args.enforce_policy else None
@@ -36,18 +37,6 @@ def cmd_cloud_start(args: argparse.Namespace) -> int:
         finally:
             cloud.stop()
     return 0
-
-
-def thing_policy(template: Path, thing: str) -> dict:
-    """The core's IoT policy (`CorePolicy`) the group template gives `thing`, resolved as CloudFormation would."""
-    from simcore.errors import TemplateError
-    from simcore.template.loader import resolve_template
-
-    # Only the policy is read: the model's location does not matter here.
-    loaded = resolve_template(template, {"ModelS3Uri": "s3://unused/model.tar.gz", "ThingName": thing})
-    if "CorePolicy" not in loaded.resolved.resources:
-        raise TemplateError("the template has no CorePolicy resource to enforce", location=str(template))
-    return loaded.resolved.property_value("CorePolicy", "PolicyDocument")
 
 
 def cmd_cloud_watch(args: argparse.Namespace) -> int:

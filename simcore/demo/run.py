@@ -115,6 +115,7 @@ class DemoRun:
         from simcore.demo.observer import CloudObserver
         from simcore.demo.view_terminal import TerminalView
         from simcore.deploy.deployment import deploy
+        from simcore.deploy.policy import thing_policy
         from simcore.service.running import RunningCore, RunOptions
 
         args, period = self.args, self.period
@@ -129,7 +130,9 @@ class DemoRun:
         with self.stop:
             try:
                 self._start_web(state)
-                cloud = start_standin(self.root / "cloud", 0, args.thing)
+                # The stand-in enforces the thing's IoT policy from the template, as AWS IoT would.
+                cloud = start_standin(self.root / "cloud", 0, args.thing,
+                                      thing_policy=thing_policy(args.template, args.thing))
                 deployment = deploy(args.template, template_parameters(args, period), self.root / "core")
                 if cloud.local_aws is not None:
                     self._local_aws = (cloud.local_aws.endpoint, deployment.group)
