@@ -27,9 +27,10 @@ $(VENV)/.runtime: requirements.txt lambdas/requirements.txt
 venv: $(VENV)/.installed
 
 # A Python 3.8 environment for the Lambdas, as a real core had packages installed system-wide.
-$(VENV38)/.installed: lambdas/requirements.txt
+# Makefile too: the test-only packages (pytest, boto3 for the TES fixture Lambdas) are listed below.
+$(VENV38)/.installed: lambdas/requirements.txt Makefile
 	@if [ -n "$(PY38)" ]; then \
-	  $(PY38) -m venv $(VENV38) && $(VENV38)/bin/pip install -q -r lambdas/requirements.txt pytest==8.3.5 pytest-timeout==2.4.0 && touch $@; \
+	  $(PY38) -m venv $(VENV38) && $(VENV38)/bin/pip install -q -r lambdas/requirements.txt pytest==8.3.5 pytest-timeout==2.4.0 boto3==1.37.38 && touch $@; \
 	else echo "no python3.8 on this machine: the Lambdas run on simcore's own interpreter"; fi
 
 venv38: $(VENV38)/.installed

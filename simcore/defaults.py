@@ -87,3 +87,16 @@ SUPPORTED_RUNTIME_PATTERN = r"python3\.(\d+)"
 ML_CONNECTOR_RUNTIME_ENV = "SIMCORE_ML_CONNECTOR_PYTHON"
 ML_CONNECTOR_VENV = ".venv-mxnet"
 ML_CONNECTOR_STARTUP_S = 120.0
+# The token exchange service (docs/credentials.md). Credentials are served from its cache until this long before
+# they expire (botocore refreshes a container provider's credentials 15 minutes before, so the core's are
+# renewed first), or half their lifetime for credentials shorter-lived than twice that.
+DEFAULT_TES_REFRESH_BEFORE_S = 1200.0
+# A failed fetch is answered from the cache for a while, so a broken upstream is not asked again on every
+# Lambda's retry: longer for a refusal (4xx: a configuration problem), shorter for an outage.
+DEFAULT_TES_REFUSAL_HOLD_S = 60.0
+DEFAULT_TES_FAILURE_HOLD_S = 10.0
+# How long one fetch from the AWS IoT credentials provider may take (connect, TLS, answer).
+DEFAULT_TES_FETCH_TIMEOUT_S = 5.0
+# The role alias the group's template creates for its group role (`<ThingName>-GroupRoleAlias`), and the one the
+# stand-in cloud's credentials provider serves.
+ROLE_ALIAS_SUFFIX = "-GroupRoleAlias"

@@ -20,7 +20,7 @@ a part could not start) and the errors several parts share (`TemplateError`, `De
 `DemoSetupError` (simcore/demo/run.py), `InvalidMetric` (simcore/connectors/cloudwatch_metrics.py),
 `FeedbackInputError` (simcore/connectors/ml_feedback.py), `SinkError` (simcore/connectors/sinks.py),
 `MqttConnectRefused` (simcore/cloud/failures.py), `ExportError` (simcore/export/plan.py),
-`ExportValidationError` (simcore/export/validate.py).
+`ExportValidationError` (simcore/export/validate.py), `CredentialsError` (simcore/core/tes.py).
 """
 
 from __future__ import annotations

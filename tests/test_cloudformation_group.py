@@ -288,6 +288,22 @@ def test_group_role_grants_only_what_the_connectors_and_the_model_resource_need(
     assert granted["s3:PutObject"]["Resource"] == {"Fn::Sub": "${FeedbackBucket.Arn}/${ThingName}/*"}
 
 
+def test_the_core_certificate_assumes_the_group_role_through_its_role_alias() -> None:
+    alias = plain(RESOURCES["GroupRoleAlias"])
+    assert alias["Type"] == "AWS::IoT::RoleAlias"
+    assert alias["Properties"]["RoleArn"] == {"Fn::GetAtt": ["GroupRole", "Arn"]}
+    assert alias["Properties"]["RoleAlias"] == {"Fn::Sub": "${ThingName}-GroupRoleAlias"}
+    assert 900 <= alias["Properties"]["CredentialDurationSeconds"] <= 43200
+    trusted = [statement["Principal"] for statement in
+               plain(RESOURCES["GroupRole"]["Properties"]["AssumeRolePolicyDocument"])["Statement"]]
+    assert {"Service": "credentials.iot.amazonaws.com"} in trusted
+    assume = next(statement for statement in statements(RESOURCES["CorePolicy"]["Properties"]["PolicyDocument"])
+                  if statement.get("Action") == "iot:AssumeRoleWithCertificate")
+    assert assume["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:rolealias/${ThingName}-GroupRoleAlias"}
+    assert TEMPLATE["Outputs"]["RoleAlias"]["Value"] == {"Ref": "GroupRoleAlias"}
+
+
 def test_feedback_bucket_is_private_encrypted_versioned_and_logged() -> None:
     bucket = plain(RESOURCES["FeedbackBucket"]["Properties"])
     assert bucket["PublicAccessBlockConfiguration"] == {
@@ -327,7 +343,9 @@ def test_without_the_greengrass_service_only_the_iot_core_parts_remain() -> None
     assert unconditional == {
         "CoreThing", "CorePolicy", "CorePolicyAttachment", "ThingCertificate", "ThingCertificateFunction",
         "ThingCertificateFunctionRole", "PrivateKeyEncryptionKey", "CorePrivateKeySecret", "FeedbackBucket",
-        "FeedbackBucketPolicy", "FeedbackAccessLogsBucket", "FeedbackAccessLogsBucketPolicy"}
+        "FeedbackBucketPolicy", "FeedbackAccessLogsBucket", "FeedbackAccessLogsBucketPolicy",
+        # The IoT credentials provider outlived v1: the group role and its alias stay (docs/credentials.md).
+        "GroupRole", "GroupRoleAlias"}
     # SensorIsLambda and SensorIsDevice each hold only with GreengrassServiceAvailable.
     for name in ("SensorIsLambda", "SensorIsDevice"):
         assert plain(TEMPLATE["Conditions"][name])["Fn::And"][0] == {"Condition": "GreengrassServiceAvailable"}

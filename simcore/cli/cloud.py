@@ -28,10 +28,12 @@ DEFAULT_CONFIG = DEFAULT_STATE_DIR / "config" / "config.json"
 def cmd_cloud_start(args: argparse.Namespace) -> int:
     """Run the stand-in cloud until Ctrl-C."""
     from simcore.cloud.standin import start_standin
+    from simcore.deploy.policy import thing_policy
     from simcore.service.signals import StopSignal
 
+    policy = thing_policy(args.enforce_policy, args.thing) if args.enforce_policy else None
     with StopSignal() as stop:  # from here a stop signal stops the stand-in cleanly, even while it starts
-        cloud = start_standin(args.state_dir, args.port, args.thing)
+        cloud = start_standin(args.state_dir, args.port, args.thing, thing_policy=policy)
         discovery = None
         try:
             if args.discovery_port is not None:
@@ -39,6 +41,10 @@ def cmd_cloud_start(args: argparse.Namespace) -> int:
             where = f"; discovery on port {discovery.port} for {args.core_root}" if discovery is not None else ""
             print(f"stand-in cloud ({cloud.broker.kind}) on 127.0.0.1:{cloud.port}; core config: "
                   f"{cloud.config_path}{where}", flush=True)
+            if cloud.local_aws is not None and cloud.credentials is not None:
+                print(f"local AWS (moto) on {cloud.local_aws.endpoint}; credentials provider "
+                      f"https://{cloud.credentials.endpoint} (role alias {cloud.credentials.role_alias})",
+                      flush=True)
             stop.wait()
         finally:
             if discovery is not None:
@@ -122,7 +128,8 @@ def add_cloud_commands(commands: argparse._SubParsersAction, _sub: Callable) -> 
                                 description=__doc__)
     verbs = cloud.add_subparsers(dest="cloud_command", required=True, metavar="VERB")
 
-    start = verbs.add_parser("start", help="start the stand-in: a local CA, a mutual-TLS MQTT broker, shadows")
+    start = verbs.add_parser("start", help="start the stand-in: a local CA, a mutual-TLS MQTT broker, shadows, "
+                                           "a local AWS (moto)")
     start.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     start.add_argument("--port", type=int, default=DEFAULT_MQTT_PORT, help="MQTT over TLS port (0: any free port)")
     start.add_argument("--thing", default=DEFAULT_THING_NAME, help="the core thing to issue a certificate for")
@@ -131,6 +138,9 @@ def add_cloud_commands(commands: argparse._SubParsersAction, _sub: Callable) -> 
                        "--core-root")
     start.add_argument("--core-root", type=Path, default=DEFAULT_ROOT, help="the core discovery answers for "
                        "(its `simcore run` writes var/state/discovery.json there)")
+    start.add_argument("--enforce-policy", type=Path, metavar="TEMPLATE",
+                       help="enforce the thing's IoT policy (the group template's CorePolicy) on the broker, as "
+                            "AWS IoT would (docs/credentials.md)")
     start.set_defaults(handler=cmd_cloud_start)
 
     issue = verbs.add_parser("issue-cert", help="a device certificate and key from the stand-in's CA",

@@ -5,13 +5,16 @@
 other connector is left out and listed in `unsupported`, so the router counts messages to it as
 undeliverable. Sinks: local files under `<runtime_root>/var/connectors/<Name>/` unless the core has a cloud
 (`cloud_available`) and the environment sets SIMCORE_CONNECTORS_AWS=1, in which case the connectors call
-CloudWatch and S3 through boto3 (credentials from boto3's usual chain).
+CloudWatch and S3 through boto3 (credentials from boto3's usual chain). Given `aws` (the core's credentials
+and, linked to the stand-in, its endpoint: `simcore.connectors.uploader.AwsAccess`), they keep writing the
+local files, which become the offline buffer an uploader drains to the real APIs in order.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +31,7 @@ from simcore.connectors.sinks import (
     LocalObjectStore,
     local_key_parts,
 )
+from simcore.connectors.uploader import AwsAccess, JournalUploader, metric_sender, object_sender
 from simcore.group import Connector, Group
 
 log = logging.getLogger(__name__)
@@ -58,9 +62,11 @@ class ConnectorImplementation(Protocol):
 class ConnectorRegistry:
     """Running connectors by ARN: the router's `ConnectorRegistry` (has/deliver), plus the ML SDK's invoke."""
 
-    def __init__(self, implementations: Iterable[ConnectorImplementation], unsupported: Iterable[Connector] = ()):
+    def __init__(self, implementations: Iterable[ConnectorImplementation], unsupported: Iterable[Connector] = (),
+                 uploaders: Mapping[str, JournalUploader] | None = None):
         self._by_arn = {implementation.arn: implementation for implementation in implementations}
         self.unsupported = tuple(unsupported)
+        self.uploaders = dict(uploaders or {})  # by connector ARN: its local files drained to AWS
 
     def has(self, connector_arn: str) -> bool:
         """Whether a local implementation serves `connector_arn`."""
@@ -101,6 +107,26 @@ class ConnectorRegistry:
             raise KeyError(function_arn)
         return feedback.invoke(payload, client_context)
 
+    def flush_uploads(self, timeout_s: float) -> bool:
+        """Put what the connectors buffer, then wait (at most `timeout_s`) until the uploaders sent everything;
+        whether they did."""
+        for implementation in self._by_arn.values():
+            flush = getattr(implementation, "flush", None)
+            if callable(flush):
+                flush()
+        feedback = self._feedback()
+        if feedback is not None:
+            feedback.wait_idle(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for uploader in self.uploaders.values():
+            uploader.notify()
+        while any(uploader.pending() for uploader in self.uploaders.values()):
+            if time.monotonic() >= deadline:
+                return False
+            # Polling the uploaders' files: their threads do the sending.
+            time.sleep(0.05)
+        return True
+
     def stop(self) -> None:
         """Stop every connector, each flushing what it still holds (buffered metrics, queued samples)."""
         for implementation in self._by_arn.values():
@@ -108,13 +134,18 @@ class ConnectorRegistry:
                 implementation.stop()
             except Exception:  # one connector's failure must not keep the others from flushing
                 log.exception("Stopping connector %s failed", implementation.arn)
+        for uploader in self.uploaders.values():  # after the flush: what is not sent waits in the files
+            uploader.stop()
 
     def status(self) -> dict[str, Any]:
         """Per connector ARN its counters; the unsupported connectors by ARN."""
-        return {
+        status: dict[str, Any] = {
             "connectors": {arn: implementation.stats() for arn, implementation in self._by_arn.items()},
             "unsupported": [connector.arn for connector in self.unsupported],
         }
+        if self.uploaders:
+            status["uploads"] = {arn: uploader.stats() for arn, uploader in self.uploaders.items()}
+        return status
 
 
 def build_registry(
@@ -126,12 +157,14 @@ def build_registry(
     environ: Mapping[str, str] | None = None,
     resource_dirs: Mapping[str, Path] | None = None,
     open_log: OpenLog | None = None,
+    aws: AwsAccess | None = None,
 ) -> ConnectorRegistry:
     """Start a local implementation of each connector of `group` that simcore knows.
 
     `publish(topic, payload, source=connector_arn)` routes a connector's output (e.g. `Core.publish`).
     `resource_dirs` (by resource id, where deploy placed them) is where the ML connectors find their models;
     `open_log(name)` gives the ML connectors their log (else Python logging).
+    `aws`: the local files are uploaded to the real APIs with these credentials (module docstring).
     ConnectorConfigError (nothing started) when a connector's parameters are wrong.
     """
     environ = os.environ if environ is None else environ
@@ -140,15 +173,17 @@ def build_registry(
     # Check every connector's parameters before starting any thread.
     plans: list[Callable[[], ConnectorImplementation]] = []
     unsupported = []
+    uploaders: dict[str, JournalUploader] = {}
+    upload = None if use_aws else aws
     for connector in group.connectors:
         versions = SUPPORTED_VERSIONS.get(connector.name)
         if versions is None or connector_version(connector.arn) not in versions:
             log.warning("Connector %s has no local implementation: messages to it are undeliverable", connector.arn)
             unsupported.append(connector)
         elif connector.name == "CloudWatchMetrics":
-            plans.append(_cloudwatch_plan(connector, group.region, root, publish, use_aws))
+            plans.append(_cloudwatch_plan(connector, group.region, root, publish, use_aws, upload, uploaders))
         elif connector.name == "MLFeedback":
-            plans.append(_feedback_plan(connector, group.region, root, publish, use_aws))
+            plans.append(_feedback_plan(connector, group.region, root, publish, use_aws, upload, uploaders))
         elif connector.name in object_detection.NAMES:
             settings = object_detection.settings_of(connector)
             ml_inference.model_folder(connector, settings, group, resource_dirs or {})
@@ -166,8 +201,10 @@ def build_registry(
     except Exception:
         for implementation in started:
             implementation.stop()
+        for uploader in uploaders.values():
+            uploader.stop()
         raise
-    return ConnectorRegistry(started, unsupported)
+    return ConnectorRegistry(started, unsupported, uploaders)
 
 
 def check_connectors(group: Group) -> list[str]:
@@ -225,7 +262,8 @@ def _inference_plan(
 
 
 def _cloudwatch_plan(
-    connector: Connector, region: str, root: Path, publish: Publish, use_aws: bool
+    connector: Connector, region: str, root: Path, publish: Publish, use_aws: bool, upload: AwsAccess | None,
+    uploaders: dict[str, JournalUploader],
 ) -> Callable[[], ConnectorImplementation]:
     settings = CloudWatchMetricsSettings.from_connector(connector)
     publish_region = settings.publish_region or region
@@ -236,13 +274,18 @@ def _cloudwatch_plan(
             sink = Boto3Metrics(publish_region)
         else:
             sink = LocalMetricsFile(root / "CloudWatchMetrics" / "metrics.jsonl", publish_region)
+            if upload is not None:
+                uploader = JournalUploader(sink.path, metric_sender(upload, publish_region), name="CloudWatchMetrics")
+                uploaders[connector.arn] = uploader
+                sink.on_put = uploader.notify
         return CloudWatchMetricsConnector(connector.arn, settings, sink, publish)
 
     return start
 
 
 def _feedback_plan(
-    connector: Connector, region: str, root: Path, publish: Publish, use_aws: bool
+    connector: Connector, region: str, root: Path, publish: Publish, use_aws: bool, upload: AwsAccess | None,
+    uploaders: dict[str, JournalUploader],
 ) -> Callable[[], ConnectorImplementation]:
     settings = MLFeedbackSettings.from_connector(connector)
     local_root = root / "MLFeedback"
@@ -256,6 +299,10 @@ def _feedback_plan(
 
     def start() -> ConnectorImplementation:
         store: Any = Boto3ObjectStore(region) if use_aws else LocalObjectStore(local_root)
+        if upload is not None and isinstance(store, LocalObjectStore):
+            uploader = JournalUploader(store.index, object_sender(upload, region, local_root), name="MLFeedback")
+            uploaders[connector.arn] = uploader
+            store.on_put = uploader.notify
         return MLFeedbackConnector(connector.arn, settings, store, publish)
 
     return start

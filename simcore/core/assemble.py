@@ -22,6 +22,7 @@ from simcore.core.isolation import LaunchPlanner, isolation_planner
 from simcore.core.logs import LogSinks
 from simcore.core.router import CloudPort, ConnectorRegistry, DevicePort, RouteOutcome, Router
 from simcore.core.secrets import SecretStore
+from simcore.core.tes import CredentialSource, NoCredentialSource, TokenExchange, credentials_uri
 from simcore.core.work_queue import DEFAULT_MAX_WORK_ITEMS, WorkQueue
 from simcore.core.workers import WorkerManager, WorkerSettings
 from simcore.group import CLOUD, Group
@@ -74,6 +75,9 @@ class Core:
         ipc_port: int = 0,
         max_work_items: int = DEFAULT_MAX_WORK_ITEMS,
         worker_settings: WorkerSettings | None = None,
+        credential_source: CredentialSource | None = None,
+        credentials_warning: str | None = None,
+        aws_endpoint_url: str | None = None,
     ):
         """Build the parts (nothing runs yet).
 
@@ -81,7 +85,10 @@ class Core:
         `launch_planner` overrides it. `allow_functions_to_run_as_root` is config.json's
         `runtime.allowFunctionsToRunAsRoot` (simcore.core.identity says when a Lambda runs as root).
         `shadow_service` defaults to the SQLite-backed one under `runtime_root`; `var/` there is made 0700.
-        `interpreters` maps a Runtime (python3.8) to an interpreter path.
+        `interpreters` maps a Runtime (python3.8) to an interpreter path. `credential_source` is where the
+        token exchange service gets the Lambdas' AWS credentials (None: none, every request answers what to
+        configure; `simcore.core.credential_sources.choose_source` picks it), `credentials_warning` a line
+        logged at start about it; `aws_endpoint_url` goes to every worker as AWS_ENDPOINT_URL (the stand-in).
         """
         self.group = group
         self.runtime_root = Path(runtime_root)
@@ -119,7 +126,10 @@ class Core:
             interpreters=interpreters,
             code_dirs=code_dirs,
             settings=worker_settings,
+            aws_endpoint_url=aws_endpoint_url,
         )
+        self.token_exchange = TokenExchange(credential_source or NoCredentialSource())
+        self._credentials_warning = credentials_warning
         self.dispatcher = IPCDispatcher(
             self.router,
             self.work_queue,
@@ -156,9 +166,14 @@ class Core:
             return
         # A function that cannot run as configured is an error now, not a restart loop later.
         self.workers.check_launch()
-        self.server = IPCServer(self.dispatcher, self._ipc_port)
+        self.server = IPCServer(self.dispatcher, self._ipc_port, credentials=self.token_exchange)
         self.server.start()
         self._system_line("INFO", f"IPC server listening on 127.0.0.1:{self.server.port}")
+        self._system_line("INFO", f"AWS credentials for Lambdas from {self.token_exchange.source.describe()}, "
+                                  f"at {credentials_uri(self.server.port)}")
+        if self._credentials_warning:
+            log.warning("%s", self._credentials_warning)
+            self._system_line("WARN", self._credentials_warning)
         self.workers.start()
         self._started = True
 
@@ -214,6 +229,7 @@ class Core:
                 "peak_bytes": self.work_queue.peak_bytes,
                 "refused": dict(self.work_queue.refused),
             },
+            "credentials": self.token_exchange.counters(),
             "ipc": {
                 "refused_calls": self.dispatcher.refused_calls,
                 "throttled_invokes": dict(self.dispatcher.throttled_invokes),

@@ -206,8 +206,10 @@ class WorkerManager:
         interpreters: Mapping[str, str] | None = None,
         code_dirs: Mapping[str, Path] | None = None,
         settings: WorkerSettings | None = None,
+        aws_endpoint_url: str | None = None,
     ):
         self.group = group
+        self.aws_endpoint_url = aws_endpoint_url  # the stand-in's local AWS, for the workers' botocore
         self.work_queue = work_queue
         self.tokens = tokens
         self._ipc_port = ipc_port
@@ -347,6 +349,7 @@ class WorkerManager:
                 code_dir=code_dir,
                 env_rewrites=launch.env_rewrites,
                 state_fd=state_write,
+                aws_endpoint_url=self.aws_endpoint_url,
             )
             argv = [*launch.argv_prefix, pool.interpreter, str(LAMBDA_RUNTIME), "--handler", function.handler]
             process = subprocess.Popen(

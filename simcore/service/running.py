@@ -19,10 +19,12 @@ from simcore.cloud.settings import link_settings
 from simcore.cloud.spooler import make_spooler
 from simcore.cloud.sync import ShadowSync, synced_things
 from simcore.connectors.registry import build_registry
+from simcore.connectors.uploader import AwsAccess
 from simcore.core.assemble import Core, default_shadow_service
+from simcore.core.credential_sources import IotCredentialsProvider, choose_source
 from simcore.core.logs import LogLayout, LogWriter
 from simcore.core.secrets import secret_store_from_records
-from simcore.core_config import CoreConfig, Runtime, System, read_core_config
+from simcore.core_config import CoreConfig, Runtime, System, default_certs_dir, read_core_config
 from simcore.defaults import DEFAULT_MQTT_PORT, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_STORAGE
 from simcore.deploy.record import Deployment
 from simcore.deploy.secrets import read_stored_secrets
@@ -81,6 +83,27 @@ class RunOptions:
         )
 
 
+def credential_source_for(config: CoreConfig | None, certs_dir: Path | None):
+    """The token exchange service's source for `config` (`choose_source`'s order) and its start warning."""
+    if config is None:
+        return choose_source(credentials_endpoint=None, role_alias=None, thing_name=None, cert_path=None,
+                             key_path=None, ca_path=None)
+    thing = config.core_thing
+    if certs_dir is None and config.path is not None:
+        certs_dir = default_certs_dir(config.path)
+
+    def cert_file(value: str) -> Path | None:
+        # v1 config.json names files relative to /greengrass/certs; `file://` URIs appear in `crypto`.
+        path = Path(value.removeprefix("file://"))
+        if path.is_absolute():
+            return path
+        return Path(certs_dir) / path if certs_dir is not None else None
+
+    return choose_source(credentials_endpoint=thing.credentials_endpoint, role_alias=thing.role_alias,
+                         thing_name=thing.name, cert_path=cert_file(thing.cert_path),
+                         key_path=cert_file(thing.key_path), ca_path=cert_file(thing.ca_path))
+
+
 def _deployment_config(deployment: Deployment) -> CoreConfig | None:
     """The config.json the deployment wrote (`config/config.json`), or None when it has none."""
     path = deployment.directory / "config" / "config.json"
@@ -94,7 +117,11 @@ class RunningCore:
         self.deployment = deployment
         # Read once: the link's identity and endpoint, and the core's limits, come from the same file.
         self.core_config = read_core_config(options.cloud_config) if options.cloud_config is not None else None
-        options = options.resolved(self.core_config or _deployment_config(deployment))
+        effective_config = self.core_config or _deployment_config(deployment)
+        options = options.resolved(effective_config)
+        credential_source, credentials_warning = credential_source_for(effective_config, options.certs_dir)
+        # The stand-in's local AWS, only when linked to the stand-in (its config.json names it; AWS's never does).
+        local_aws = self.core_config.core_thing.local_aws_endpoint if self.core_config is not None else None
         self.options = options
         root = deployment.root
         private_dir(root / "var")  # the shadows, spool, logs: the core's alone
@@ -102,9 +129,14 @@ class RunningCore:
         self.shadow_service = default_shadow_service(root)
         self.shadow_engine = self.shadow_service.engine
         self._connector_logs: list[LogWriter] = []
+        # Linked to a cloud whose credentials provider config.json names: the connectors' files go up to AWS (or
+        # the stand-in's local AWS) with the credentials the Lambdas get (docs/credentials.md, docs/connectors.md).
+        upload = None
+        if self.core_config is not None and isinstance(credential_source, IotCredentialsProvider):
+            upload = AwsAccess(self._lambda_credentials, local_aws)
         self.connectors = build_registry(
             deployment.group, root, publish=self._connector_publish, cloud_available=options.cloud_config is not None,
-            resource_dirs=deployment.resource_dirs, open_log=self._open_connector_log,
+            resource_dirs=deployment.resource_dirs, open_log=self._open_connector_log, aws=upload,
         )
         self.core = Core(
             deployment.group,
@@ -121,6 +153,9 @@ class RunningCore:
             interpreters=options.interpreters,
             ipc_port=options.ipc_port,
             max_work_items=options.max_work_items,
+            credential_source=credential_source,
+            credentials_warning=credentials_warning,
+            aws_endpoint_url=local_aws,
         )
         self.link: CloudLink | None = None
         self.sync: ShadowSync | None = None
@@ -196,6 +231,10 @@ class RunningCore:
             writer.log(level, "connector.py", 0, message)
 
         return line
+
+    def _lambda_credentials(self) -> dict[str, str]:
+        """The token exchange service's current credentials, as botocore's container document."""
+        return self.core.token_exchange.credentials().container_document()
 
     def _connector_publish(self, topic: str, payload: bytes, source: str) -> None:
         self.core.publish(topic, payload, source=source)
