@@ -24,13 +24,33 @@ def cmd_cloud_start(args: argparse.Namespace) -> int:
 
     with StopSignal() as stop:  # from here a stop signal stops the stand-in cleanly, even while it starts
         cloud = start_standin(args.state_dir, args.port, args.thing)
+        jobs = local_aws = None
         try:
             print(f"stand-in cloud ({cloud.broker.kind}) on 127.0.0.1:{cloud.port}; core config: "
                   f"{cloud.config_path}", flush=True)
+            if args.jobs:
+                jobs, local_aws = _start_jobs(cloud)
             stop.wait()
         finally:
+            if jobs is not None:
+                jobs.stop()
+            if local_aws is not None:
+                local_aws.stop()
             cloud.stop()
     return 0
+
+
+def _start_jobs(cloud):
+    """IoT Jobs beside the stand-in, over a local AWS (moto) for the bundles and thing groups."""
+    from simcore.cloud.jobs_standin import start_jobs
+    from simcore.cloud.local_aws import LocalAws
+
+    local_aws = LocalAws()
+    local_aws.start()
+    jobs = start_jobs(cloud, local_aws.endpoint)
+    print(f"IoT Jobs: control plane {jobs.settings['iot_endpoint']}, local AWS {local_aws.endpoint}, "
+          f"settings in {jobs.path}", flush=True)
+    return jobs, local_aws
 
 
 def cmd_cloud_watch(args: argparse.Namespace) -> int:
@@ -67,6 +87,8 @@ def add_cloud_commands(commands: argparse._SubParsersAction, _sub: Callable) -> 
     start.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     start.add_argument("--port", type=int, default=DEFAULT_MQTT_PORT, help="MQTT over TLS port (0: any free port)")
     start.add_argument("--thing", default=DEFAULT_THING_NAME, help="the core thing to issue a certificate for")
+    start.add_argument("--jobs", action="store_true", help="also serve AWS IoT Jobs (and a local AWS for the "
+                       "bundles): `simcore group deploy --standin STATE_DIR` (docs/fleet.md)")
     start.set_defaults(handler=cmd_cloud_start)
 
     for verb, handler, help_text in (

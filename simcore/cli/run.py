@@ -23,16 +23,19 @@ def run_options(args: argparse.Namespace):
         cloud_config=args.config,
         certs_dir=args.certs_dir,
         spool_storage=args.spool,
+        jobs=getattr(args, "jobs", False),
     )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the current deployment until Ctrl-C, SIGTERM or `simcore stop`."""
     from simcore.deploy.record import load_deployment
+    from simcore.service.fleet_job import recover_interrupted_swap
     from simcore.service.running import RunningCore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with StopSignal() as stop:  # from here a stop signal stops the core cleanly, even while it starts
+        recover_interrupted_swap(args.root)  # a crash in the middle of a swap: back on the version that ran
         deployment = load_deployment(args.root)
         running = RunningCore(deployment, run_options(args))
         running.start()
@@ -57,6 +60,8 @@ def add_run_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--config", type=Path, help="a v1 config.json: link to that IoT endpoint (its "
                          "runtime.maxWorkItemCount and system.shadowSyncTimeout apply too)")
     command.add_argument("--certs-dir", type=Path, help="where config.json's cert paths lie (default: beside it)")
+    command.add_argument("--jobs", action="store_true", help="take deployments from AWS IoT Jobs on the cloud "
+                         "link (docs/fleet.md; needs --config)")
     command.add_argument("--spool", choices=["Memory", "FileSystem"], default=DEFAULT_SPOOL_STORAGE,
                          help="the cloud spooler's storage (default %(default)s; FileSystem survives restarts, "
                          "Memory does not)")
