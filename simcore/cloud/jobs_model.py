@@ -111,7 +111,8 @@ class Job:
         counts = dict.fromkeys(names.values(), 0)
         for execution in self.executions.values():
             counts[names[execution.status]] += 1
-        counts["numberOfQueuedThings"] += len(self.things) - len(self.executions)  # not yet released
+        if self.status == "IN_PROGRESS":  # not yet released by the rollout; a cancelled job never releases them
+            counts["numberOfQueuedThings"] += len(self.things) - len(self.executions)
         return counts
 
 
@@ -353,8 +354,8 @@ class JobsModel:
         if status == "IN_PROGRESS" and execution.started_at is None:
             execution.started_at = now
         execution.status = status
-        if details:
-            execution.status_details = {**execution.status_details, **details}
+        if details:  # given, they replace the old ones (absent, those stay)
+            execution.status_details = dict(details)
         execution.version += 1
         execution.last_updated_at = now
 

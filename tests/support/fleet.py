@@ -10,9 +10,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.cloud import FAST_BACKOFF, TcpGate, start_test_cloud
-from support.waiting import wait_until
-
 from simcore.cloud.ca import CA_FILE
 from simcore.cloud.fleet_publish import FleetAccess, job_status
 from simcore.cloud.jobs_standin import start_jobs
@@ -21,6 +18,8 @@ from simcore.core_config import CoreConfig, write_core_config
 from simcore.deploy.bundle import build_bundle
 from simcore.deploy.deployment import deploy
 from simcore.service.running import RunningCore, RunOptions
+from support.cloud import FAST_BACKOFF, TcpGate, start_test_cloud
+from support.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "tests" / "fixtures" / "fleet" / "group.yaml"
