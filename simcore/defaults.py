@@ -85,8 +85,9 @@ JOB_STATUS_DETAIL_MAX_CHARS = 1024
 # After a swap, the new version's pinned Lambdas must stay up this long (no failed start, no restart) for the
 # deployment to count as a success; a Lambda that fails to start is marked failed within about 2 s (above).
 DEFAULT_SWAP_SETTLE_S = 4.0
-# Seconds the old version's work queue may take to drain before its Lambdas are stopped for a swap.
-DEFAULT_SWAP_DRAIN_S = 10.0
+# Seconds the old version's work queue may take to drain before its Lambdas are stopped for a swap (what is
+# left then is handed to the new version's functions of the same ARN).
+DEFAULT_SWAP_DRAIN_S = 2.0
 # Inbound cloud messages held while the Lambdas are swapped, delivered to whichever version then runs.
 DEFAULT_SWAP_HELD_MESSAGES = 10_000
 # How long a presigned bundle URL stays valid (IoT Jobs' presignedUrlConfig.expiresInSec: 60-3600).

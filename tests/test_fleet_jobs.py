@@ -49,6 +49,25 @@ def test_a_job_to_a_thing_group_deploys_the_new_version_on_every_core(world):
     pinger.stop()
 
 
+def test_work_in_hand_when_the_swap_comes_is_done_by_the_new_version(world):
+    """Pings still queued or being handled (a slow one) when the old version's Lambdas stop are handed to the
+    new version: every one is answered."""
+    core = world.start_core("handover")
+    pinger = Pinger(world)
+    pinger.ping(core.thing, 0, slow_on="1", sleep_s=60.0)  # version 1 would take a minute: stopped holding it
+    for ping_id in range(1, 6):
+        pinger.ping(core.thing, ping_id)
+    wait_until(lambda: core.running.core.status()["functions"] and any(
+        worker["state"] == "busy" for function in core.running.core.status()["functions"].values()
+        for worker in function["workers"]), 20, message="the slow ping to be in hand")
+    published = publish(world.access, world.bundle("2"), [core.thing])
+    world.wait_job(published["jobId"], {core.thing: "SUCCEEDED"})
+    answered = wait_until(lambda: (lambda seen: seen if len(seen) == 6 else None)(pinger.answered(core.thing)), 30,
+                          message=lambda: f"all 6 pings answered: {pinger.answered(core.thing)}")
+    assert answered[0] == "2"  # the slow one was not finished by version 1: version 2 did it
+    pinger.stop()
+
+
 def _broken_template(tmp_path) -> str:
     """The fleet template, but its ThingName refuses every name but the default: fine where the bundle is made,
     a template error on each core (which deploys it as its own thing)."""

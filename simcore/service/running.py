@@ -221,7 +221,8 @@ class RunningCore:
 
         Shadows, the cloud link, its spool and shadow sync stay up throughout. Inbound cloud messages are held
         meanwhile and go to whichever version runs afterwards. The old version's queued work gets up to
-        `drain_s` to be handled before its Lambdas stop. The new version must keep its pinned Lambdas up for
+        `drain_s` to be handled before its Lambdas stop; what is left (with the items its workers held) is
+        handed to the next version's functions of the same ARN. The new version must keep its pinned Lambdas up for
         `settle_s` (see `pinned_failure`); if it does not, it is stopped, the old deployment is made current
         again on disk (`rollback`) and started again, and the reason is returned.
         """
@@ -229,12 +230,10 @@ class RunningCore:
         with self._swap_lock:
             self._held = []
         try:
-            self._stop_core(drain_s)
+            carried = self._stop_core(drain_s)
             try:
                 self.core, self.connectors = self._build_core(deployment)
-                self._subscribe_cloud(deployment)
-                self.core.start()
-                self.core.set_cloud(self.link)
+                self._start_core(deployment, carried)
                 reason = wait_pinned_healthy(self.core, settle_s, cancelled)
             except SimcoreError as error:
                 reason = error.describe()
@@ -243,13 +242,12 @@ class RunningCore:
                 return None
             log.warning("deployment %s failed after the swap: %s; rolling back to %s",
                         deployment.number, reason, previous.number)
-            self._stop_core(0.0)
+            carried = self._stop_core(0.0) or carried
             from simcore.deploy.deployment import rollback  # only now: a running core never loads the template code
 
             rollback(previous.root)
             self.core, self.connectors = self._build_core(previous)
-            self.core.start()
-            self.core.set_cloud(self.link)
+            self._start_core(previous, carried)
             return reason
         finally:
             with self._swap_lock:
@@ -257,14 +255,31 @@ class RunningCore:
             for topic, payload in held:
                 self._route_from_cloud(topic, payload)
 
-    def _stop_core(self, drain_s: float) -> None:
-        """Let the queued work drain (up to `drain_s`), then stop the Lambdas and the connectors."""
+    def _start_core(self, deployment: Deployment, carried: dict[str, list[Any]]) -> None:
+        """Start the (new) core with the work the one before it had accepted and not done, for the functions
+        both versions have, in its order."""
+        arns = {function.arn for function in deployment.group.functions}
+        for arn, items in carried.items():
+            if arn not in arns:
+                log.warning("%d work items for %s dropped: the new version has no such function", len(items), arn)
+                continue
+            for item in reversed(items):
+                self.core.work_queue.put_back(item)
+        self._subscribe_cloud(deployment)
+        self.core.start()
+        self.core.set_cloud(self.link)
+
+    def _stop_core(self, drain_s: float) -> dict[str, list[Any]]:
+        """Let the queued work drain (up to `drain_s`), stop the Lambdas and the connectors; the work items
+        still queued (a stopped worker puts back the item it held), by function ARN."""
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and self.core.work_queue.queued_bytes > 0:
             time.sleep(0.05)
         self.core.set_cloud(None)
         self.core.stop()
         self.connectors.stop()
+        queue = self.core.work_queue
+        return {function.arn: items for function in self.core.group.functions if (items := queue.drain(function.arn))}
 
     def _subscribe_cloud(self, deployment: Deployment) -> None:
         if self.link is not None:

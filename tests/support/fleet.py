@@ -142,9 +142,11 @@ class Pinger:
         with self._lock:
             self.pongs.setdefault(topic.split("/")[1], {})[body["id"]] = body["version"]
 
-    def ping(self, thing: str, ping_id: int) -> None:
-        """Send ping `ping_id` to `thing` (QoS 1, spooled until the broker has it)."""
-        self.link.publish(f"fleet/{thing}/ping", json.dumps({"id": ping_id}).encode())
+    def ping(self, thing: str, ping_id: int, slow_on: str | None = None, sleep_s: float = 0.0) -> None:
+        """Send ping `ping_id` to `thing` (QoS 1, spooled until the broker has it); version `slow_on` takes
+        `sleep_s` to answer it."""
+        body = {"id": ping_id, "slow_version": slow_on, "sleep": sleep_s}
+        self.link.publish(f"fleet/{thing}/ping", json.dumps(body).encode())
 
     def answered(self, thing: str) -> dict[int, str]:
         """The pongs from `thing` so far."""
