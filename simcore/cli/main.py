@@ -72,12 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from simcore.cli.cloud import add_cloud_commands
     from simcore.cli.demo import add_demo_command
+    from simcore.cli.fleet import add_fleet_commands
     from simcore.cli.group import add_group_commands
     from simcore.cli.users import add_users_command
 
     add_cloud_commands(commands, sub)
     add_demo_command(commands, sub)
     add_group_commands(commands, sub)
+    add_fleet_commands(commands, sub)
     add_users_command(commands, sub)
     return parser
 
