@@ -134,7 +134,7 @@ def _wait_started(member: FleetMember) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     control = Path(member.root) / CONTROL_FILE
     while not control.exists():
-        if not _is_ours(member):
+        if not member_running(member):
             raise StartError(f"core {member.thing} exited at start; see {member.log}")
         if time.monotonic() > deadline:
             raise StartError(f"core {member.thing} did not start within {START_TIMEOUT_S:g} s; see {member.log}")
@@ -155,7 +155,7 @@ def read_fleet(fleet_dir: Path) -> dict[str, Any]:
         raise FleetStateError(f"no fleet is up in {fleet_dir}") from None
 
 
-def _is_ours(member: FleetMember) -> bool:
+def member_running(member: FleetMember) -> bool:
     """Whether `member.pid` is still that core (alive, not a zombie, its command line naming its root)."""
     try:
         stat = Path(f"/proc/{member.pid}/stat").read_text()
@@ -167,14 +167,14 @@ def _is_ours(member: FleetMember) -> bool:
 
 def stop_members(members: list[FleetMember], grace_s: float = STOP_GRACE_S) -> int:
     """SIGTERM each member still running, SIGKILL those alive after `grace_s`; how many were running."""
-    running = [member for member in members if _is_ours(member)]
+    running = [member for member in members if member_running(member)]
     for member in running:
         os.kill(member.pid, signal.SIGTERM)  # the core stops its Lambdas itself
     deadline = time.monotonic() + grace_s
-    while any(_is_ours(member) for member in running) and time.monotonic() < deadline:
+    while any(member_running(member) for member in running) and time.monotonic() < deadline:
         time.sleep(0.1)
     for member in running:
-        if _is_ours(member):
+        if member_running(member):
             os.killpg(member.pid, signal.SIGKILL)  # its own session: the core and whatever it left running
     return len(running)
 
