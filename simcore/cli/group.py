@@ -67,7 +67,8 @@ def cmd_group_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_status(status: dict, out=sys.stdout) -> None:
+def _print_status(status: dict) -> None:
+    out = sys.stdout
     counts = status["counts"]
     summary = ", ".join(f"{name[len('numberOf'):-len('Things')].lower()} {value}"
                         for name, value in counts.items() if value)

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--secrets-endpoint-url", help="Secrets Manager endpoint for the group's secret resources")
     deploy.add_argument("--runtime", action="append", default=[], metavar="python3.8=PATH",
                         help="the interpreter a Lambda Runtime will run on (checked now; pass the same to `run`)")
+    deploy.add_argument("--group-version-id", help=argparse.SUPPRESS)  # a bundle's, when a fleet job deploys it
     deploy.add_argument("--secrets-file", type=Path, help="secret values from a local JSON file instead of AWS "
                         "(see docs/secrets.md; also SIMCORE_SECRETS_FILE)")
 

@@ -37,7 +37,6 @@ from simcore.defaults import BUNDLE_MAX_BYTES
 from simcore.deploy.archive import ExtractionLimits, extract_archive
 from simcore.deploy.fetch import local_source
 from simcore.errors import DeployError
-from simcore.template.loader import resolve_template
 
 MANIFEST = "manifest.json"
 FILES = "files"
@@ -100,6 +99,9 @@ def _local_inputs(template_path: Path, parameters: Mapping[str, str], template_k
                   ) -> tuple[list[Path], dict[str, Path], dict[str, Any]]:
     """The paths to pack (the template first), the ML resources' local sources by parameter name, and the
     resolution's identity (region, account, stack)."""
+    # Here, not at the top: a core opening a bundle (`open_bundle`) must not load the template machinery.
+    from simcore.template.loader import resolve_template
+
     loaded = resolve_template(template_path, parameters, **template_kw)
     group = loaded.group
     paths = [template_path]

@@ -65,7 +65,6 @@ from simcore.group import (
     Resource,
 )
 from simcore.private import private_dir
-from simcore.template.loader import resolve_template
 
 _CODE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 # A function's code may expand to what AWS Lambda takes: 250 MB unzipped, counted as it is copied.
@@ -221,6 +220,9 @@ def _build(
     group_version_id: str | None = None,
 ) -> tuple[str, ...]:
     """Fill `staging` with the whole deployment; returns its warnings."""
+    # Here, not at the top: `rollback` (which a running core's failed swap calls) needs no template machinery.
+    from simcore.template.loader import resolve_template
+
     loaded = resolve_template(template_path, parameters, **template_kw)
     group = loaded.group
     runtime_warnings = list(runtime_check(group)) if runtime_check else []

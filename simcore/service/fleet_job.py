@@ -7,8 +7,9 @@ with `url` a presigned S3 URL (IoT Jobs substitutes `${aws:iot:s3-presigned-url:
 
 Steps, each a `statusDetails` `step` on failure: the group version already running → SUCCEEDED at once, without
 redeploying; download (at most the bundle's declared size, itself at most BUNDLE_MAX_BYTES) and SHA-256 check;
-`open_bundle` (the archive rules, each file's checksum); `deploy` (a new numbered version on disk, `current`
-swapped atomically, `previous` kept); the swap of the running Lambdas (`RunningCore.swap`), which rolls back
+`open_bundle` (the archive rules, each file's checksum); `simcore deploy` in a child process (a new numbered
+version on disk, `current` swapped atomically, `previous` kept; the template machinery stays out of the
+running core); the swap of the running Lambdas (`RunningCore.swap`), which rolls back
 to the previous version when the new one does not run. A cancellation seen before the swap stops the job and
 puts the previous version back as current.
 
@@ -24,6 +25,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from simcore.private import private_dir
 OPERATION = "simcore-group-deploy"
 SWAP_FILE = Path("var") / "swap.json"
 DOWNLOAD_TIMEOUT_S = 60.0
+DEPLOY_TIMEOUT_S = 600.0
 
 log = logging.getLogger(__name__)
 
@@ -161,13 +165,30 @@ class DeploymentJobs:
         return JobOutcome("SUCCEEDED", {"groupVersionId": wanted, "deployment": str(new.number)})
 
     def _deploy_beside(self, opened: Any, root: Path) -> Any:
-        from simcore.core.interpreters import check_runtimes
-        from simcore.deploy.deployment import deploy
+        """`simcore deploy` of the bundle as this core's thing, in a child process: the template machinery
+        (cfn-lint, 60 MB) is loaded there and leaves with it, never in the running core."""
+        from simcore.deploy.record import load_deployment
 
         manifest = opened.manifest
-        interpreters = self.running.options.interpreters
         thing = self.running.core_config.core_thing.name
-        return deploy(opened.template_path, opened.parameters_for(thing), root,
-                      group_version_id=opened.group_version_id,
-                      runtime_check=lambda group: check_runtimes(group, interpreters),
-                      region=manifest["region"], account_id=manifest["accountId"], stack_name=manifest["stackName"])
+        command = [sys.executable, "-m", "simcore", "deploy", str(opened.template_path), "--root", str(root),
+                   "--group-version-id", opened.group_version_id, "--region", manifest["region"],
+                   "--account-id", manifest["accountId"], "--stack-name", manifest["stackName"]]
+        for name, value in sorted(opened.parameters_for(thing).items()):
+            command += ["--param", f"{name}={value}"]
+        for runtime, path in sorted(self.running.options.interpreters.items()):
+            command += ["--runtime", f"{runtime}={path}"]
+        package_parent = str(Path(__file__).resolve().parents[2])
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT_S,
+                                    env={**os.environ, "PYTHONPATH": package_parent}, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise DeployError(f"the deployment took more than {DEPLOY_TIMEOUT_S:g} s") from None
+        if result.returncode != 0:
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"simcore deploy exited with code {result.returncode}"
+            raise DeployError(reason.removeprefix("simcore: "))
+        deployment = load_deployment(root)
+        if group_version_of(deployment.directory) != opened.group_version_id:
+            raise DeployError("the new deployment is not current after `simcore deploy`")
+        return deployment
