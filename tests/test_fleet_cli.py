@@ -59,3 +59,7 @@ def test_fleet_commands_say_what_they_miss(tmp_path, capsys):
     assert "simcore cloud start --jobs" in capsys.readouterr().err
     assert main(["group", "status", "j"]) == 3
     assert "--bucket" in capsys.readouterr().err
+    assert main(["run", "--jobs", "--root", str(tmp_path / "core")]) == 3
+    assert "give --config" in capsys.readouterr().err
+    assert main(["fleet", "down", "--fleet-dir", str(tmp_path / "none")]) == 3
+    assert "no fleet is up" in capsys.readouterr().err

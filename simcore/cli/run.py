@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 from pathlib import Path
 
 from simcore.cli.common import key_values
 from simcore.defaults import DEFAULT_SPOOL_STORAGE
+from simcore.errors import EXIT_BAD_INPUT
 from simcore.service.signals import StopSignal
 
 
@@ -33,6 +35,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from simcore.service.fleet_job import recover_interrupted_swap
     from simcore.service.running import RunningCore
 
+    if getattr(args, "jobs", False) and args.config is None:
+        print("simcore: --jobs takes deployments over the cloud link: give --config (the core's config.json)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with StopSignal() as stop:  # from here a stop signal stops the core cleanly, even while it starts
         recover_interrupted_swap(args.root)  # a crash in the middle of a swap: back on the version that ran
