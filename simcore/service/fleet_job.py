@@ -27,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +57,8 @@ def group_version_of(deployment_directory: Path) -> str | None:
 
 def download(url: str, target: Path, expected_sha256: str, size: int) -> None:
     """Fetch `url` into `target`, at most `size` bytes, and check its SHA-256; DeployError otherwise."""
+    import urllib.request  # on a job only: a core without one never loads the HTTP client
+
     if size > BUNDLE_MAX_BYTES:
         raise DeployError(f"the bundle declares {size} bytes; a core takes at most {BUNDLE_MAX_BYTES}")
     if not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
