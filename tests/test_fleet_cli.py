@@ -40,8 +40,11 @@ def test_deploy_status_and_cancel_from_the_command_line(cloud, moto_server, tmp_
         shown = capsys.readouterr().out
         assert "job cli-job: IN_PROGRESS" in shown and "cli-fleet-1" in shown and "QUEUED" in shown
         assert main(["group", "cancel", "cli-job", *standin]) == 0
+        assert main(["group", "status", "cli-job", "--watch", *standin]) == 0  # returns: the job has ended
+        watched = capsys.readouterr().out
+        assert "cli-fleet-1" in watched and "CANCELED" in watched and "job cli-job: CANCELED" in watched
         assert main(["group", "status", "cli-job", "--json", *standin]) == 0
-        status = json.loads(capsys.readouterr().out.split("\n", 1)[1])
+        status = json.loads(capsys.readouterr().out)
         assert status["status"] == "CANCELED" and status["things"][0]["status"] == "CANCELED"
         assert main(["group", "status", "no-such-job", *standin]) == 1
         assert "ResourceNotFoundException" in capsys.readouterr().err

@@ -227,3 +227,13 @@ def test_boto3_iot_client_drives_the_control_plane_and_thing_groups_expand(moto_
 def test_presigned_url_placeholders_are_replaced_inside_the_json_document():
     document = resolve_document(DOCUMENT, lambda bucket, key: f"https://example/{bucket}/{key}?a=1&b=\"2\"")
     assert json.loads(document)["bundle"]["url"] == 'https://example/b/k.zip?a=1&b="2"'
+
+
+def test_the_agent_keeps_its_status_details_within_the_jobs_limits():
+    from simcore.cloud.jobs_agent import status_details
+    from simcore.cloud.jobs_model import check_status_details
+
+    details = status_details({"reason": "x" * 5000, "bad key!": "v", "empty": "", "count": 3, "k" * 200: "y"})
+    assert check_status_details(details) == details  # what the Jobs API takes
+    assert len(details["reason"]) == 1024 and details["bad_key_"] == "v" and details["empty"] == "-"
+    assert details["count"] == "3" and "k" * 128 in details
