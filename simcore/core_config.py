@@ -90,6 +90,7 @@ class CoreThing:
     keep_alive_s: int = DEFAULT_KEEP_ALIVE_S
     thing_name: str | None = None  # simcore's addition; the name in thing_arn when present
     certificate_arn: str | None = None  # simcore's addition
+    gg_mqtt_port: int | None = None  # the core's own MQTT server for devices (None: 8883)
 
     @property
     def name(self) -> str:
@@ -195,6 +196,8 @@ class CoreConfig:
                     "iotHost": thing.iot_host, "ggHost": thing.gg_host}
         core_thing.update((key, value) for key, value in optional.items() if value is not None)
         core_thing.update(iotMqttPort=thing.iot_mqtt_port, keepAlive=thing.keep_alive_s)
+        if thing.gg_mqtt_port is not None:
+            core_thing["ggMqttPort"] = thing.gg_mqtt_port
         runtime: dict[str, Any] = {"cgroup": {"useSystemd": _yes_no(self.runtime.use_systemd)}}
         if self.runtime.allow_functions_to_run_as_root is not None:
             runtime["allowFunctionsToRunAsRoot"] = _yes_no(self.runtime.allow_functions_to_run_as_root)
@@ -302,6 +305,9 @@ def _read_core_thing(section: _Object) -> CoreThing:
     port = section.integer("iotMqttPort", DEFAULT_MQTT_PORT, "a port number")
     if not 0 < port < 65536:
         raise section.error("iotMqttPort", f"must be 1-65535, got {port}")
+    gg_mqtt_port = section.integer("ggMqttPort", None, "a port number")
+    if gg_mqtt_port is not None and not 1024 <= gg_mqtt_port <= 65535:
+        raise section.error("ggMqttPort", f"must be 1024-65535 (the core's range), got {gg_mqtt_port}")
     keep_alive = section.integer("keepAlive", DEFAULT_KEEP_ALIVE_S, "a whole number of seconds")
     low, high = KEEP_ALIVE_RANGE_S
     if not low <= keep_alive <= high:
@@ -310,7 +316,7 @@ def _read_core_thing(section: _Object) -> CoreThing:
         thing_arn=thing_arn, ca_path=section.string("caPath", required=True),
         cert_path=section.string("certPath", required=True), key_path=section.string("keyPath", required=True),
         iot_host=iot_host, gg_host=section.string("ggHost"), iot_mqtt_port=port, keep_alive_s=keep_alive,
-        thing_name=thing_name, certificate_arn=section.string("certificateArn"),
+        thing_name=thing_name, certificate_arn=section.string("certificateArn"), gg_mqtt_port=gg_mqtt_port,
     )
 
 

@@ -19,6 +19,11 @@ DEFAULT_THING_NAME = "RainEdgeCore"
 # AWS IoT's MQTT over TLS port, and the HTTPS port where MQTT needs ALPN `x-amzn-mqtt-ca`.
 DEFAULT_MQTT_PORT = 8883
 ALPN_PORT = 443
+# The core's MQTT server for the group's devices: its certificate, signed by the group CA, is valid this many
+# days (v1's default; 7 to 30) and renewed before it expires. Discovery's port is AWS's (8443).
+DEFAULT_SERVER_CERT_DAYS = 7
+DEFAULT_DISCOVERY_PORT = 8443
+
 # `coreThing.keepAlive`: the MQTT keep-alive a v1 core uses, in seconds.
 DEFAULT_KEEP_ALIVE_S = 600
 
@@ -75,6 +80,13 @@ DEFAULT_MAX_FAILED_STARTS = 5
 # 3.4; Greengrass v1 offered python3.7 and python3.8). python2.7 cannot run it, and other languages have no
 # runtime here. Group 1 is the minor version.
 SUPPORTED_RUNTIME_PATTERN = r"python3\.(\d+)"
+
+# The ML inference connectors' runtime (Python 3.8 with mxnet, as the v1 connectors bundled MXNet): a venv
+# of its own (`make venv-mxnet`), or the interpreter this variable names. A model server gets this long to
+# load its model before a request waiting for it is answered with a timeout.
+ML_CONNECTOR_RUNTIME_ENV = "SIMCORE_ML_CONNECTOR_PYTHON"
+ML_CONNECTOR_VENV = ".venv-mxnet"
+ML_CONNECTOR_STARTUP_S = 120.0
 
 # Fleet deployments through AWS IoT Jobs (docs/fleet.md). A bundle unpacks to at most 1 GiB (code and model);
 # the download of one is bounded by the same number. A job document holds at most 32 KB (IoT Jobs' limit);

@@ -154,6 +154,9 @@ class Group:
     loggers: tuple[Logger, ...] = ()
     connectors: tuple[Connector, ...] = ()
     default_isolation_mode: IsolationMode = "GreengrassContainer"
+    # The Greengrass system functions the FunctionDefinition lists (`GGIPDetector`...), by name: the core
+    # provides them itself (simcore.template.builder's SYSTEM_FUNCTIONS says which it accepts).
+    system_functions: tuple[str, ...] = ()
 
     @property
     def core(self) -> Core:

@@ -389,7 +389,7 @@ class AmqttBroker:
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
-                self._broker = _RequiredCertBroker(self._config(), loop=loop)
+                self._broker = self._new_broker(_RequiredCertBroker, loop)
                 loop.run_until_complete(self._broker.start())
             except BaseException as error:  # reported to start()'s caller
                 failure.append(error)
@@ -407,6 +407,10 @@ class AmqttBroker:
                 raise port_taken(self.host, self.port) from None
             raise BrokerError(f"amqtt broker failed to start on {self.host}:{self.port}: {failure[0]}") from failure[0]
         _wait_listening(self.host, self.port, time.monotonic() + READY_TIMEOUT_S, lambda: self.running)
+
+    def _new_broker(self, broker_class: type, loop: asyncio.AbstractEventLoop):
+        """The amqtt broker to run (a subclass may extend `broker_class`: the core's device server does)."""
+        return broker_class(self._config(), loop=loop)
 
     def _record_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
         # What asyncio reports on the broker's connections (TLS refusals above all), kept like mosquitto's log.

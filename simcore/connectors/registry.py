@@ -1,10 +1,11 @@
 """The connectors a group uses, built from its `ConnectorDefinition` and keyed by connector ARN.
 
 `build_registry` makes a local implementation of every connector simcore knows (CloudWatchMetrics versions
-1-5, MLFeedback version 1); any other connector is left out and listed in `unsupported`, so the router counts
-messages to it as undeliverable. Sinks: local files under `<runtime_root>/var/connectors/<Name>/` unless
-the core has a cloud (`cloud_available`) and the environment sets SIMCORE_CONNECTORS_AWS=1, in which case
-the connectors call CloudWatch and S3 through boto3 (credentials from boto3's usual chain).
+1-5, MLFeedback version 1, the ML Image Classification connectors versions 1-2 on each platform); any
+other connector is left out and listed in `unsupported`, so the router counts messages to it as
+undeliverable. Sinks: local files under `<runtime_root>/var/connectors/<Name>/` unless the core has a cloud
+(`cloud_available`) and the environment sets SIMCORE_CONNECTORS_AWS=1, in which case the connectors call
+CloudWatch and S3 through boto3 (credentials from boto3's usual chain).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+from simcore.connectors import image_classification as ml_inference
+from simcore.connectors import object_detection
 from simcore.connectors.cloudwatch_metrics import CloudWatchMetricsConnector, CloudWatchMetricsSettings
 from simcore.connectors.ml_feedback import SDK_FUNCTION_ARN, MLFeedbackConnector, MLFeedbackSettings
 from simcore.connectors.parameters import ConnectorConfigError, connector_version
@@ -31,8 +34,13 @@ log = logging.getLogger(__name__)
 
 AWS_ENV = "SIMCORE_CONNECTORS_AWS"
 SUPPORTED_VERSIONS = {"CloudWatchMetrics": range(1, 6), "MLFeedback": range(1, 2)}
+SUPPORTED_VERSIONS.update({name: ml_inference.VERSIONS for name in ml_inference.NAMES})
+# Accepted and checked, then refused with what is missing (simcore/connectors/object_detection.py).
+SUPPORTED_VERSIONS.update({name: object_detection.VERSIONS for name in object_detection.NAMES})
 
 Publish = Callable[..., None]
+# Given a connector log's name, the function that writes one (level, message) line to it.
+OpenLog = Callable[[str], Callable[[str, str], None]]
 
 
 class ConnectorImplementation(Protocol):
@@ -69,12 +77,25 @@ class ConnectorRegistry:
     def _feedback(self) -> MLFeedbackConnector | None:
         return next((c for c in self._by_arn.values() if isinstance(c, MLFeedbackConnector)), None)
 
+    def _inference_service(self, function_arn: str) -> Any:
+        """The local inference service `function_arn` addresses (`...:aws:function:GG-ML-INF-...`), or None."""
+        name = ml_inference.invoked_function_name(function_arn)
+        if name is None:
+            return None
+        return next((c for c in self._by_arn.values() if getattr(c, "function_name", None) == name), None)
+
     def has_function(self, function_arn: str) -> bool:
-        """Whether `function_arn` is a connector's invoke address (the ML SDK's `...:aws:function:MLFeedback`)."""
-        return SDK_FUNCTION_ARN.fullmatch(function_arn) is not None and self._feedback() is not None
+        """Whether `function_arn` is a connector's invoke address (the ML SDK's `...:aws:function:MLFeedback`
+        or `...:aws:function:GG-ML-INF-<AlgoType>-<ServiceName>`)."""
+        if SDK_FUNCTION_ARN.fullmatch(function_arn) is not None and self._feedback() is not None:
+            return True
+        return self._inference_service(function_arn) is not None
 
     def invoke(self, function_arn: str, payload: bytes, client_context: str | bytes | None) -> tuple[bytes, str]:
         """Serve an IPC invocation of a connector address: (payload, FunctionError "" or "Handled")."""
+        service = self._inference_service(function_arn)
+        if service is not None:
+            return service.invoke(payload, client_context)
         feedback = self._feedback()
         if feedback is None or SDK_FUNCTION_ARN.fullmatch(function_arn) is None:
             raise KeyError(function_arn)
@@ -103,10 +124,14 @@ def build_registry(
     publish: Publish,
     cloud_available: bool,
     environ: Mapping[str, str] | None = None,
+    resource_dirs: Mapping[str, Path] | None = None,
+    open_log: OpenLog | None = None,
 ) -> ConnectorRegistry:
     """Start a local implementation of each connector of `group` that simcore knows.
 
     `publish(topic, payload, source=connector_arn)` routes a connector's output (e.g. `Core.publish`).
+    `resource_dirs` (by resource id, where deploy placed them) is where the ML connectors find their models;
+    `open_log(name)` gives the ML connectors their log (else Python logging).
     ConnectorConfigError (nothing started) when a connector's parameters are wrong.
     """
     environ = os.environ if environ is None else environ
@@ -122,9 +147,81 @@ def build_registry(
             unsupported.append(connector)
         elif connector.name == "CloudWatchMetrics":
             plans.append(_cloudwatch_plan(connector, group.region, root, publish, use_aws))
-        else:
+        elif connector.name == "MLFeedback":
             plans.append(_feedback_plan(connector, group.region, root, publish, use_aws))
-    return ConnectorRegistry([start() for start in plans], unsupported)
+        elif connector.name in object_detection.NAMES:
+            settings = object_detection.settings_of(connector)
+            ml_inference.model_folder(connector, settings, group, resource_dirs or {})
+            raise object_detection.refuse(connector, settings)
+    # The inference services start after the ML Feedback connector they may hand samples to.
+    inference_plans = [
+        _inference_plan(connector, group, resource_dirs or {}, environ, open_log)
+        for connector in group.connectors
+        if connector.name in ml_inference.NAMES and connector not in unsupported
+    ]
+    started = [start() for start in plans]
+    feedback = next((c for c in started if isinstance(c, MLFeedbackConnector)), None)
+    try:
+        started += [start(feedback) for start in inference_plans]
+    except Exception:
+        for implementation in started:
+            implementation.stop()
+        raise
+    return ConnectorRegistry(started, unsupported)
+
+
+def check_connectors(group: Group) -> list[str]:
+    """What `simcore deploy` checks before it places anything: every connector simcore runs has valid
+    parameters, the ML connectors' model resources are the group's, and a connector simcore accepts but
+    cannot run (ML Object Detection) stops the deployment. ConnectorConfigError for the first problem;
+    returns a warning for each connector simcore does not implement."""
+    warnings = []
+    for connector in group.connectors:
+        versions = SUPPORTED_VERSIONS.get(connector.name)
+        if versions is None or connector_version(connector.arn) not in versions:
+            warnings.append(f"connector {connector.arn} has no local implementation: messages to it are "
+                            "undeliverable")
+        elif connector.name == "CloudWatchMetrics":
+            CloudWatchMetricsSettings.from_connector(connector)
+        elif connector.name == "MLFeedback":
+            MLFeedbackSettings.from_connector(connector)
+        elif connector.name in object_detection.NAMES:
+            settings = object_detection.settings_of(connector)
+            ml_inference.check_model_resource(connector, settings, group)
+            raise object_detection.refuse(connector, settings)
+        else:
+            settings = ml_inference.InferenceServiceSettings.from_connector(connector)
+            ml_inference.check_model_resource(connector, settings, group)
+    return warnings
+
+
+def _inference_plan(
+    connector: Connector, group: Group, resource_dirs: Mapping[str, Path], environ: Mapping[str, str],
+    open_log: OpenLog | None,
+) -> Callable[[MLFeedbackConnector | None], ConnectorImplementation]:
+    settings = ml_inference.InferenceServiceSettings.from_connector(connector)
+    model_dir = ml_inference.model_folder(connector, settings, group, resource_dirs)
+    feedback_arns = [c.arn for c in group.connectors if c.name == "MLFeedback"]
+    if settings.feedback_config_id is not None:
+        location = f"Connectors[{connector.id}].Parameters.MLFeedbackConnectorConfigId"
+        if not feedback_arns:
+            raise ConnectorConfigError(
+                f"MLFeedbackConnectorConfigId {settings.feedback_config_id} needs the ML Feedback connector "
+                "in the group", location=location)
+        configurations = MLFeedbackSettings.from_connector(
+            next(c for c in group.connectors if c.name == "MLFeedback")).configurations
+        if settings.feedback_config_id not in configurations:
+            raise ConnectorConfigError(
+                f"MLFeedbackConnectorConfigId {settings.feedback_config_id} is not in the ML Feedback connector's "
+                f"FeedbackConfigurationMap ({', '.join(sorted(configurations))})", location=location)
+    runtime = ml_inference.connector_runtime(environ)
+    log_line = open_log(settings.service_name) if open_log is not None else None
+
+    def start(feedback: MLFeedbackConnector | None) -> ConnectorImplementation:
+        return ml_inference.ImageClassificationConnector(
+            connector.arn, settings, model_dir, runtime, feedback=feedback, log_line=log_line)
+
+    return start
 
 
 def _cloudwatch_plan(

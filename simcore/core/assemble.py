@@ -20,7 +20,7 @@ from simcore.core.ipc.http import IPCServer
 from simcore.core.ipc.tokens import TokenRegistry
 from simcore.core.isolation import LaunchPlanner, isolation_planner
 from simcore.core.logs import LogSinks
-from simcore.core.router import CloudPort, ConnectorRegistry, RouteOutcome, Router
+from simcore.core.router import CloudPort, ConnectorRegistry, DevicePort, RouteOutcome, Router
 from simcore.core.secrets import SecretStore
 from simcore.core.work_queue import DEFAULT_MAX_WORK_ITEMS, WorkQueue
 from simcore.core.workers import WorkerManager, WorkerSettings
@@ -99,6 +99,7 @@ class Core:
             cloud=cloud,
             connectors=connectors,
             connector_arns=[connector.arn for connector in group.connectors],
+            device_arns=[device.thing_arn for device in group.devices],
         )
         self.tokens = TokenRegistry()
         self.log_sinks = LogSinks(self.runtime_root, group)
@@ -187,6 +188,10 @@ class Core:
     def set_cloud(self, cloud: CloudPort | None) -> None:
         """Attach the cloud link: messages to `cloud` go to its `publish(topic, payload)`."""
         self.router.set_cloud(cloud)
+
+    def set_devices(self, devices: DevicePort | None) -> None:
+        """Attach the device server: messages to a device's thing ARN go to its `deliver`."""
+        self.router.set_devices(devices)
 
     def shadow_request(self, topic: str, payload: bytes) -> bytes:
         """Serve a shadow request as a Lambda's call to GGShadowService is served: its outcome topics are routed

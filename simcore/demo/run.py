@@ -103,6 +103,7 @@ class DemoRun:
     def run(self) -> Summary:
         """Everything, start to summary; stops cleanly whatever happens."""
         from simcore.cloud.standin import start_standin
+        from simcore.demo import sensor_device
         from simcore.demo.fresh import forget_replay_position
         from simcore.demo.observer import CloudObserver
         from simcore.demo.view_terminal import TerminalView
@@ -114,7 +115,7 @@ class DemoRun:
         total = count_records(period)
         self.root.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        cloud = observer = running = view = None
+        cloud = observer = running = view = device = None
         model_card = None
         outcome = "interrupted"
         state = DemoState(args.thing, total)
@@ -122,13 +123,20 @@ class DemoRun:
             try:
                 self._start_web(state)
                 cloud = start_standin(self.root / "cloud", 0, args.thing)
-                deployment = deploy(args.template, template_parameters(args, period), self.root / "core")
+                parameters = template_parameters(args, period)
+                device_cert = None
+                if args.sensor == "device":
+                    device_cert, device_parameters = sensor_device.device_parameters(cloud.ca)
+                    parameters.update(device_parameters)
+                deployment = deploy(args.template, parameters, self.root / "core")
                 model_card = load_model_card(deployment.resource_dirs.get(MODEL_RESOURCE))
                 observer = CloudObserver(cloud.client_settings(f"{args.thing}-demo-observer"), state)
                 observer.start()
                 running = RunningCore(deployment, RunOptions(
                     isolation="off", interpreters=python38_interpreters(), cloud_config=cloud.config_path,
-                    certs_dir=cloud.certs_dir, spool_storage="FileSystem"))
+                    certs_dir=cloud.certs_dir, spool_storage="FileSystem",
+                    # --sensor device: the core's device server on loopback, its discovery beside it.
+                    device_port=0, device_host="127.0.0.1", discovery_port=0, connectivity=[("127.0.0.1", 0)]))
                 forget_replay_position(running.shadow_service, cloud.config_path, cloud.certs_dir, args.thing)
                 running.shadow_service.listeners.append(state.on_local_shadow)
                 title = (f"simcore demo · {args.thing} · replay {period.station} {period.date_from} to "
@@ -136,6 +144,10 @@ class DemoRun:
                 view = TerminalView(state, title, self.console, self.web.url if self.web else None)
                 view.open()
                 running.start()
+                if device_cert is not None:
+                    device = sensor_device.SensorDeviceProcess.start(
+                        device_cert, cloud.ca.ca_path, args.thing, running.devices.discovery.port,
+                        period.sensor_source, args.speed, self.root / "sensor-device.log")
                 outcome = self._watch(state, running, observer, view)
                 if outcome != "interrupted":
                     # The Lambda's final counters: what it declined to predict, for the summary.
@@ -151,6 +163,8 @@ class DemoRun:
                     # After SIGHUP the terminal is gone and writing to it fails (EIO): stop the rest anyway.
                     with contextlib.suppress(OSError):
                         view.close()
+                if device is not None:
+                    device.stop()
                 if running is not None:
                     state.set_core_status(running.status())
                     running.stop()

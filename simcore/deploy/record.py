@@ -91,6 +91,7 @@ def group_from_json(data: Mapping[str, Any], base: Path | None = None) -> Group:
             loggers=tuple(Logger(**item) for item in data["loggers"]),
             connectors=tuple(Connector(**item) for item in data["connectors"]),
             default_isolation_mode=data["default_isolation_mode"],
+            system_functions=tuple(data.get("system_functions", ())),  # absent in a group.json before devices
         )
     except (KeyError, TypeError) as error:
         raise DeployError(f"group.json does not describe a group: {error}") from None

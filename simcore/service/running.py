@@ -10,10 +10,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simcore.cloud.jobs_agent import JobsAgent
 from simcore.cloud.link import CloudLink
@@ -22,9 +22,11 @@ from simcore.cloud.spooler import make_spooler
 from simcore.cloud.sync import ShadowSync, synced_things
 from simcore.connectors.registry import build_registry
 from simcore.core.assemble import Core, default_shadow_service
+from simcore.core.logs import LogLayout, LogWriter
 from simcore.core.secrets import secret_store_from_records
 from simcore.core_config import CoreConfig, Runtime, System, read_core_config
 from simcore.defaults import (
+    DEFAULT_MQTT_PORT,
     DEFAULT_SPOOL_MAX_BYTES,
     DEFAULT_SPOOL_STORAGE,
     DEFAULT_SWAP_DRAIN_S,
@@ -33,12 +35,15 @@ from simcore.defaults import (
 )
 from simcore.deploy.record import Deployment
 from simcore.deploy.secrets import read_stored_secrets
-from simcore.errors import SimcoreError
+from simcore.errors import RuntimeConfigError, SimcoreError
 from simcore.group import CLOUD
 from simcore.private import private_dir
 from simcore.service.control import ControlServer
 from simcore.service.fleet_job import DeploymentJobs
 from simcore.service.health import wait_pinned_healthy
+
+if TYPE_CHECKING:
+    from simcore.devices.server import DeviceServer
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,15 @@ class RunOptions:
     shadow_sync_timeout_s: float | None = None
     max_work_items: int | None = None
     allow_functions_to_run_as_root: bool | None = None
+    # The group's devices (simcore.devices): the MQTT server's port (None: config.json's
+    # `coreThing.ggMqttPort`, else 8883; 0: any free port), the address it binds, the connectivity advertised
+    # without GGIPDetector, discovery's port (None: no local discovery) and the CA device certificates chain
+    # to (None: the cloud config's caPath).
+    device_port: int | None = None
+    device_host: str = "0.0.0.0"
+    connectivity: list[tuple[str, int]] = field(default_factory=list)
+    discovery_port: int | None = None
+    device_ca: Path | None = None
     # The IoT Jobs agent (docs/fleet.md): deployments from jobs, on the cloud link's connection.
     jobs: bool = False
     swap_settle_s: float = DEFAULT_SWAP_SETTLE_S
@@ -103,6 +117,7 @@ class RunningCore:
         # The core's own default, built here because shadow sync and the control endpoint need it too.
         self.shadow_service = default_shadow_service(root)
         self.shadow_engine = self.shadow_service.engine
+        self._connector_logs: list[LogWriter] = []
         self.core, self.connectors = self._build_core(deployment)
         self._swap_lock = threading.Lock()
         self._held: list[tuple[str, bytes]] | None = None  # inbound cloud messages held during a swap
@@ -111,6 +126,10 @@ class RunningCore:
         self.jobs_agent: JobsAgent | None = None
         if options.cloud_config is not None:
             self._build_cloud_link(options)
+        self.devices: DeviceServer | None = None
+        if deployment.group.devices:
+            self.devices = self._build_device_server(options)
+            self.core.set_devices(self.devices)
         self.control = ControlServer(
             root,
             {
@@ -118,6 +137,7 @@ class RunningCore:
                 "publish": self._publish_command,
                 "shadow": self._shadow_command,
                 "stop": self._stop_command,
+                "devices": lambda _arguments: self.devices_status(),
             },
         )
         self.stopped = threading.Event()
@@ -127,7 +147,8 @@ class RunningCore:
         options = self.options
         connectors = build_registry(
             deployment.group, deployment.root, publish=self._connector_publish,
-            cloud_available=options.cloud_config is not None,
+            cloud_available=options.cloud_config is not None, resource_dirs=deployment.resource_dirs,
+            open_log=self._open_connector_log,
         )
         core = Core(
             deployment.group,
@@ -169,6 +190,42 @@ class RunningCore:
                                         DeploymentJobs(self, settle_s=options.swap_settle_s),
                                         poll_s=options.jobs_poll_s)
 
+    def _build_device_server(self, options: RunOptions) -> DeviceServer:
+        # Imported only for a group with devices: a core without them loads no broker and no cryptography.
+        from simcore.devices.server import DeviceOptions, DeviceServer
+
+        device_ca = options.device_ca
+        if device_ca is None and self.core_config is not None:
+            device_ca = link_settings(self.core_config, options.certs_dir).ca_path
+        if device_ca is None:
+            raise RuntimeConfigError("the group has devices: pass --device-ca (the CA their certificates chain "
+                                     "to) or --config (its caPath is used)")
+        port = options.device_port
+        if port is None:
+            configured = self.core_config.core_thing.gg_mqtt_port if self.core_config is not None else None
+            port = configured or DEFAULT_MQTT_PORT
+        return DeviceServer(
+            self.deployment.group, self.deployment.root / "var" / "state",
+            lambda source, topic, payload: self.core.publish(topic, payload, source=source,
+                                                             queue_full_policy="BestEffort"),
+            DeviceOptions(device_ca=Path(device_ca), port=port, host=options.device_host,
+                          connectivity=list(options.connectivity), discovery_port=options.discovery_port),
+        )
+
+    def devices_status(self) -> dict[str, Any]:
+        """The device server's status (`simcore devices`); `{"running": false}` for a group without devices."""
+        return self.devices.status() if self.devices is not None else {"running": False, "devices": {}}
+
+    def _open_connector_log(self, name: str) -> Callable[[str, str], None]:
+        """A connector's log, `var/log/user/<region>/aws/<name>.log`, as (level, message) -> None."""
+        writer = LogWriter(LogLayout(self.deployment.root).connector_log(self.deployment.group.region, name))
+        self._connector_logs.append(writer)
+
+        def line(level: str, message: str) -> None:
+            writer.log(level, "connector.py", 0, message)
+
+        return line
+
     def _connector_publish(self, topic: str, payload: bytes, source: str) -> None:
         self.core.publish(topic, payload, source=source)
 
@@ -192,6 +249,12 @@ class RunningCore:
     def start(self) -> None:
         """Start the core (pinned Lambdas start now), the cloud link and sync, then the control endpoint."""
         self.core.start()
+        if self.devices is not None:
+            try:
+                self.devices.start()
+            except BaseException:
+                self.core.stop()
+                raise
         if self.link is not None:
             self.link.start()
         if self.sync is not None:
@@ -207,9 +270,13 @@ class RunningCore:
             self.jobs_agent.stop()
         if self.sync is not None:
             self.sync.stop()
+        if self.devices is not None:
+            self.devices.stop()
         self.core.stop()
         # After the workers (nothing new arrives) and before the link (their last statuses reach the spool).
         self.connectors.stop()
+        for writer in self._connector_logs:
+            writer.close()
         if self.link is not None:
             self.link.stop()
             self.link.spooler.close()
@@ -266,6 +333,8 @@ class RunningCore:
             for item in reversed(items):
                 self.core.work_queue.put_back(item)
         self._subscribe_cloud(deployment)
+        if self.devices is not None:  # the same device server (sessions kept), now routing into this core
+            self.core.set_devices(self.devices)
         self.core.start()
         self.core.set_cloud(self.link)
 
@@ -278,6 +347,9 @@ class RunningCore:
         self.core.set_cloud(None)
         self.core.stop()
         self.connectors.stop()
+        for writer in self._connector_logs:
+            writer.close()
+        self._connector_logs.clear()
         queue = self.core.work_queue
         return {function.arn: items for function in self.core.group.functions if (items := queue.drain(function.arn))}
 
@@ -297,6 +369,8 @@ class RunningCore:
             status["cloud"] = self.link.stats().__dict__
         if self.sync is not None:
             status["shadow_sync"] = self.sync.stats.__dict__
+        if self.devices is not None:
+            status["devices"] = self.devices.status()
         if self.jobs_agent is not None:
             status["jobs"] = self.jobs_agent.status()
         return status

@@ -14,7 +14,8 @@ Rules enforced, as the Greengrass service did at CreateDeployment (errors name t
 - ids (functions, resources, subscriptions, loggers, connectors, cores, devices) match `[a-zA-Z0-9:_-]+`,
   at most 128 characters, unique within their definition;
 - a subscription's source and target are `cloud`, `GGShadowService`, a function ARN of the group, a
-  connector ARN of the group or a device thing ARN of the group; its subject is a valid MQTT topic filter;
+  connector ARN of the group or a thing ARN (one not in the DeviceDefinition is a deploy warning); its
+  subject is a valid MQTT topic filter;
 - loggers: Type FileSystem|AWSCloudWatch, Component GreengrassSystem|Lambda, Level DEBUG..FATAL,
   `Space` (KB) only for FileSystem.
 """
@@ -50,6 +51,14 @@ ENTRY_ID = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 THING_ARN = re.compile(r"arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:thing/([a-zA-Z0-9:_-]{1,128})")
 CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:cert/[a-f0-9]{64}")
 LAMBDA_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:([a-zA-Z0-9_-]+)(?::([$a-zA-Z0-9_-]+))?")
+# The Greengrass system functions a FunctionDefinition may list: the core provides them, no Lambda runs.
+# `arn:aws:lambda:::function:<name>[:<version>]` (DG health-check.md, gg-core.md#ip-auto-detect).
+SYSTEM_FUNCTIONS = {
+    "GGIPDetector": "advertise the core's interface addresses as its connectivity (simcore.devices)",
+    "GGConnManager": "route the devices' MQTT (simcore.devices, always on when the group has devices)",
+    "GGDeviceCertificateManager": "issue and renew the MQTT server certificate (simcore.devices, always on)",
+}
+SYSTEM_FUNCTION_ARN = re.compile(r"arn:aws[a-z-]*:lambda:::function:([A-Za-z]+)(?::\d+)?")
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 VERSION_LINKS = {
     "CoreDefinitionVersionArn": "Core",
@@ -142,7 +151,19 @@ def build_group(template: ResolvedTemplate) -> Group:
         loggers=loggers,
         connectors=connectors,
         default_isolation_mode=default_isolation,
+        system_functions=_system_functions(content["Function"]) if "Function" in content else (),
     )
+
+
+def system_function_name(arn: str) -> str | None:
+    """The name of the Greengrass system function `arn` names (`GGIPDetector`), or None for a Lambda ARN."""
+    match = SYSTEM_FUNCTION_ARN.fullmatch(arn) if isinstance(arn, str) else None
+    return match.group(1) if match and match.group(1) in SYSTEM_FUNCTIONS else None
+
+
+def _system_functions(version: _Version) -> tuple[str, ...]:
+    names = (system_function_name(entry.get("FunctionArn")) for entry, _path in _entries(version, "Functions"))
+    return tuple(dict.fromkeys(name for name in names if name))
 
 
 # -- versions ---------------------------------------------------------------------------------------
@@ -569,6 +590,8 @@ def _functions(
     for entry, path in _entries(version, "Functions"):
         arn_path = child_path(path, "FunctionArn")
         arn = _required(entry, "FunctionArn", path)
+        if system_function_name(arn):
+            continue  # provided by the core itself (SYSTEM_FUNCTIONS)
         if arn in seen_arns:
             raise TemplateError(f"FunctionArn {arn!r} appears twice in the function definition", location=arn_path)
         seen_arns.add(arn)
@@ -751,7 +774,9 @@ def _subscriptions(
     for entry, path in _entries(version, "Subscriptions"):
         for key in ("Source", "Target"):
             value = _required(entry, key, path)
-            if value not in endpoints:
+            # A thing ARN the DeviceDefinition lacks is a warning at deploy (simcore.deploy.deployment), not an
+            # error: the router counts its messages undeliverable.
+            if value not in endpoints and not THING_ARN.fullmatch(value):
                 raise TemplateError(
                     f"subscription {entry['Id']}: {key} {value!r} must be cloud, GGShadowService, "
                     "the ARN of a "
