@@ -76,10 +76,22 @@ def _group_cloud_topics() -> set[str]:
     template = _plain(cfn_yaml.load(str(TEMPLATE_PATH)))
     subscriptions = template["Resources"]["SubscriptionDefinition"]["Properties"]["InitialVersion"]["Subscriptions"]
     topics = set()
-    for subscription in subscriptions:
+    for subscription in _either_branch(subscriptions):
         if "cloud" in (subscription["Source"], subscription["Target"]):
             topics.add(_resolve(subscription["Subject"]))
     return topics
+
+
+def _either_branch(items: list) -> list[dict]:
+    """The list's plain entries and both branches of each `Fn::If` entry (the sensor mode picks one), without
+    `AWS::NoValue`: the policy must allow what either mode routes."""
+    entries = []
+    for item in items:
+        if isinstance(item, dict) and "Fn::If" in item:
+            entries += [branch for branch in item["Fn::If"][1:] if branch != {"Ref": "AWS::NoValue"}]
+        else:
+            entries.append(item)
+    return entries
 
 
 def test_no_action_is_a_wildcard_and_only_iot_and_greengrass_actions_are_granted():
