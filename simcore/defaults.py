@@ -75,3 +75,18 @@ DEFAULT_MAX_FAILED_STARTS = 5
 # 3.4; Greengrass v1 offered python3.7 and python3.8). python2.7 cannot run it, and other languages have no
 # runtime here. Group 1 is the minor version.
 SUPPORTED_RUNTIME_PATTERN = r"python3\.(\d+)"
+
+# The stream manager (`GGStreamManager`, docs/stream-manager.md). v1's defaults: port 8088, client
+# authentication on, 5 exporter threads, S3 parts of 5 MiB (also S3's minimum), no bandwidth limit.
+STREAM_MANAGER_PORT = 8088
+STREAM_MANAGER_THREAD_POOL_SIZE = 5
+STREAM_MANAGER_MIN_PART_SIZE_BYTES = 5_242_880
+# simcore's own bounds (v1 documents none): connections, one request's bytes (a message is at most 16 MiB),
+# requests served at once per connection, streams, the bytes all Memory streams may hold together, and how
+# long a new connection may take to complete its handshake.
+STREAM_MANAGER_MAX_CONNECTIONS = 128
+STREAM_MANAGER_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+STREAM_MANAGER_MAX_IN_FLIGHT = 64
+STREAM_MANAGER_MAX_STREAMS = 1024
+STREAM_MANAGER_MEMORY_BUDGET_BYTES = 256 * 1024 * 1024
+STREAM_MANAGER_HANDSHAKE_TIMEOUT_S = 10.0

@@ -78,6 +78,21 @@ class Function:
 
 
 @dataclass(frozen=True)
+class SystemFunction:
+    """A `FunctionDefinition.Functions` entry naming one of the core's own functions (e.g. `GGStreamManager`).
+
+    `name` is its short name; `environment` its `Environment.Variables`, which configure it.
+    """
+
+    id: str
+    arn: str
+    name: str
+    environment: dict[str, str] = field(default_factory=dict)
+    pinned: bool = True
+    memory_kb: int | None = None
+
+
+@dataclass(frozen=True)
 class Resource:
     """One entry of `ResourceDefinition.Resources`.
 
@@ -153,6 +168,7 @@ class Group:
     subscriptions: tuple[Subscription, ...] = ()
     loggers: tuple[Logger, ...] = ()
     connectors: tuple[Connector, ...] = ()
+    system_functions: tuple[SystemFunction, ...] = ()
     default_isolation_mode: IsolationMode = "GreengrassContainer"
 
     @property
@@ -168,6 +184,10 @@ class Group:
             if candidate.arn == arn:
                 return candidate
         raise KeyError(arn)
+
+    def system_function(self, name: str) -> SystemFunction | None:
+        """The system function called `name` (`GGStreamManager`) when the group lists it."""
+        return next((candidate for candidate in self.system_functions if candidate.name == name), None)
 
     def resource(self, resource_id: str) -> Resource:
         """The resource with `Id` `resource_id`; KeyError if none."""

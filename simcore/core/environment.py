@@ -7,7 +7,8 @@ Order of precedence, lowest first (a later layer overrides an earlier one):
 2. The core's defaults from the runtime facts: `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_IOT_THING_NAME`,
    `LOG_LEVEL` (the lowest level of the group's `Lambda` loggers, INFO without one:
    `simcore.core.logs.lambda_log_level`), `ENCODING_TYPE`, `GGC_MAX_INTERFACE_VERSION=1.5`, the system
-   function ARNs.
+   function ARNs, and where the core's services listen (`STREAM_MANAGER_SERVER_PORT` when the group runs
+   GGStreamManager).
 3. The function's own `Environment.Variables`. They may override layer 2 (e.g. `LOG_LEVEL`) but never a
    reserved name of layer 5: a function that sets one gets a RuntimeConfigError naming it.
 4. Isolation rewrites (`simcore.core.isolation.LaunchPlan.env_rewrites`, variable → new value): with
@@ -59,6 +60,7 @@ def function_environment(
     env_rewrites: Mapping[str, str] | None = None,
     host_environment: Mapping[str, str] | None = None,
     state_fd: int | None = None,
+    service_variables: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The complete environment of a worker of `function` (precedence in the module docstring)."""
     host = os.environ if host_environment is None else host_environment
@@ -73,6 +75,7 @@ def function_environment(
             "ENCODING_TYPE": function.encoding_type,
         }
     )
+    environment.update(service_variables or {})
     if len(group.cores) == 1:
         environment["AWS_IOT_THING_NAME"] = group.core.thing_name
     if function.memory_kb:

@@ -206,8 +206,12 @@ class WorkerManager:
         interpreters: Mapping[str, str] | None = None,
         code_dirs: Mapping[str, Path] | None = None,
         settings: WorkerSettings | None = None,
+        service_variables: Callable[[], Mapping[str, str]] | None = None,
     ):
+        """`service_variables()` gives the variables that tell a worker where the core's services listen
+        (`STREAM_MANAGER_SERVER_PORT`), asked at each start."""
         self.group = group
+        self.service_variables = service_variables or dict
         self.work_queue = work_queue
         self.tokens = tokens
         self._ipc_port = ipc_port
@@ -347,6 +351,7 @@ class WorkerManager:
                 code_dir=code_dir,
                 env_rewrites=launch.env_rewrites,
                 state_fd=state_write,
+                service_variables=self.service_variables(),
             )
             argv = [*launch.argv_prefix, pool.interpreter, str(LAMBDA_RUNTIME), "--handler", function.handler]
             process = subprocess.Popen(

@@ -40,6 +40,7 @@ from simcore.group import (
     Resource,
     ResourceAccess,
     Subscription,
+    SystemFunction,
 )
 from simcore.template.intrinsics import child_path
 from simcore.template.physical_ids import LAMBDA_TYPES, definition_kind, lambda_name_from_arn
@@ -126,6 +127,7 @@ def build_group(template: ResolvedTemplate) -> Group:
     functions, default_isolation = (
         _functions(content["Function"], template, resources) if "Function" in content else ((), "GreengrassContainer")
     )
+    system_functions = _system_functions(content["Function"]) if "Function" in content else ()
     loggers = _loggers(content["Logger"]) if "Logger" in content else ()
     subscriptions = (
         _subscriptions(content["Subscription"], functions, connectors, devices) if "Subscription" in content else ()
@@ -141,6 +143,7 @@ def build_group(template: ResolvedTemplate) -> Group:
         subscriptions=subscriptions,
         loggers=loggers,
         connectors=connectors,
+        system_functions=system_functions,
         default_isolation_mode=default_isolation,
     )
 
@@ -572,6 +575,8 @@ def _functions(
         if arn in seen_arns:
             raise TemplateError(f"FunctionArn {arn!r} appears twice in the function definition", location=arn_path)
         seen_arns.add(arn)
+        if arn in SYSTEM_FUNCTIONS:
+            continue
         logical_id = index.function_for(arn, arn_path)
         code_dir, handler, runtime = _lambda_code(template, logical_id)
         config = entry.get("FunctionConfiguration") or {}
@@ -592,6 +597,34 @@ def _functions(
             )
         )
     return tuple(functions), default_isolation
+
+
+# The core's own functions a FunctionDefinition may list (ARN -> name), configured by their Environment.Variables.
+SYSTEM_FUNCTIONS = {
+    "arn:aws:lambda:::function:GGStreamManager:1": "GGStreamManager",
+}
+
+
+def _system_functions(version: _Version) -> tuple[SystemFunction, ...]:
+    found = []
+    for entry, path in _entries(version, "Functions"):
+        name = SYSTEM_FUNCTIONS.get(entry.get("FunctionArn"))
+        if name is None:
+            continue
+        config = entry.get("FunctionConfiguration") or {}
+        config_path = child_path(path, "FunctionConfiguration")
+        environment = config.get("Environment") or {}
+        memory = config.get("MemorySize")
+        found.append(SystemFunction(
+            id=entry["Id"],
+            arn=entry["FunctionArn"],
+            name=name,
+            environment=_variables(environment.get("Variables") or {},
+                                   child_path(config_path, "Environment.Variables")),
+            pinned=_bool(config.get("Pinned", True), child_path(config_path, "Pinned")),
+            memory_kb=None if memory is None else _int(memory, child_path(config_path, "MemorySize")),
+        ))
+    return tuple(found)
 
 
 def _check_isolation(mode: Any, path: str) -> None:
