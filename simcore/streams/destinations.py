@@ -10,8 +10,11 @@ boto3 is imported only when a stream exports, so a core without exports never lo
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -78,21 +81,52 @@ class Kinesis:
 
 
 class IoTAnalytics:
-    """BatchPutMessage to `iotChannel`; message ids are `iotMsgIdPrefix` + the sequence number."""
+    """BatchPutMessage to `iotChannel`; message ids are `iotMsgIdPrefix` + the sequence number.
+
+    botocore 1.44 no longer ships IoT Analytics' model (AWS ended the service), so the call is made here: the
+    REST-JSON request `POST /messages/batch`, signed with SigV4 by botocore's signer and credential chain.
+    """
 
     def __init__(self, channel: str, prefix: str | None, endpoint_url: str | None = None):
+        import botocore.session  # deferred: see the module docstring
+
         self.channel, self.prefix = channel, prefix or ""
-        self.client = aws_client("iotanalytics", endpoint_url)
+        session = botocore.session.get_session()
+        self.credentials = session.get_credentials()
+        self.region = session.get_config_variable("region") or "us-east-1"
+        base = (endpoint_url or os.environ.get("AWS_ENDPOINT_URL_IOTANALYTICS") or os.environ.get("AWS_ENDPOINT_URL")
+                or f"https://iotanalytics.{self.region}.amazonaws.com")
+        self.url = base.rstrip("/") + "/messages/batch"
 
     def send(self, stream_name: str, messages: Sequence[StoredMessage]) -> int:
         batch = list(messages[:100])
-        entries = [{"messageId": f"{self.prefix}{message.sequence_number}", "payload": message.payload}
-                   for message in batch]
-        response = _call(self.client.batch_put_message, channelName=self.channel, messages=entries)
+        entries = [{"messageId": f"{self.prefix}{message.sequence_number}",
+                    "payload": base64.b64encode(message.payload).decode("ascii")} for message in batch]
+        response = self._post({"channelName": self.channel, "messages": entries})
         failed = {entry.get("messageId"): entry.get("errorMessage", "") for entry in
                   response.get("batchPutMessageErrorEntries", [])}
         return _delivered_prefix([entry["messageId"] not in failed for entry in entries],
                                  lambda index: failed[entries[index]["messageId"]])
+
+    def _post(self, document: dict[str, Any]) -> dict[str, Any]:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        if self.credentials is None:
+            raise ExportFailed("no AWS credentials (botocore's default chain found none)")
+        request = AWSRequest("POST", self.url, data=json.dumps(document).encode(),
+                             headers={"Content-Type": "application/json"})
+        SigV4Auth(self.credentials, "iotanalytics", self.region).add_auth(request)
+        prepared = request.prepare()
+        http_request = urllib.request.Request(prepared.url, data=prepared.body, method="POST",
+                                              headers=dict(prepared.headers.items()))
+        try:
+            with urllib.request.urlopen(http_request, timeout=30) as answer:
+                return json.loads(answer.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            raise ExportFailed(f"BatchPutMessage: HTTP {error.code}: {error.read()[:300]!r}") from None
+        except (OSError, ValueError) as error:
+            raise ExportFailed(f"BatchPutMessage: {error}") from None
 
 
 class SiteWise:
