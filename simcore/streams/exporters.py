@@ -169,7 +169,7 @@ class ExportEngine:
 
     def _pick(self) -> tuple[ExportJob | None, float]:
         """The ready job of lowest priority number, or None and how long to wait before looking again."""
-        now, wall = time.monotonic(), now_ms()
+        now, wall = time.monotonic(), self.store.clock()
         best, wait_s = None, 60.0
         for job in self.jobs.values():
             if job.running or job.config.disabled:
