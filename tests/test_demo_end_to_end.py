@@ -37,6 +37,9 @@ def test_short_replay_completes_with_every_reading_predicted_and_nothing_lost(tm
     assert summary.score is not None and summary.score.rows == summary.predictions_received
     written = json.loads((tmp_path / "demo" / "demo-summary.json").read_text())
     assert written["messages_lost"] == 0 and written["outcome"] == "complete"
+    # Every finished hour's readings went through the stream manager into the local S3.
+    landed = written["readings_in_s3"]
+    assert landed["objects"] > 0 and 0 < landed["records"] <= summary.predictions_received
     # Shadows and the spool stay on disk after the stop.
     assert (tmp_path / "demo" / "core" / "var" / "shadows.sqlite").exists()
     assert (tmp_path / "demo" / "cloud" / "cloud-shadows.sqlite").exists()

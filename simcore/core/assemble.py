@@ -68,9 +68,9 @@ def _stream_manager(group: Group, runtime_root: Path, tokens: TokenRegistry) -> 
         return None
     # Deferred: a core whose group runs no stream manager never loads it (nor cbor2).
     from simcore.streams.manager import StreamManager
-    from simcore.streams.settings import read_settings
+    from simcore.streams.settings import PORT_OVERRIDE_VARIABLE, read_settings
 
-    settings = read_settings(function.environment, runtime_root)
+    settings = read_settings(function.environment, runtime_root, os.environ.get(PORT_OVERRIDE_VARIABLE))
 
     def authenticate(token: str | None) -> str | None:
         caller = tokens.lookup(token)

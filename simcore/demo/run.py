@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -99,12 +100,14 @@ class DemoRun:
         self.web = None
         self.lambda_metrics: dict | None = None
         self._last_metrics_query = 0.0
+        self.readings_landed = None  # simcore.demo.readings.Landed, after the run
 
     def run(self) -> Summary:
         """Everything, start to summary; stops cleanly whatever happens."""
         from simcore.cloud.standin import start_standin
         from simcore.demo.fresh import forget_replay_position
         from simcore.demo.observer import CloudObserver
+        from simcore.demo.readings import LocalReadings
         from simcore.demo.view_terminal import TerminalView
         from simcore.deploy.deployment import deploy
         from simcore.service.running import RunningCore, RunOptions
@@ -114,7 +117,7 @@ class DemoRun:
         total = count_records(period)
         self.root.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        cloud = observer = running = view = None
+        cloud = observer = running = view = readings = None
         model_card = None
         outcome = "interrupted"
         state = DemoState(args.thing, total)
@@ -124,6 +127,8 @@ class DemoRun:
                 cloud = start_standin(self.root / "cloud", 0, args.thing)
                 deployment = deploy(args.template, template_parameters(args, period), self.root / "core")
                 model_card = load_model_card(deployment.resource_dirs.get(MODEL_RESOURCE))
+                readings = LocalReadings(deployment.group)
+                readings.start()
                 observer = CloudObserver(cloud.client_settings(f"{args.thing}-demo-observer"), state)
                 observer.start()
                 running = RunningCore(deployment, RunOptions(
@@ -154,12 +159,19 @@ class DemoRun:
                 if running is not None:
                     state.set_core_status(running.status())
                     running.stop()
+                if readings is not None:
+                    with contextlib.suppress(Exception):  # what landed is a report, never a reason to fail
+                        self.readings_landed = readings.landed()
+                    readings.stop()
                 if observer is not None:
                     observer.stop()
                 if cloud is not None:
                     cloud.stop()
         summary = build_summary(state, period, outcome, time.monotonic() - started, model_card, self.lambda_metrics)
-        (self.root / "demo-summary.json").write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+        document = summary.as_dict()
+        if self.readings_landed is not None:
+            document["readings_in_s3"] = dataclasses.asdict(self.readings_landed)
+        (self.root / "demo-summary.json").write_text(json.dumps(document, indent=2) + "\n")
         if self.web is not None:
             self.web.summary = summary.as_dict()
         return summary
@@ -232,6 +244,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = demo.run()
     with contextlib.suppress(OSError):  # a hung-up terminal; the summary is in demo-summary.json
         print_summary(summary, console)
+        if demo.readings_landed is not None:
+            landed = demo.readings_landed
+            console.print(f"readings exported by the stream manager to the local S3: {landed.records} records in "
+                          f"{landed.objects} hourly objects (s3://{landed.bucket}/readings/)")
     if demo.web is not None:
         if args.keep_web and summary.outcome != "interrupted":
             console.print(f"the final page stays on {demo.web.url}; Ctrl-C to leave")

@@ -9,8 +9,10 @@
 | `STREAM_MANAGER_EXPORTER_THREAD_POOL_SIZE` | exporter threads | 5 |
 | `STREAM_MANAGER_EXPORTER_S3_DESTINATION_MULTIPART_UPLOAD_MIN_PART_SIZE_BYTES` | S3 part size (≥ 5242880) | 5242880 |
 
-`JVM_ARGS` and `STREAM_MANAGER_READ_ONLY_DIRS` are accepted and have no effect (there is no JVM; the
-Lambdas' files are read in place). A bad value is a RuntimeConfigError naming the variable.
+`SIMCORE_STREAM_MANAGER_PORT`, in the core's own environment, overrides the port for every group (several
+cores on one host: the tests set 0). `JVM_ARGS` and `STREAM_MANAGER_READ_ONLY_DIRS` are accepted and have no
+effect (there is no JVM; the Lambdas' files are read in place). A bad value is a RuntimeConfigError naming the
+variable.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from simcore.defaults import (
 from simcore.errors import RuntimeConfigError
 
 STREAM_MANAGER_ARN = "arn:aws:lambda:::function:GGStreamManager:1"
+PORT_OVERRIDE_VARIABLE = "SIMCORE_STREAM_MANAGER_PORT"
 PART_SIZE_VARIABLE = "STREAM_MANAGER_EXPORTER_S3_DESTINATION_MULTIPART_UPLOAD_MIN_PART_SIZE_BYTES"
 IGNORED_VARIABLES = ("JVM_ARGS", "STREAM_MANAGER_READ_ONLY_DIRS")
 
@@ -62,8 +65,12 @@ def _integer(variables: Mapping[str, str], name: str, default: int, low: int, hi
     return value
 
 
-def read_settings(variables: Mapping[str, str], core_root: Path) -> StreamManagerSettings:
-    """The settings `variables` (the function's Environment.Variables) give a core rooted at `core_root`."""
+def read_settings(variables: Mapping[str, str], core_root: Path, port_override: str | None = None
+                  ) -> StreamManagerSettings:
+    """The settings `variables` (the function's Environment.Variables) give a core rooted at `core_root`;
+    `port_override` (SIMCORE_STREAM_MANAGER_PORT) replaces STREAM_MANAGER_SERVER_PORT."""
+    if port_override:
+        variables = {**variables, "STREAM_MANAGER_SERVER_PORT": port_override}
     root_text = variables.get("STREAM_MANAGER_STORE_ROOT_DIR")
     if root_text:
         if not Path(root_text).is_absolute():
