@@ -95,6 +95,7 @@ class ExportEngine:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.jobs: dict[tuple[str, str], ExportJob] = {}
+        self._exporting: frozenset[str] = frozenset()  # names of the streams that have exporters
         self._condition = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._stopping = False
@@ -119,9 +120,11 @@ class ExportEngine:
             thread.join(timeout=60)
         self._threads = []
 
-    def _wake(self, _name: str) -> None:
-        with self._condition:
-            self._condition.notify_all()
+    def _wake(self, name: str) -> None:
+        # Called on every append: only a stream that exports needs the pool woken.
+        if name in self._exporting:
+            with self._condition:
+                self._condition.notify_all()
 
     def _sync_stream(self, name: str) -> None:
         """Make the jobs of stream `name` match its definition (after a create, update or delete)."""
@@ -143,6 +146,7 @@ class ExportEngine:
                 elif job.config != config:
                     job.config, job.destination, job.retry_at = config, None, 0.0
                 self._publish_status(job)
+            self._exporting = frozenset(key[0] for key in self.jobs)
             self._condition.notify_all()
 
     # -- the pool ------------------------------------------------------------------------------------

@@ -36,8 +36,13 @@ class AppendWaiters:
         return future
 
     def notify(self, name: str) -> None:
-        """Wake `name`'s readers (any thread)."""
-        self.loop.call_soon_threadsafe(self._wake, name)
+        """Wake `name`'s readers (any thread).
+
+        Nothing to do when none waits: a reader registers its future before it reads the stream, so an append
+        that finished before this check is one that reader's read sees.
+        """
+        if name in self._waiting:
+            self.loop.call_soon_threadsafe(self._wake, name)
 
     def _wake(self, name: str) -> None:
         for future in list(self._waiting.pop(name, ())):
@@ -74,6 +79,27 @@ class Operations:
             Op.AppendMessage: self.append,
             Op.ReadMessages: self.read,
         }
+
+    def answer_now(self, operation: int, request: Mapping[str, Any]) -> tuple[Op, dict[str, Any]] | None:
+        """The answer to a request that never waits (all but ReadMessages and appends to a flushOnWrite stream),
+        served on the spot without a task of its own; None for one that may wait (use `answer`)."""
+        if operation == Op.ReadMessages:
+            return None
+        if operation == Op.AppendMessage:
+            stream = self.store.streams.get(request.get("name"))  # type: ignore[arg-type]
+            if stream is None or stream.settings.flush_on_write:
+                return None
+            request_id = request.get("requestId")
+            try:
+                sequence = self.store.append(stream.name, request.get("payload"))
+            except StreamError as error:
+                return Op.AppendMessageResponse, {"requestId": request_id, "status": int(error.status),
+                                                  "errorMessage": error.message}
+            except OSError as error:
+                return Op.AppendMessageResponse, {"requestId": request_id, "status": int(Status.UnknownFailure),
+                                                  "errorMessage": str(error)}
+            return Op.AppendMessageResponse, {"requestId": request_id, "status": 0, "sequenceNumber": sequence}
+        return None
 
     async def answer(self, operation: int, request: Mapping[str, Any]) -> tuple[Op, dict[str, Any]]:
         """The response op and map for one request (every failure a status, never an exception)."""

@@ -196,6 +196,12 @@ class StreamManagerServer:
                 if not isinstance(request, dict) or not isinstance(request.get("requestId"), str):
                     return  # not the protocol: there is no request id to answer by
                 self.counters["requests"] += 1
+                immediate = self.operations.answer_now(operation, request)
+                if immediate is not None:
+                    self._write(writer, *immediate)
+                    if writer.transport.get_write_buffer_size() > (1 << 20):
+                        await writer.drain()
+                    continue
                 await in_flight.acquire()
                 task = asyncio.ensure_future(self._one(operation, request, writer, in_flight))
                 pending.add(task)

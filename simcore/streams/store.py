@@ -3,7 +3,8 @@
 File streams live under the store root, one folder each (named by the hex of the stream's name, since names
 may hold spaces and commas): `definition.json` (the definition as the client sent it), `exports.json` (each
 exporter's next sequence number) and the segments (`simcore.streams.segments`). Both JSON files are replaced
-atomically (write, fsync, rename). Memory streams are forgotten when the core stops, definition and all.
+atomically (write, rename; the definition fsynced first, a position not: losing one sends a batch again).
+Memory streams are forgotten when the core stops, definition and all.
 
 Bounds: at most `max_streams` streams; Memory streams together hold at most `memory_budget_bytes` (past it an
 append is refused with OutOfMemoryError); a message is at most `max_message_bytes`.
@@ -35,13 +36,16 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _write_json(path: Path, data: Any) -> None:
+def _write_json(path: Path, data: Any, *, durable: bool = True) -> None:
+    """Replace `path` atomically (a kill -9 leaves the old or the new file); `durable` fsyncs it first, so a
+    power cut does too."""
     temporary = path.with_suffix(".tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+        if durable:
+            handle.flush()
+            os.fsync(handle.fileno())
     os.replace(temporary, path)
 
 
@@ -75,7 +79,8 @@ class Stream:
         with self.log.lock:
             self.export_positions[identifier] = next_sequence
             if self.directory is not None:
-                _write_json(self.directory / EXPORTS_FILE, self.export_positions)
+                # Not fsynced: a position lost to a power cut only sends a batch again (at least once).
+                _write_json(self.directory / EXPORTS_FILE, self.export_positions, durable=False)
 
     def describe(self) -> dict[str, Any]:
         """`MessageStreamInfo` as the protocol carries it."""
@@ -207,7 +212,10 @@ class StreamStore:
         if len(payload) > self.max_message_bytes:
             raise StreamError(Status.RequestPayloadTooLarge,
                               f"a message may hold at most {self.max_message_bytes} bytes, got {len(payload)}")
-        stream = self.get(name)
+        # The name's check (a regex) only when the fast look-up misses: appends are the hot path.
+        stream = self.streams.get(name) if isinstance(name, str) else None
+        if stream is None:
+            stream = self.get(name)
         record = HEADER_BYTES + len(payload)
         with stream.log.lock:
             if record > stream.settings.max_size:
