@@ -12,6 +12,7 @@ import threading
 import cbor2
 import pytest
 from support.stream_manager import SDK_PACKAGES, local_stream_manager, sdk
+from support.waiting import wait_until
 
 from simcore.streams.frames import Op, Status
 
@@ -30,7 +31,13 @@ def sm(request):
 @pytest.fixture
 def client(sm, manager):
     with sm.StreamManagerClient(port=manager.port) as connected:
+        connected.manager = manager
         yield connected
+
+
+def _waiting(client):
+    """The streams the server has reads waiting on (the test's view of the server, not the client's)."""
+    return list(client.manager.server.waiters._waiting.items())
 
 
 def REJECT(sm):  # noqa: N802 (reads as the constant it stands for)
@@ -210,3 +217,17 @@ def test_a_definition_the_sdk_would_refuse_is_refused_by_the_server_too(manager,
         op, response = _read_frame(sock)
     assert op == Op.CreateMessageStreamResponse and response["status"] == Status.InvalidRequest
     assert field in response["errorMessage"]
+
+
+def test_one_connection_answers_out_of_order_a_waiting_read_does_not_hold_up_an_append(sm, client):
+    name = _name(sm, "order")
+    client.create_message_stream(sm.MessageStreamDefinition(name=name, strategy_on_full=REJECT(sm)))
+    result: list = []
+    reader = threading.Thread(target=lambda: result.extend(client.read_messages(name, sm.ReadMessagesOptions(
+        min_message_count=1, read_timeout_millis=30_000))))
+    reader.start()
+    wait_until(lambda: name in {n for n, futures in _waiting(client) if futures}, 10,
+               message="the read to wait on the server")
+    assert client.append_message(name, b"answered first") == 0  # the same connection, while the read waits
+    reader.join(30)
+    assert [m.payload for m in result] == [b"answered first"]

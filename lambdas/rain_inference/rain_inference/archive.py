@@ -92,7 +92,7 @@ class ReadingArchive:
         if hour != self._hour:
             self._hour = hour
             self._hand_over_finished(hour)
-        os.makedirs(self.directory, exist_ok=True)
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)  # the readings are this function's (and the core's)
         with open(self._path(hour), "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row, sort_keys=True) + "\n")
 
