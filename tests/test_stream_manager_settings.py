@@ -55,3 +55,19 @@ def test_the_bandwidth_bucket_spaces_sends_by_their_size():
     unlimited = Throttle(None)
     unlimited.consume(10**9)
     assert unlimited.bytes_per_s is None
+
+
+def test_a_port_already_taken_is_a_start_error_naming_the_variable(tmp_path):
+    import socket
+
+    from simcore.errors import StartError
+    from simcore.streams.manager import StreamManager
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        manager = StreamManager(read_settings({"STREAM_MANAGER_SERVER_PORT": str(port)}, tmp_path), lambda _t: None)
+        with pytest.raises(StartError) as refused:
+            manager.start()
+    assert f"127.0.0.1:{port}" in refused.value.message
+    assert refused.value.location.endswith("STREAM_MANAGER_SERVER_PORT")
+    manager.stop()  # nothing started: stopping is harmless

@@ -195,13 +195,14 @@ class Core:
             return
         # A function that cannot run as configured is an error now, not a restart loop later.
         self.workers.check_launch()
+        if self.stream_manager is not None:
+            # Before the workers (a pinned Lambda's StreamManagerClient() connects at import), and before the
+            # IPC server, so that a port it cannot take leaves nothing running.
+            port = self.stream_manager.start()
+            self._system_line("INFO", f"Stream manager listening on 127.0.0.1:{port}")
         self.server = IPCServer(self.dispatcher, self._ipc_port)
         self.server.start()
         self._system_line("INFO", f"IPC server listening on 127.0.0.1:{self.server.port}")
-        if self.stream_manager is not None:
-            # Before the workers: a pinned Lambda's StreamManagerClient() connects at import.
-            port = self.stream_manager.start()
-            self._system_line("INFO", f"Stream manager listening on 127.0.0.1:{port}")
         self.workers.start()
         self._started = True
 

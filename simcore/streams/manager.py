@@ -19,6 +19,7 @@ from simcore.defaults import (
     STREAM_MANAGER_MAX_STREAMS,
     STREAM_MANAGER_MEMORY_BUDGET_BYTES,
 )
+from simcore.errors import StartError
 from simcore.streams.definitions import MAX_MILLIS, ExportConfig
 from simcore.streams.destinations import Destination, ExportFailed, IoTAnalytics, Kinesis, SiteWise
 from simcore.streams.exporters import ExportEngine, Throttle
@@ -71,8 +72,14 @@ class StreamManager:
         return self.server.port if self.server.port is not None else self.settings.port
 
     def start(self) -> int:
-        """Serve and export; the port."""
-        port = self.server.start()
+        """Serve and export; the port. StartError when the port cannot be had."""
+        try:
+            port = self.server.start()
+        except OSError as error:
+            raise StartError(f"the stream manager cannot listen on 127.0.0.1:{self.settings.port}: "
+                             f"{error.strerror or error}; set GGStreamManager's STREAM_MANAGER_SERVER_PORT to a "
+                             "free port", location="GGStreamManager.Environment.Variables."
+                                                   "STREAM_MANAGER_SERVER_PORT") from None
         self.engine.start()
         self._sweep = threading.Thread(target=self._sweep_loop, name="stream-ttl", daemon=True)
         self._sweep.start()

@@ -105,7 +105,13 @@ class StreamManagerServer:
 
         self._thread = threading.Thread(target=run, name="stream-manager", daemon=True)
         self._thread.start()
-        self.port = started.result(timeout=30)
+        try:
+            self.port = started.result(timeout=30)
+        except BaseException:
+            self._thread.join(timeout=5)
+            self._thread = None
+            self.loop.close()
+            raise
         return self.port
 
     def stop(self) -> None:
