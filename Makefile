@@ -7,8 +7,10 @@ PY := $(VENV)/bin/python
 PY38 ?= $(shell for candidate in $$HOME/.pyenv/versions/3.8*/bin/python3.8 $$(command -v python3.8); do \
   "$$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null && echo "$$candidate" && break; done)
 VENV38 := .venv-py38
+# The ML inference connectors' runtime: Python 3.8 with MXNet (requirements-mxnet.txt).
+VENV_MXNET := .venv-mxnet
 
-.PHONY: venv venv38 venv-checkov users test test-fast lint demo model bench package screenshot clean
+.PHONY: venv venv38 venv-mxnet digits-model venv-checkov users debian-tools test test-fast lint demo model bench package screenshot clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt lambdas/requirements.txt
 	$(PY311) -m venv $(VENV)
@@ -25,12 +27,21 @@ $(VENV)/.runtime: requirements.txt lambdas/requirements.txt
 venv: $(VENV)/.installed
 
 # A Python 3.8 environment for the Lambdas, as a real core had packages installed system-wide.
-$(VENV38)/.installed: lambdas/requirements.txt
+# Makefile too: the test-only packages (pytest, boto3 for the TES fixture Lambdas) are listed below.
+$(VENV38)/.installed: lambdas/requirements.txt Makefile
 	@if [ -n "$(PY38)" ]; then \
-	  $(PY38) -m venv $(VENV38) && $(VENV38)/bin/pip install -q -r lambdas/requirements.txt pytest==8.3.5 pytest-timeout==2.4.0 && touch $@; \
+	  $(PY38) -m venv $(VENV38) && $(VENV38)/bin/pip install -q -r lambdas/requirements.txt pytest==8.3.5 pytest-timeout==2.4.0 boto3==1.37.38 && touch $@; \
 	else echo "no python3.8 on this machine: the Lambdas run on simcore's own interpreter"; fi
 
 venv38: $(VENV38)/.installed
+
+# The Image Classification connector's model server runs here (simcore/connectors/image_classification.py).
+$(VENV_MXNET)/.installed: requirements-mxnet.txt
+	@if [ -n "$(PY38)" ]; then \
+	  $(PY38) -m venv $(VENV_MXNET) && $(VENV_MXNET)/bin/pip install -q -r requirements-mxnet.txt && touch $@; \
+	else echo "no python3.8 on this machine: the ML inference connectors have no model server runtime"; fi
+
+venv-mxnet: $(VENV_MXNET)/.installed
 
 # checkov pins boto3 and packaging versions that clash with the core's: it gets a venv of its own.
 .venv-checkov/.installed: cloudformation/requirements-checkov.txt
@@ -46,14 +57,22 @@ venv-checkov: .venv-checkov/.installed
 users:
 	@if [ "$$(id -u)" = 0 ]; then $(PY) -m simcore setup-users; fi
 
+# The EC2 boot test (tests/test_ec2_bootstrap.py) builds a Debian root with mmdebstrap, Debian's own tool:
+# as root, install it when missing, as .ci/run does (not root, the test cannot chroot and says so).
+debian-tools:
+	@if [ "$$(id -u)" = 0 ] && ! command -v mmdebstrap >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap; \
+	fi
+
 # The Lambdas' unit tests run under Python 3.8 too (a v1 core's newest runtime), and vermin checks
 # statically that the Lambdas and the runtime modules need nothing newer.
 LAMBDA_TESTS := tests/test_sensor_*.py tests/test_inference_*.py tests/test_features.py tests/test_tendency.py
 
-test: venv venv38 venv-checkov
-	$(MAKE) --no-print-directory users
+test: venv venv38 venv-mxnet venv-checkov
+	$(MAKE) --no-print-directory users debian-tools
 	$(PY) -m ruff check .
-	$(VENV)/bin/vermin -t=3.8- --no-tips --violations lambdas/ simcore/lambda_side/
+	$(VENV)/bin/vermin -t=3.8- --no-tips --violations lambdas/ simcore/lambda_side/ \
+	  simcore/connectors/image_classification_worker.py resources/digits_model/train.py
 	@if [ -x $(VENV38)/bin/python ]; then \
 	  echo "== Lambda unit tests under Python 3.8"; \
 	  $(VENV38)/bin/python -m pytest -q -p no:cacheprovider $(LAMBDA_TESTS); \
@@ -75,6 +94,10 @@ demo: $(VENV)/.runtime venv38
 # exported through its stream manager to training (resources/rain_model/exported.py).
 model: venv
 	$(PY) resources/rain_model/train.py --out resources/rain_model/dist $(MODEL_ARGS)
+
+# Retrain the Image Classification connector's digits model (MXNet on the connector runtime; reproducible).
+digits-model: venv-mxnet
+	$(VENV_MXNET)/bin/python resources/digits_model/train.py --out resources/digits_model/dist
 
 bench: venv
 	$(MAKE) --no-print-directory users

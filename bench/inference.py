@@ -3,8 +3,9 @@
     .venv/bin/python bench/inference.py      # prints a markdown section; bench/run.py collects it
 
 Per reading at batch 1, on real feature vectors of the test period: LiteRT and NumPy through
-`rain_inference.model` (what the Lambda runs), TensorFlow `model.predict` and a `tf.function` on the same
-weights. Start-up: a fresh Python process that loads the resource and predicts once, LiteRT against TensorFlow.
+`rain_inference.model` (what the Lambda runs), on this interpreter and on the Lambdas' Python 3.8 (where
+LiteRT is `tflite-runtime`), TensorFlow `model.predict` and a `tf.function` on the same weights.
+Start-up: a fresh Python process that loads the resource and predicts once, LiteRT against TensorFlow.
 """
 
 from __future__ import annotations
@@ -48,6 +49,35 @@ from rain_inference.model import load_model
 model = load_model({model_dir!r}, backend="litert")
 print(model.predict_proba([8.0, 93.0, 1004.0, -3.2, 1.1]))
 """ + PEAK_RSS
+# Timed on the Lambdas' Python 3.8 venv, as time_per_call times here: median and p99 seconds per backend.
+PY38 = REPO_ROOT / ".venv-py38" / "bin" / "python"
+PY38_CHILD = """
+import json, statistics, sys, time
+sys.path[:0] = {paths!r}
+from rain_inference.model import load_model
+features = json.load(sys.stdin)
+clock = time.perf_counter_ns
+overhead = []
+for _ in range(2000):
+    start = clock()
+    overhead.append(clock() - start)
+timer_cost = statistics.median(overhead)
+result = {{}}
+for backend in ("litert", "numpy"):
+    model = load_model({model_dir!r}, backend=backend)
+    for row in features[:50]:
+        model.predict_proba(row)
+    samples = []
+    for index in range({count}):
+        row = features[index % len(features)]
+        start = clock()
+        model.predict_proba(row)
+        samples.append(max(clock() - start - timer_cost, 0) / 1e9)
+    samples.sort()
+    result[backend] = {{"runtime": model.runtime, "median": statistics.median(samples),
+                        "p99": samples[min(len(samples) - 1, int(0.99 * len(samples)))]}}
+print(json.dumps(result))
+"""
 TENSORFLOW_CHILD = """
 import tensorflow as tf
 serve = tf.saved_model.load({saved_model!r}).signatures["serving_default"]
@@ -138,6 +168,20 @@ def median_startup(script: str) -> tuple[float, float, str, float]:
             statistics.median(r[3] for r in runs))
 
 
+def python38_latencies(model_dir: Path, features: list[list[float]], count: int = 20000) -> dict | None:
+    """LiteRT (tflite-runtime) and NumPy per reading on the Lambdas' Python 3.8, or None without that venv."""
+    import json
+
+    if not PY38.exists():
+        return None
+    script = PY38_CHILD.format(paths=[str(p) for p in CODE_ROOTS], model_dir=str(model_dir), count=count)
+    completed = subprocess.run([str(PY38), "-c", script], input=json.dumps(features), capture_output=True,
+                               text=True, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"the Python 3.8 child failed: {completed.stderr[-2000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -181,6 +225,7 @@ def run() -> str:
             "TensorFlow Keras `model.predict` (same weights)": time_per_call(
                 lambda x: model.predict(x, verbose=0), arrays, 100),
         }
+        on_python38 = python38_latencies(model_dir, features)
 
     predict_median = statistics.median(latencies["TensorFlow Keras `model.predict` (same weights)"])
     ours = statistics.median(latencies["LiteRT (`rain_inference.model`, ai-edge-litert)"])
@@ -199,6 +244,11 @@ def run() -> str:
         median = statistics.median(samples)
         lines.append(f"| {name} | {median * 1e6:,.2f} | {percentile(samples, 0.99) * 1e6:,.2f} "
                      f"| {predict_median / median:,.0f}× |")
+    names38 = {"litert": "LiteRT on Python 3.8 (`rain_inference.model`, {})", "numpy": "NumPy on Python 3.8"}
+    for backend, figures in (on_python38 or {}).items():
+        lines.append(f"| {names38[backend].format(figures['runtime'].replace('_', '-'))} "
+                     f"| {figures['median'] * 1e6:,.2f} | {figures['p99'] * 1e6:,.2f} "
+                     f"| {predict_median / figures['median']:,.0f}× |")
     lines += [
         "",
         f"Fresh process that loads the resource and predicts once (median of {STARTUP_RUNS}):",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-LAMBDA_FOLDERS = ("sensor_to_shadow", "rain_inference")
+LAMBDA_FOLDERS = ("sensor_to_shadow", "rain_inference", "reading_to_shadow")
 MODEL_ARCHIVE = Path("resources/rain_model/dist/rain-model.tar.gz")
 GROUP_TEMPLATE = Path("cloudformation/greengrass-group.yaml")
 CORE_TEMPLATE = Path("cloudformation/greengrass-core-ec2.yaml")

@@ -52,7 +52,8 @@ DEFAULT_ROOT = Path("/greengrass")
 _ARGUMENT_OF_FIELD = {"coreThing.thingArn": "thing_arn", "coreThing.iotHost": "iot_host",
                       "coreThing.ggHost": "gg_host", "coreThing.iotMqttPort": "iot_mqtt_port",
                       "coreThing.keepAlive": "keep_alive_s", "coreThing.caPath": "ca_file",
-                      "coreThing.certPath": "cert_file", "coreThing.keyPath": "key_file"}
+                      "coreThing.certPath": "cert_file", "coreThing.keyPath": "key_file",
+                      "coreThing.credentialsEndpoint": "credentials_endpoint", "coreThing.roleAlias": "role_alias"}
 # The CA AWS IoT's ATS endpoints chain to; the core verifies the cloud with it.
 AMAZON_ROOT_CA = "Amazon Root CA 1"
 # Files inside greengrass-setup.zip and the modes they are unpacked with (the key only for its owner).
@@ -68,6 +69,7 @@ def setup_config(
     *, thing_arn: str, iot_host: str, gg_host: str | None = None, iot_mqtt_port: int = DEFAULT_MQTT_PORT,
     keep_alive_s: int = DEFAULT_KEEP_ALIVE_S, certs_dir: str | Path = DEFAULT_ROOT / "certs",
     cert_file: str = CERT_FILE, key_file: str = KEY_FILE, ca_file: str = CA_FILE, use_systemd: bool = True,
+    credentials_endpoint: str | None = None, role_alias: str | None = None,
 ) -> CoreConfig:
     """The Greengrass v1 (1.7+) core config for a real core (systemd) or a local stand-in (`use_systemd=False`).
 
@@ -80,6 +82,7 @@ def setup_config(
     config = CoreConfig.for_thing(
         thing_arn, iot_host, certs_dir=Path(certs_dir), ca_file=ca_file, cert_file=cert_file, key_file=key_file,
         iot_mqtt_port=iot_mqtt_port, keep_alive_s=keep_alive_s, gg_host=gg_host, use_systemd=use_systemd,
+        credentials_endpoint=credentials_endpoint, role_alias=role_alias,
     )
     try:
         return check_core_config(config)
@@ -106,6 +109,9 @@ class CoreIdentity:
     iot_host: str
     gg_host: str | None = None
     iot_mqtt_port: int = DEFAULT_MQTT_PORT
+    # The AWS IoT credentials provider the core's token exchange service asks (docs/credentials.md).
+    credentials_endpoint: str | None = None
+    role_alias: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,10 @@ def identity_from_outputs(
         certificate = iot.describe_certificate(certificateId=outputs["CertificateId"])["certificateDescription"]
         iot_host = outputs.get("IotDataEndpoint") or iot.describe_endpoint(
             endpointType="iot:Data-ATS")["endpointAddress"]
+        # The group stack's role alias (its RoleAlias output) and the account's credentials provider endpoint.
+        role_alias = outputs.get("RoleAlias") or None
+        credentials_endpoint = outputs.get("CredentialsEndpoint") or (iot.describe_endpoint(
+            endpointType="iot:CredentialProvider")["endpointAddress"] if role_alias else None)
         if "PrivateKeySecretArn" in key_sources:
             secret = session.client("secretsmanager").get_secret_value(SecretId=outputs["PrivateKeySecretArn"])
             private_key_pem = secret["SecretString"]
@@ -181,6 +191,7 @@ def identity_from_outputs(
     identity = CoreIdentity(
         thing_arn=outputs["ThingArn"], certificate_pem=certificate["certificatePem"],
         private_key_pem=private_key_pem, root_ca_pem=root_ca_pem or amazon_root_ca_pem(), iot_host=iot_host,
+        credentials_endpoint=credentials_endpoint, role_alias=role_alias,
     )
     check_key_matches_certificate(identity.private_key_pem, identity.certificate_pem)
     return identity
@@ -253,6 +264,7 @@ def write_setup(
     config = setup_config(
         thing_arn=identity.thing_arn, iot_host=identity.iot_host, gg_host=identity.gg_host,
         iot_mqtt_port=identity.iot_mqtt_port, certs_dir=root.resolve() / "certs",
+        credentials_endpoint=identity.credentials_endpoint, role_alias=identity.role_alias,
     )
     config_text = core_config_text(config)
     contents = {

@@ -9,7 +9,10 @@ with the reader first, so nothing simcore writes is something it would refuse to
 
 Certificate paths in `coreThing` are relative to the certs directory (`/greengrass/certs` on a real
 core); `crypto` names the same files as `file://` URIs. `coreThing.thingName` and
-`coreThing.certificateArn` are simcore's additions (deploy records the group's core with them). Keys
+`coreThing.certificateArn` are simcore's additions (deploy records the group's core with them), and so are
+`coreThing.credentialsEndpoint` + `coreThing.roleAlias` (where the token exchange service gets the Lambdas'
+AWS credentials: the AWS IoT credentials provider, as a v2 core's `iotCredEndpoint`/`iotRoleAlias`) and
+`coreThing.localAwsEndpoint` (the stand-in cloud's moto server, loopback only; docs/credentials.md). Keys
 simcore does not use (a real core's `iotHttpPort`, `networkProxy`, `runtime.maxConcurrentLimit`...) are
 accepted when reading and not kept.
 """
@@ -43,6 +46,12 @@ CONFIG_MODE = 0o644
 THING_ARN = re.compile(
     r"arn:aws[a-z-]*:iot:(?P<region>[a-z0-9-]+):(?P<account>\d+):thing/(?P<name>[A-Za-z0-9:_-]{1,128})")
 THING_ARN_FORM = "arn:aws:iot:<region>:<account>:thing/<name>"
+# CreateRoleAlias's pattern for a role alias name.
+ROLE_ALIAS = re.compile(r"[\w=,@-]{1,128}")
+# `host` or `host:port` (the stand-in's credentials endpoint has a port; AWS's listens on 443).
+ENDPOINT_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
+# The stand-in's local AWS is only ever on loopback: config.json cannot send the Lambdas' AWS calls elsewhere.
+LOCAL_AWS_ENDPOINT = re.compile(r"http://(127\.0\.0\.1|localhost):[0-9]{1,5}")
 
 
 class CoreConfigError(InputError, ValueError):
@@ -90,6 +99,13 @@ class CoreThing:
     keep_alive_s: int = DEFAULT_KEEP_ALIVE_S
     thing_name: str | None = None  # simcore's addition; the name in thing_arn when present
     certificate_arn: str | None = None  # simcore's addition
+    gg_mqtt_port: int | None = None  # the core's own MQTT server for devices (None: 8883)
+    # Where the token exchange service gets the Lambdas' AWS credentials (docs/credentials.md): the AWS IoT
+    # credentials provider's `host[:port]` and the role alias it assumes with the core's certificate.
+    credentials_endpoint: str | None = None
+    role_alias: str | None = None
+    # The stand-in cloud's local AWS (`http://127.0.0.1:<port>`): handed to the Lambdas as AWS_ENDPOINT_URL.
+    local_aws_endpoint: str | None = None
 
     @property
     def name(self) -> str:
@@ -166,6 +182,8 @@ class CoreConfig:
         gg_host: str | None = None, use_systemd: bool = True, allow_functions_to_run_as_root: bool | None = None,
         max_work_item_count: int | None = None, shadow_sync_timeout: float | None = None,
         thing_name: str | None = None, certificate_arn: str | None = None,
+        credentials_endpoint: str | None = None, role_alias: str | None = None,
+        local_aws_endpoint: str | None = None,
     ) -> CoreConfig:
         """The config for the core thing `thing_arn`, its cert files in `certs_dir`.
 
@@ -178,7 +196,9 @@ class CoreConfig:
         return cls(
             CoreThing(thing_arn=thing_arn, ca_path=ca_file, cert_path=cert_file, key_path=key_file,
                       iot_host=iot_host, gg_host=gg_host, iot_mqtt_port=iot_mqtt_port, keep_alive_s=keep_alive_s,
-                      thing_name=thing_name, certificate_arn=certificate_arn),
+                      thing_name=thing_name, certificate_arn=certificate_arn,
+                      credentials_endpoint=credentials_endpoint, role_alias=role_alias,
+                      local_aws_endpoint=local_aws_endpoint),
             Runtime(use_systemd=use_systemd, allow_functions_to_run_as_root=allow_functions_to_run_as_root,
                     max_work_item_count=max_work_item_count),
             System(shadow_sync_timeout=shadow_sync_timeout),
@@ -192,9 +212,13 @@ class CoreConfig:
         core_thing: dict[str, Any] = {"caPath": thing.ca_path, "certPath": thing.cert_path,
                                       "keyPath": thing.key_path, "thingArn": thing.thing_arn}
         optional = {"thingName": thing.thing_name, "certificateArn": thing.certificate_arn,
-                    "iotHost": thing.iot_host, "ggHost": thing.gg_host}
+                    "iotHost": thing.iot_host, "ggHost": thing.gg_host,
+                    "credentialsEndpoint": thing.credentials_endpoint, "roleAlias": thing.role_alias,
+                    "localAwsEndpoint": thing.local_aws_endpoint}
         core_thing.update((key, value) for key, value in optional.items() if value is not None)
         core_thing.update(iotMqttPort=thing.iot_mqtt_port, keepAlive=thing.keep_alive_s)
+        if thing.gg_mqtt_port is not None:
+            core_thing["ggMqttPort"] = thing.gg_mqtt_port
         runtime: dict[str, Any] = {"cgroup": {"useSystemd": _yes_no(self.runtime.use_systemd)}}
         if self.runtime.allow_functions_to_run_as_root is not None:
             runtime["allowFunctionsToRunAsRoot"] = _yes_no(self.runtime.allow_functions_to_run_as_root)
@@ -302,16 +326,41 @@ def _read_core_thing(section: _Object) -> CoreThing:
     port = section.integer("iotMqttPort", DEFAULT_MQTT_PORT, "a port number")
     if not 0 < port < 65536:
         raise section.error("iotMqttPort", f"must be 1-65535, got {port}")
+    gg_mqtt_port = section.integer("ggMqttPort", None, "a port number")
+    if gg_mqtt_port is not None and not 1024 <= gg_mqtt_port <= 65535:
+        raise section.error("ggMqttPort", f"must be 1024-65535 (the core's range), got {gg_mqtt_port}")
     keep_alive = section.integer("keepAlive", DEFAULT_KEEP_ALIVE_S, "a whole number of seconds")
     low, high = KEEP_ALIVE_RANGE_S
     if not low <= keep_alive <= high:
         raise section.error("keepAlive", f"must be {low}-{high} seconds (the core's range), got {keep_alive}")
+    credentials_endpoint, role_alias, local_aws = _read_credentials(section)
     return CoreThing(
         thing_arn=thing_arn, ca_path=section.string("caPath", required=True),
         cert_path=section.string("certPath", required=True), key_path=section.string("keyPath", required=True),
         iot_host=iot_host, gg_host=section.string("ggHost"), iot_mqtt_port=port, keep_alive_s=keep_alive,
-        thing_name=thing_name, certificate_arn=section.string("certificateArn"),
+        thing_name=thing_name, certificate_arn=section.string("certificateArn"), gg_mqtt_port=gg_mqtt_port,
+        credentials_endpoint=credentials_endpoint, role_alias=role_alias, local_aws_endpoint=local_aws,
     )
+
+
+def _read_credentials(section: _Object) -> tuple[str | None, str | None, str | None]:
+    """`credentialsEndpoint` and `roleAlias` (both or neither), and `localAwsEndpoint` (loopback only)."""
+    endpoint, alias = section.string("credentialsEndpoint"), section.string("roleAlias")
+    if endpoint is not None and not ENDPOINT_HOST.fullmatch(endpoint):
+        raise section.error("credentialsEndpoint", "must be the credentials provider's host (or host:port) "
+                            f"without scheme or path, as `aws iot describe-endpoint --endpoint-type "
+                            f"iot:CredentialProvider` prints it, got {endpoint!r}")
+    if alias is not None and not ROLE_ALIAS.fullmatch(alias):
+        raise section.error("roleAlias", f"must be a role alias name (1-128 of A-Z a-z 0-9 _=,@-), got {alias!r}")
+    if (endpoint is None) != (alias is None):
+        missing = "roleAlias" if alias is None else "credentialsEndpoint"
+        raise section.error(missing, "must be set too: the credentials provider needs both the endpoint and "
+                                     "the role alias", missing=False)
+    local_aws = section.string("localAwsEndpoint")
+    if local_aws is not None and not LOCAL_AWS_ENDPOINT.fullmatch(local_aws):
+        raise section.error("localAwsEndpoint", "must be the stand-in's loopback endpoint "
+                            f"http://127.0.0.1:<port> (never an AWS endpoint), got {local_aws!r}")
+    return endpoint, alias, local_aws
 
 
 def _read_runtime(section: _Object | None) -> Runtime:

@@ -19,6 +19,11 @@ DEFAULT_THING_NAME = "RainEdgeCore"
 # AWS IoT's MQTT over TLS port, and the HTTPS port where MQTT needs ALPN `x-amzn-mqtt-ca`.
 DEFAULT_MQTT_PORT = 8883
 ALPN_PORT = 443
+# The core's MQTT server for the group's devices: its certificate, signed by the group CA, is valid this many
+# days (v1's default; 7 to 30) and renewed before it expires. Discovery's port is AWS's (8443).
+DEFAULT_SERVER_CERT_DAYS = 7
+DEFAULT_DISCOVERY_PORT = 8443
+
 # `coreThing.keepAlive`: the MQTT keep-alive a v1 core uses, in seconds.
 DEFAULT_KEEP_ALIVE_S = 600
 
@@ -90,3 +95,22 @@ STREAM_MANAGER_MAX_IN_FLIGHT = 64
 STREAM_MANAGER_MAX_STREAMS = 1024
 STREAM_MANAGER_MEMORY_BUDGET_BYTES = 256 * 1024 * 1024
 STREAM_MANAGER_HANDSHAKE_TIMEOUT_S = 10.0
+# The ML inference connectors' runtime (Python 3.8 with mxnet, as the v1 connectors bundled MXNet): a venv
+# of its own (`make venv-mxnet`), or the interpreter this variable names. A model server gets this long to
+# load its model before a request waiting for it is answered with a timeout.
+ML_CONNECTOR_RUNTIME_ENV = "SIMCORE_ML_CONNECTOR_PYTHON"
+ML_CONNECTOR_VENV = ".venv-mxnet"
+ML_CONNECTOR_STARTUP_S = 120.0
+# The token exchange service (docs/credentials.md). Credentials are served from its cache until this long before
+# they expire (botocore refreshes a container provider's credentials 15 minutes before, so the core's are
+# renewed first), or half their lifetime for credentials shorter-lived than twice that.
+DEFAULT_TES_REFRESH_BEFORE_S = 1200.0
+# A failed fetch is answered from the cache for a while, so a broken upstream is not asked again on every
+# Lambda's retry: longer for a refusal (4xx: a configuration problem), shorter for an outage.
+DEFAULT_TES_REFUSAL_HOLD_S = 60.0
+DEFAULT_TES_FAILURE_HOLD_S = 10.0
+# How long one fetch from the AWS IoT credentials provider may take (connect, TLS, answer).
+DEFAULT_TES_FETCH_TIMEOUT_S = 5.0
+# The role alias the group's template creates for its group role (`<ThingName>-GroupRoleAlias`), and the one the
+# stand-in cloud's credentials provider serves.
+ROLE_ALIAS_SUFFIX = "-GroupRoleAlias"

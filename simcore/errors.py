@@ -19,7 +19,8 @@ a part could not start) and the errors several parts share (`TemplateError`, `De
 `ShadowTopicError` (simcore/shadow/service.py), `ReplayPeriodError` (simcore/demo/records.py),
 `DemoSetupError` (simcore/demo/run.py), `InvalidMetric` (simcore/connectors/cloudwatch_metrics.py),
 `FeedbackInputError` (simcore/connectors/ml_feedback.py), `SinkError` (simcore/connectors/sinks.py),
-`MqttConnectRefused` (simcore/cloud/failures.py).
+`MqttConnectRefused` (simcore/cloud/failures.py), `ExportError` (simcore/export/plan.py),
+`ExportValidationError` (simcore/export/validate.py), `CredentialsError` (simcore/core/tes.py).
 """
 
 from __future__ import annotations

@@ -168,8 +168,12 @@ class Group:
     subscriptions: tuple[Subscription, ...] = ()
     loggers: tuple[Logger, ...] = ()
     connectors: tuple[Connector, ...] = ()
-    system_functions: tuple[SystemFunction, ...] = ()
     default_isolation_mode: IsolationMode = "GreengrassContainer"
+    # The Greengrass system functions the FunctionDefinition lists (`GGIPDetector`...), by name: the core
+    # provides them itself (simcore.template.builder's SYSTEM_FUNCTIONS says which it accepts).
+    system_functions: tuple[str, ...] = ()
+    # The same entries with their configuration (GGStreamManager is configured by its Environment.Variables).
+    system_function_settings: tuple[SystemFunction, ...] = ()
 
     @property
     def core(self) -> Core:
@@ -187,7 +191,7 @@ class Group:
 
     def system_function(self, name: str) -> SystemFunction | None:
         """The system function called `name` (`GGStreamManager`) when the group lists it."""
-        return next((candidate for candidate in self.system_functions if candidate.name == name), None)
+        return next((candidate for candidate in self.system_function_settings if candidate.name == name), None)
 
     def resource(self, resource_id: str) -> Resource:
         """The resource with `Id` `resource_id`; KeyError if none."""

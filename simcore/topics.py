@@ -43,3 +43,18 @@ def topic_matches(subject: str, topic: str) -> bool:
         if level != "+" and level != topic_levels[index]:
             return False
     return len(filter_levels) == len(topic_levels)
+
+
+def filters_overlap(first: str, second: str) -> bool:
+    """Whether some topic matches both MQTT topic filters (a device's SUBSCRIBE and a subscription's subject)."""
+    first_levels, second_levels = first.split("/"), second.split("/")
+    for index in range(max(len(first_levels), len(second_levels))):
+        one = first_levels[index] if index < len(first_levels) else None
+        other = second_levels[index] if index < len(second_levels) else None
+        if one == "#" or other == "#":
+            return True
+        if one is None or other is None:
+            return False
+        if one != "+" and other != "+" and one != other:
+            return False
+    return True

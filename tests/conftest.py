@@ -45,10 +45,12 @@ class _PassableTempFactory:
     def __init__(self, factory):
         self._factory = factory
         top = Path(tempfile.gettempdir())
-        sessions = sorted(top.glob("simcore-pytest-*"), key=lambda path: path.stat().st_mtime)
-        for old in sessions[: max(0, len(sessions) - self.KEEP + 1)]:
+        # Only folders of sessions that ended: another pytest session running beside this one keeps its own.
+        ended = [path for path in top.glob("simcore-pytest-*") if not _session_alive(path)]
+        ended.sort(key=lambda path: path.stat().st_mtime)
+        for old in ended[: max(0, len(ended) - self.KEEP + 1)]:
             shutil.rmtree(str(old), ignore_errors=True)
-        self._root = Path(tempfile.mkdtemp(prefix="simcore-pytest-", dir=str(top)))
+        self._root = Path(tempfile.mkdtemp(prefix=f"simcore-pytest-{os.getpid()}-", dir=str(top)))
         os.chmod(str(self._root), 0o711)
 
     def getbasetemp(self):
@@ -63,6 +65,20 @@ class _PassableTempFactory:
 
     def __getattr__(self, name):
         return getattr(self._factory, name)
+
+
+def _session_alive(folder: Path) -> bool:
+    """Whether the pytest session that made `folder` (`simcore-pytest-<pid>-*`) still runs."""
+    pid = folder.name.split("-")[2]
+    if not pid.isdigit():
+        return False  # a folder from before session folders named their pid
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -97,11 +113,25 @@ def aws_region() -> str:
 
 
 @pytest.fixture
-def aws(monkeypatch, aws_region):
-    """moto's in-memory AWS with test credentials and `aws_region` the default region, for the test's duration."""
-    from support.aws import fake_aws  # deferred: see the module docstring
+def aws(monkeypatch, aws_region, moto_server):
+    """An empty AWS account on the session's moto server (server mode), with test credentials and
+    `aws_region` the default region: boto3 in this process and in the processes it starts reach it."""
+    import boto3  # deferred: see the module docstring
+    from support.aws import fake_aws
 
-    with fake_aws(monkeypatch, aws_region):
+    fake_aws(monkeypatch, moto_server, aws_region)
+    # boto3's default session caches the credentials it first found: each test starts and ends without one.
+    boto3.DEFAULT_SESSION = None
+    yield moto_server
+    boto3.DEFAULT_SESSION = None
+
+
+@pytest.fixture
+def aws_in_process(monkeypatch, aws_region):
+    """moto's in-process mock, only where its server mode cannot answer (each use says why)."""
+    from support.aws import in_process_aws  # deferred: see the module docstring
+
+    with in_process_aws(monkeypatch, aws_region):
         yield
 
 
@@ -109,12 +139,13 @@ def aws(monkeypatch, aws_region):
 def moto_server():
     """One moto server (simcore's local AWS, server mode: a real HTTP endpoint) for the session; its endpoint URL.
 
-    Tests share it: each names its own buckets, tables and streams (or calls `moto_server_reset`).
+    It runs in a child process, so its state is apart from in-process moto mocks. Tests share it: each
+    names its own buckets, tables and streams, or uses `aws`, which starts from an empty account.
     """
-    from simcore.cloud.local_aws import LocalAws  # deferred: see the module docstring
+    from support.moto_process import moto_server_process  # deferred: see the module docstring
 
-    with LocalAws() as local_aws:
-        yield local_aws.endpoint
+    with moto_server_process() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture

@@ -21,6 +21,9 @@ TEMPLATE = cfn_yaml.load(str(TEMPLATE_PATH))
 RESOURCES = TEMPLATE["Resources"]
 PARAMETERS = TEMPLATE["Parameters"]
 SENSOR = {"Ref": "SensorToShadowFunction.Alias"}
+READING_TO_SHADOW = {"Ref": "ReadingToShadowFunction.Alias"}
+SENSOR_DEVICE = {"Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:thing/${SensorDeviceName}"}
+NO_VALUE = {"Ref": "AWS::NoValue"}
 INFERENCE = {"Ref": "RainInferenceFunction.Alias"}
 CLOUDWATCH = {"Fn::Sub": "arn:${AWS::Partition}:greengrass:${AWS::Region}::/connectors/CloudWatchMetrics/versions/4"}
 ML_FEEDBACK = {"Fn::Sub": "arn:${AWS::Partition}:greengrass:${AWS::Region}::/connectors/MLFeedback/versions/1"}
@@ -35,8 +38,21 @@ def version(logical_id: str) -> dict:
     return plain(RESOURCES[logical_id]["Properties"]["InitialVersion"])
 
 
+def entries(items: list) -> list[tuple[str | None, dict]]:
+    """(condition, entry) for each entry of a definition list: `Fn::If [<cond>, entry, NoValue]` items unwrapped."""
+    found = []
+    for item in items:
+        if "Fn::If" in item:
+            condition, entry, otherwise = item["Fn::If"]
+            assert otherwise == NO_VALUE, item
+            found.append((condition, entry))
+        else:
+            found.append((None, item))
+    return found
+
+
 def functions() -> dict[str, dict]:
-    return {entry["Id"]: entry for entry in version("FunctionDefinition")["Functions"]}
+    return {entry["Id"]: entry for _condition, entry in entries(version("FunctionDefinition")["Functions"])}
 
 
 def key(value: Any) -> str:
@@ -127,26 +143,32 @@ def test_function_environments_hold_the_contract_variables() -> None:
 def test_subscriptions_are_exactly_the_routes_the_lambdas_use() -> None:
     shadow = "$aws/things/${ThingName}/shadow/update/"
     expected = [
-        ("GGShadowService", {"Fn::Sub": shadow + "delta"}, SENSOR),
-        ("GGShadowService", {"Fn::Sub": shadow + "rejected"}, SENSOR),
-        ("GGShadowService", {"Fn::Sub": shadow + "documents"}, INFERENCE),
-        (INFERENCE, {"Fn::Sub": "rain/${ThingName}/inference/output"}, "cloud"),
-        (INFERENCE, {"Fn::Sub": "rain/${ThingName}/model/metrics"}, "cloud"),
-        (INFERENCE, {"Fn::Sub": "rain/${ThingName}/command/output"}, "cloud"),
-        ("cloud", {"Fn::Sub": "rain/${ThingName}/command/input"}, INFERENCE),
-        (INFERENCE, "cloudwatch/metric/put", CLOUDWATCH),
+        ("SensorIsLambda", "GGShadowService", {"Fn::Sub": shadow + "delta"}, SENSOR),
+        ("SensorIsLambda", "GGShadowService", {"Fn::Sub": shadow + "rejected"}, SENSOR),
+        (None, "GGShadowService", {"Fn::Sub": shadow + "documents"}, INFERENCE),
+        (None, INFERENCE, {"Fn::Sub": "rain/${ThingName}/inference/output"}, "cloud"),
+        (None, INFERENCE, {"Fn::Sub": "rain/${ThingName}/model/metrics"}, "cloud"),
+        (None, INFERENCE, {"Fn::Sub": "rain/${ThingName}/command/output"}, "cloud"),
+        (None, "cloud", {"Fn::Sub": "rain/${ThingName}/command/input"}, INFERENCE),
+        (None, INFERENCE, "cloudwatch/metric/put", CLOUDWATCH),
+        # SensorMode device: the device's readings to ReadingToShadow; what the sensor Lambda hears, to it.
+        ("SensorIsDevice", SENSOR_DEVICE, {"Fn::Sub": "rain/${ThingName}/sensor/reading"}, READING_TO_SHADOW),
+        ("SensorIsDevice", SENSOR_DEVICE, {"Fn::Sub": "$aws/things/${ThingName}/shadow/get"}, "GGShadowService"),
+        ("SensorIsDevice", "GGShadowService", {"Fn::Sub": "$aws/things/${ThingName}/shadow/get/+"}, SENSOR_DEVICE),
+        ("SensorIsDevice", "GGShadowService", {"Fn::Sub": shadow + "delta"}, SENSOR_DEVICE),
+        ("SensorIsDevice", "GGShadowService", {"Fn::Sub": shadow + "rejected"}, SENSOR_DEVICE),
     ]
-    subscriptions = version("SubscriptionDefinition")["Subscriptions"]
-    found = [(key(s["Source"]), key(s["Subject"]), key(s["Target"])) for s in subscriptions]
-    assert sorted(found) == sorted((key(a), key(b), key(c)) for a, b, c in expected)
-    assert len({s["Id"] for s in subscriptions}) == len(subscriptions)
+    subscriptions = entries(version("SubscriptionDefinition")["Subscriptions"])
+    found = [(str(c), key(s["Source"]), key(s["Subject"]), key(s["Target"])) for c, s in subscriptions]
+    assert sorted(found) == sorted((str(c), key(a), key(b), key(d)) for c, a, b, d in expected)
+    assert len({s["Id"] for _c, s in subscriptions}) == len(subscriptions)
 
 
 def test_every_subscription_end_is_a_function_connector_the_cloud_or_the_shadow_service() -> None:
-    ends = {key(entry["FunctionArn"]) for entry in version("FunctionDefinition")["Functions"]}
+    ends = {key(entry["FunctionArn"]) for entry in functions().values()}
     ends |= {key(entry["ConnectorArn"]) for entry in version("ConnectorDefinition")["Connectors"]}
-    ends |= {key("cloud"), key("GGShadowService")}
-    for subscription in version("SubscriptionDefinition")["Subscriptions"]:
+    ends |= {key("cloud"), key("GGShadowService"), key(SENSOR_DEVICE)}
+    for _condition, subscription in entries(version("SubscriptionDefinition")["Subscriptions"]):
         assert key(subscription["Source"]) in ends, subscription["Id"]
         assert key(subscription["Target"]) in ends, subscription["Id"]
 
@@ -211,7 +233,11 @@ def test_connectors_are_configured_with_their_documented_parameters() -> None:
 def test_group_links_every_definition_and_the_role() -> None:
     properties = plain(RESOURCES["Group"]["Properties"])
     assert properties["RoleArn"] == {"Fn::GetAtt": ["GroupRole", "Arn"]}
-    linked = {name: value["Fn::GetAtt"][0] for name, value in properties["InitialVersion"].items()}
+    links = dict(properties["InitialVersion"])
+    # The device definition only with SensorMode device.
+    assert links.pop("DeviceDefinitionVersionArn") == {"Fn::If": [
+        "SensorIsDevice", {"Fn::GetAtt": ["DeviceDefinition", "LatestVersionArn"]}, NO_VALUE]}
+    linked = {name: value["Fn::GetAtt"][0] for name, value in links.items()}
     assert linked == {f"{kind}DefinitionVersionArn": f"{kind}Definition"
                       for kind in ("Core", "Function", "Resource", "Subscription", "Logger", "Connector")}
     assert plain(RESOURCES["DeploymentReset"]["Properties"]["GroupId"]) == {"Fn::GetAtt": ["Group", "Id"]}
@@ -265,6 +291,22 @@ def test_group_role_grants_only_what_the_connectors_and_the_model_resource_need(
     assert granted["s3:PutObject"]["Resource"] == {"Fn::Sub": "${FeedbackBucket.Arn}/${ThingName}/*"}
 
 
+def test_the_core_certificate_assumes_the_group_role_through_its_role_alias() -> None:
+    alias = plain(RESOURCES["GroupRoleAlias"])
+    assert alias["Type"] == "AWS::IoT::RoleAlias"
+    assert alias["Properties"]["RoleArn"] == {"Fn::GetAtt": ["GroupRole", "Arn"]}
+    assert alias["Properties"]["RoleAlias"] == {"Fn::Sub": "${ThingName}-GroupRoleAlias"}
+    assert 900 <= alias["Properties"]["CredentialDurationSeconds"] <= 43200
+    trusted = [statement["Principal"] for statement in
+               plain(RESOURCES["GroupRole"]["Properties"]["AssumeRolePolicyDocument"])["Statement"]]
+    assert {"Service": "credentials.iot.amazonaws.com"} in trusted
+    assume = next(statement for statement in statements(RESOURCES["CorePolicy"]["Properties"]["PolicyDocument"])
+                  if statement.get("Action") == "iot:AssumeRoleWithCertificate")
+    assert assume["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:iot:${AWS::Region}:${AWS::AccountId}:rolealias/${ThingName}-GroupRoleAlias"}
+    assert TEMPLATE["Outputs"]["RoleAlias"]["Value"] == {"Ref": "GroupRoleAlias"}
+
+
 def test_feedback_bucket_is_private_encrypted_versioned_and_logged() -> None:
     bucket = plain(RESOURCES["FeedbackBucket"]["Properties"])
     assert bucket["PublicAccessBlockConfiguration"] == {
@@ -305,7 +347,16 @@ def test_without_the_greengrass_service_only_the_iot_core_parts_remain() -> None
         "CoreThing", "CorePolicy", "CorePolicyAttachment", "ThingCertificate", "ThingCertificateFunction",
         "ThingCertificateFunctionRole", "PrivateKeyEncryptionKey", "CorePrivateKeySecret", "FeedbackBucket",
         "FeedbackBucketPolicy", "FeedbackAccessLogsBucket", "FeedbackAccessLogsBucketPolicy", "ReadingsBucket",
-        "ReadingsBucketPolicy"}
+        "ReadingsBucketPolicy",
+        # The IoT credentials provider outlived v1: the group role and its alias stay (docs/credentials.md).
+        "GroupRole", "GroupRoleAlias"}
+    # SensorIsLambda and SensorIsDevice each hold only with GreengrassServiceAvailable.
+    for name in ("SensorIsLambda", "SensorIsDevice"):
+        assert plain(TEMPLATE["Conditions"][name])["Fn::And"][0] == {"Condition": "GreengrassServiceAvailable"}
+    sensor_mode = {"SensorToShadowFunction": "SensorIsLambda", "ReadingToShadowFunction": "SensorIsDevice",
+                   "DeviceDefinition": "SensorIsDevice", "SensorDeviceThing": "SensorIsDevice"}
     for logical_id, body in RESOURCES.items():
-        if body["Type"].startswith("AWS::Greengrass::") or logical_id.startswith("DeploymentReset"):
+        if logical_id in sensor_mode:
+            assert body["Condition"] == sensor_mode[logical_id], logical_id
+        elif body["Type"].startswith("AWS::Greengrass::") or logical_id.startswith("DeploymentReset"):
             assert body["Condition"] == "GreengrassServiceAvailable", logical_id

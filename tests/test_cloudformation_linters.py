@@ -79,7 +79,7 @@ def test_cfn_lint_suppressions_are_exactly_the_two_allowed_ones() -> None:
     }
     assert {k: v for k, v in ignored_by_resource.items() if v} == {
         "SensorToShadowFunction": RUNTIME_DEPRECATION, "RainInferenceFunction": RUNTIME_DEPRECATION,
-        "FunctionDefinition": {SYSTEM_FUNCTION_ARN}}
+        "ReadingToShadowFunction": RUNTIME_DEPRECATION, "FunctionDefinition": {SYSTEM_FUNCTION_ARN}}
     assert "Metadata" not in cfn_yaml.load(str(TEMPLATES[1])) or \
         "cfn-lint" not in cfn_yaml.load(str(TEMPLATES[1]))["Metadata"]
 
@@ -92,15 +92,15 @@ def test_without_its_suppressions_cfn_lint_reports_only_the_runtime_and_the_suns
         else line
         for line in TEMPLATES[0].read_text().splitlines()
     )
-    assert unsuppressed.count("- W9999") == 8
+    assert unsuppressed.count("- W9999") == 11
     copy = tmp_path / "cloudformation" / TEMPLATES[0].name
     copy.parent.mkdir()
     copy.write_text(unsuppressed)
     found = Counter(finding["Rule"]["Id"] for finding in cfn_lint(copy))
     # One sunset warning per AWS::Greengrass::* resource, one deprecation per core-run function.
-    assert found[SERVICE_SUNSET] == 7
+    assert found[SERVICE_SUNSET] == 8
     runtime = {code: count for code, count in found.items() if code in RUNTIME_DEPRECATION}
-    assert sum(runtime.values()) == 2 and len(runtime) == 1, found
+    assert sum(runtime.values()) == 3 and len(runtime) == 1, found
     assert found[SYSTEM_FUNCTION_ARN] == 1  # the GGStreamManager entry
     assert set(found) == {SERVICE_SUNSET, SYSTEM_FUNCTION_ARN, *runtime}
 
@@ -122,8 +122,10 @@ def test_checkov_skips_are_only_lambda_checks_on_functions_with_a_reason() -> No
         assert skip["resource"].startswith("AWS::Serverless::Function."), skip["resource"]
         assert len(skip["check_result"]["suppress_comment"]) > 30
         by_resource.setdefault(skip["resource"].split(".", 1)[1], set()).add(skip["check_id"])
-    # The core's functions skip all four; the custom resources' functions (which do run in AWS Lambda)
-    # run a current runtime, so the deprecated-runtime check applies to them and passes.
+    # (checkov resolves conditions with the parameters' defaults: ReadingToShadowFunction, SensorMode=device
+    # only, is not scanned; its skips are the sensor Lambda's.) The core's functions skip all four; the
+    # custom resources' functions (which do run in AWS Lambda) run a current runtime, so the
+    # deprecated-runtime check applies to them and passes.
     assert by_resource == {
         "SensorToShadowFunction": LAMBDA_ONLY_CHECKS, "RainInferenceFunction": LAMBDA_ONLY_CHECKS,
         "ThingCertificateFunction": LAMBDA_ONLY_CHECKS - {"CKV_AWS_363"},

@@ -31,7 +31,7 @@ from simcore.template.loader import load_group
 REPO = Path(__file__).resolve().parents[1]
 CLOUDWATCH = "arn:aws:greengrass:us-east-1::/connectors/CloudWatchMetrics/versions/4"
 FEEDBACK = "arn:aws:greengrass:us-east-1::/connectors/MLFeedback/versions/1"
-IMAGES = "arn:aws:greengrass:us-east-1::/connectors/ImageClassificationx86-64/versions/2"
+IMAGES = "arn:aws:greengrass:us-east-1::/connectors/KinesisFirehose/versions/5"  # one simcore does not run
 PUBLISHER = function_arn("connector-publisher")
 BUCKET = "feedback-bucket"
 

@@ -40,6 +40,11 @@ def test_short_replay_completes_with_every_reading_predicted_and_nothing_lost(tm
     # Every finished hour's readings went through the stream manager into the local S3.
     landed = written["readings_in_s3"]
     assert landed["objects"] > 0 and 0 < landed["records"] <= summary.predictions_received
+    # The connectors' metrics and feedback, read back from the stand-in's local AWS (CloudWatch, S3).
+    local_aws = summary.local_aws
+    assert local_aws is not None and "error" not in local_aws, local_aws
+    assert local_aws["metrics"] and all(metric["count"] > 0 for metric in local_aws["metrics"]), local_aws
+    assert list(local_aws["feedback"]) and written["local_aws"] == local_aws
     # Shadows and the spool stay on disk after the stop.
     assert (tmp_path / "demo" / "core" / "var" / "shadows.sqlite").exists()
     assert (tmp_path / "demo" / "cloud" / "cloud-shadows.sqlite").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import stat
 import zipfile
 from pathlib import Path
@@ -258,3 +259,17 @@ def test_local_setup_refuses_a_key_that_is_not_the_certificates(
 def test_local_setup_names_the_missing_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert setup.main(["--local", "--iot-host", "127.0.0.1", "--out", str(tmp_path)]) == 2
     assert "--local needs --thing-name or --thing-arn, --cert, --key, --ca" in capsys.readouterr().err
+
+
+def test_setup_fills_the_credentials_provider_from_the_role_alias_output(aws: None, tmp_path: Path) -> None:
+    described, _ = stack_identity("secret")
+    described.append({"OutputKey": "RoleAlias", "OutputValue": "RainEdgeCore-GroupRoleAlias"})
+    outputs_file = tmp_path / "outputs.json"
+    outputs_file.write_text(json.dumps(described))
+
+    assert setup.main(["--stack-outputs", str(outputs_file), "--out", str(tmp_path / "out")]) == 0
+
+    core_thing = json.loads((tmp_path / "out" / "config.json").read_text())["coreThing"]
+    assert core_thing["roleAlias"] == "RainEdgeCore-GroupRoleAlias"
+    # The account's credentials provider endpoint (moto makes up a new one on each DescribeEndpoint).
+    assert re.fullmatch(r"[a-z0-9]+\.credentials\.iot\.eu-west-1\.amazonaws\.com", core_thing["credentialsEndpoint"])

@@ -24,15 +24,17 @@ LEAVES = {"errors", "group", "topics", "paths", "private", "parent_death", "core
 # part -> the parts it may import (leaves aside). A part is a package under simcore/ or a leaf module.
 ALLOWED = {
     "template": set(),
-    "deploy": {"template"},
+    "deploy": {"template", "devices"},
     "shadow": set(),
     "core": {"shadow", "streams"},
     "streams": set(),
     "connectors": set(),
     "cloud": {"shadow"},
-    "service": {"core", "deploy", "cloud", "connectors", "shadow"},
+    "devices": {"cloud"},
+    "service": {"core", "deploy", "cloud", "connectors", "shadow", "devices"},
     "demo": {"service", "cloud", "deploy", "shadow"},
-    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core"},
+    "export": {"template"},
+    "cli": {"service", "demo", "cloud", "deploy", "template", "shadow", "core", "export", "connectors", "devices"},
     "__main__": {"cli"},
     "lambda_side": set(),
 }

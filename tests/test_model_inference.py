@@ -184,5 +184,5 @@ def test_unknown_or_unavailable_backend_is_refused(model_dir):
     with pytest.raises(ModelError, match="backend must be one of"):
         load_model(str(model_dir), backend="tensorflow")
     if not litert_available():
-        with pytest.raises(ModelError, match="ai_edge_litert is not importable"):
+        with pytest.raises(ModelError, match="neither ai_edge_litert nor tflite_runtime is importable"):
             load_model(str(model_dir), backend="litert")

@@ -42,15 +42,15 @@ class SecretCore:
 
 
 @pytest.fixture(scope="module")
-def secret_core(tmp_path_factory) -> Iterator[SecretCore]:
+def secret_core(tmp_path_factory, moto_server) -> Iterator[SecretCore]:
     root = tmp_path_factory.mktemp("secrets-e2e") / "ggc"
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("SIMCORE_SECRETS_FILE", raising=False)
-        with fake_aws(patch):
-            secretsmanager = boto3.client("secretsmanager", region_name="us-east-1")
-            arn = secretsmanager.create_secret(Name="greengrass-db", SecretString='{"password": "hunter2"}')["ARN"]
-            secretsmanager.put_secret_value(SecretId=arn, SecretString='{"password": "next"}', VersionStages=["next"])
-            deployment = deploy(TEMPLATE, {"SecretArn": arn, "ExtraLabel": "next"}, root)
+        fake_aws(patch, moto_server)
+        secretsmanager = boto3.client("secretsmanager", region_name="us-east-1")
+        arn = secretsmanager.create_secret(Name="greengrass-db", SecretString='{"password": "hunter2"}')["ARN"]
+        secretsmanager.put_secret_value(SecretId=arn, SecretString='{"password": "next"}', VersionStages=["next"])
+        deployment = deploy(TEMPLATE, {"SecretArn": arn, "ExtraLabel": "next"}, root)
     interpreters = {"python3.8": str(PY38)} if PY38.exists() else {}
     running = RunningCore(deployment, RunOptions(isolation="off", interpreters=interpreters))
     running.start()

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from simcore.core.secrets import secret_store_from_records
 from simcore.deploy.deployment import deploy
@@ -257,40 +256,30 @@ def test_access_follows_resource_access_policies(secretsmanager, tmp_path):
     assert store.get("arn:g", "greengrass-b", None)["SecretString"] == "b"
 
 
-def test_access_denied_fails_the_deployment_naming_the_resource(monkeypatch, tmp_path):
-    from moto.core import set_initial_no_auth_action_count
+def test_access_denied_fails_the_deployment_naming_the_resource(aws, monkeypatch, tmp_path):
+    from support.moto_process import check_iam_after
 
-    for name in AWS_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-
-    # moto checks IAM policies after the first four calls: the core's identity may read S3, not secrets.
-    @set_initial_no_auth_action_count(4)
-    @mock_aws
-    def deploy_as_an_identity_without_the_permission() -> tuple[str, DeployError]:
-        iam = boto3.client("iam", region_name="us-east-1")
-        arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-            Name="greengrass-db", SecretString="x"
-        )["ARN"]
-        iam.create_user(UserName="core")
-        allow_s3 = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}
-        policy = {"Version": "2012-10-17", "Statement": [allow_s3]}
-        iam.put_user_policy(UserName="core", PolicyName="s3-only", PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName="core")["AccessKey"]
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
-        boto3.setup_default_session()  # the default session cached the first identity's credentials
+    iam = boto3.client("iam", region_name="us-east-1")
+    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="greengrass-db", SecretString="x"
+    )["ARN"]
+    iam.create_user(UserName="core")
+    allow_s3 = {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}
+    policy = {"Version": "2012-10-17", "Statement": [allow_s3]}
+    iam.put_user_policy(UserName="core", PolicyName="s3-only", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="core")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    # From here moto checks every caller's IAM policies: the core's identity may read S3, not secrets.
+    check_iam_after(aws, 0)
+    boto3.setup_default_session()  # the default session cached the first identity's credentials
+    try:
         with pytest.raises(DeployError, match="not authorized to perform: secretsmanager:GetSecretValue") as raised:
             deploy(TEMPLATE, {"SecretArn": arn}, tmp_path / "ggc")
-        return arn, raised.value
-
-    try:
-        arn, error = deploy_as_an_identity_without_the_permission()
     finally:
         boto3.DEFAULT_SESSION = None  # later tests must not inherit the restricted identity
-    assert f"secret resource db-password: cannot fetch {arn} (AWSCURRENT)" in error.message
-    assert "not authorized to perform: secretsmanager:GetSecretValue" in error.message
+    assert f"secret resource db-password: cannot fetch {arn} (AWSCURRENT)" in raised.value.message
+    assert "not authorized to perform: secretsmanager:GetSecretValue" in raised.value.message
     assert read_status(tmp_path / "ggc")["DeploymentStatus"] == "Failure"
 
 

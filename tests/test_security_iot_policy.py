@@ -22,7 +22,7 @@ PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "us-east-1", "AWS::AccountId":
           "ThingName": THING, "Group.Id": "group-id-1"}
 ARN_PREFIX = "arn:aws:iot:us-east-1:123456789012:"
 IOT_ACTIONS = {"iot:Connect", "iot:Publish", "iot:Receive", "iot:Subscribe", "iot:GetThingShadow",
-               "iot:UpdateThingShadow", "iot:DeleteThingShadow"}
+               "iot:UpdateThingShadow", "iot:DeleteThingShadow", "iot:AssumeRoleWithCertificate"}
 FOREIGN_THINGS = ("OtherCore", f"{THING}2", f"X{THING}", THING.lower())
 
 

@@ -9,6 +9,7 @@ from simcore.cli.common import key_values
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Resolve the template and build a new deployment (the previous one is kept for rollback)."""
+    from simcore.connectors.registry import check_connectors
     from simcore.core.interpreters import check_runtimes
     from simcore.deploy.deployment import deploy
     from simcore.template.loader import load_parameters
@@ -23,8 +24,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         s3_endpoint_url=args.s3_endpoint_url,
         secrets_endpoint_url=args.secrets_endpoint_url,
         secrets_file=args.secrets_file,
-        # Each function's Runtime resolved now, as `simcore run` will: one no interpreter serves is refused here.
-        runtime_check=lambda group: check_runtimes(group, interpreters),
+        # Each function's Runtime resolved now, as `simcore run` will: one no interpreter serves is refused here;
+        # so are connector parameters `simcore run` would refuse, and a connector it cannot run.
+        runtime_check=lambda group: [*check_runtimes(group, interpreters), *check_connectors(group)],
         region=args.region,
         account_id=args.account_id,
         stack_name=args.stack_name,

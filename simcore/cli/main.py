@@ -72,10 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from simcore.cli.cloud import add_cloud_commands
     from simcore.cli.demo import add_demo_command
+    from simcore.cli.devices import add_devices_command
+    from simcore.cli.export import add_export_command
     from simcore.cli.users import add_users_command
 
     add_cloud_commands(commands, sub)
     add_demo_command(commands, sub)
+    add_devices_command(commands, sub)
+    add_export_command(commands)
     add_users_command(commands, sub)
     return parser
 

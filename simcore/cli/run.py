@@ -8,15 +8,22 @@ import threading
 from pathlib import Path
 
 from simcore.cli.common import key_values
-from simcore.defaults import DEFAULT_SPOOL_STORAGE
+from simcore.defaults import DEFAULT_DISCOVERY_PORT, DEFAULT_MQTT_PORT, DEFAULT_SPOOL_STORAGE
 from simcore.service.signals import StopSignal
 
 
 def run_options(args: argparse.Namespace):
     """The RunOptions the `run` and `demo` flags describe."""
+    from simcore.devices.connectivity import parse_host_port
     from simcore.service.running import RunOptions
 
+    device_port = args.device_port
     return RunOptions(
+        device_port=device_port,
+        device_host=args.device_host,
+        connectivity=[parse_host_port(text, 0) for text in args.connectivity],
+        discovery_port=args.discovery_port,
+        device_ca=args.device_ca,
         isolation=None if args.isolation == "group" else args.isolation,
         interpreters=key_values(args.runtime, "--runtime"),
         ipc_port=args.ipc_port,
@@ -36,7 +43,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         deployment = load_deployment(args.root)
         running = RunningCore(deployment, run_options(args))
         running.start()
-        print(f"core running deployment {deployment.number}; IPC on 127.0.0.1:{running.core.ipc_port}; "
+        devices = ""
+        if running.devices is not None:
+            devices = f"; devices' MQTT on port {running.devices.port}"
+            if running.devices.discovery is not None:
+                devices += f", discovery on {running.devices.discovery.port}"
+        print(f"core running deployment {deployment.number}; IPC on 127.0.0.1:{running.core.ipc_port}{devices}; "
               "Ctrl-C to stop", flush=True)
         threading.Thread(target=lambda: (running.stopped.wait(), stop.requested.set()), daemon=True).start()
         stop.wait()
@@ -60,3 +72,14 @@ def add_run_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--spool", choices=["Memory", "FileSystem"], default=DEFAULT_SPOOL_STORAGE,
                          help="the cloud spooler's storage (default %(default)s; FileSystem survives restarts, "
                          "Memory does not)")
+    devices = command.add_argument_group("the group's devices (docs/devices.md)")
+    devices.add_argument("--device-port", type=int, help="the core's MQTT server for devices (default: config.json's "
+                         f"coreThing.ggMqttPort, else {DEFAULT_MQTT_PORT}; 0: any free port)")
+    devices.add_argument("--device-host", default="0.0.0.0", help="the address it binds (default: every interface)")
+    devices.add_argument("--connectivity", action="append", default=[], metavar="HOST:PORT",
+                         help="an address devices reach the core at, advertised by discovery and named in the "
+                         "server certificate (repeatable; ignored when the group has GGIPDetector)")
+    devices.add_argument("--discovery-port", type=int, nargs="?", const=DEFAULT_DISCOVERY_PORT,
+                         help=f"serve Greengrass discovery here (alone: {DEFAULT_DISCOVERY_PORT}; 0: any free port)")
+    devices.add_argument("--device-ca", type=Path, help="the CA the devices' certificates chain to (default: "
+                         "--config's caPath)")

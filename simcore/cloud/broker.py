@@ -51,6 +51,7 @@ PORT_ATTEMPTS = 10  # binds tried when the port is ours to choose
 PORT_RANGE_START = 20000  # ours are chosen from here up to the kernel's ephemeral range
 _random = random.SystemRandom()
 LOG_LINES_KEPT = 1000  # the amqtt fallback's in-memory log
+RELOADED = "Reloading config."  # what mosquitto logs on SIGHUP
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +118,9 @@ class MosquittoBroker:
     kind = "mosquitto"
 
     def __init__(self, tls: BrokerTLS, work_dir: Path, port: int = 0, host: str = "127.0.0.1",
-                 executable: str = MOSQUITTO):
+                 executable: str = MOSQUITTO, acl_path: Path | None = None):
         self.tls = tls
+        self.acl_path = acl_path  # an ACL file (simcore.cloud.iot_policy): the things' IoT policies
         self.work_dir = Path(work_dir)
         self.host = host
         self.port = port  # 0 until the first start binds one
@@ -161,6 +163,10 @@ class MosquittoBroker:
             "use_identity_as_username true",
             "tls_version tlsv1.2",
         ]
+        if self.acl_path is not None:
+            # mosquitto logs a denied publish or subscribe ("Denied PUBLISH from <client>") only at debug level:
+            # with a policy to enforce, that line is how a too-narrow policy shows (the client gets no error).
+            lines += [f"acl_file {self.acl_path}", "log_type debug"]
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.persistence_dir.mkdir(mode=0o700, exist_ok=True)
         self.persistence_dir.chmod(0o700)  # queued messages are the cloud's data: the broker's user only
@@ -223,6 +229,19 @@ class MosquittoBroker:
         reason = f": {errors[-1]}" if errors else ""
         return BrokerError(f"mosquitto did not start on {self.host}:{self.port}{reason}; see {self.log_path} "
                            f"and {self.work_dir / 'mosquitto.stderr'}")
+
+    def reload(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Have mosquitto read its ACL file again (SIGHUP), e.g. after an identity was added to it; returns once
+        its log says it reloaded (its loop is single-threaded: a client connecting after that sees the new file)."""
+        if not self.running or self._process is None:
+            return
+        before = self.log_text().count(RELOADED)
+        self._process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout_s
+        while self.log_text().count(RELOADED) <= before:
+            if time.monotonic() >= deadline or not self.running:
+                raise BrokerError(f"mosquitto did not reload its configuration within {timeout_s:g} s")
+            threading.Event().wait(0.02)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop mosquitto (SIGTERM, then SIGKILL after `timeout_s`) and reap it."""
@@ -306,6 +325,19 @@ class _AlertingEventLoop(asyncio.SelectorEventLoop):
         return ssl_protocol._app_transport
 
 
+class _PolicyLines(logging.Handler):
+    """Keeps the policy plugin's lines for one fallback broker (the one whose ACL file they name)."""
+
+    def __init__(self, lines: deque[str], acl_json: str):
+        super().__init__(logging.INFO)
+        self.lines = lines
+        self.acl_json = acl_json
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "acl_json", None) == self.acl_json:
+            self.lines.append(record.getMessage())
+
+
 class AmqttBroker:
     """An embedded amqtt broker on its own event-loop thread, for machines without mosquitto.
 
@@ -315,8 +347,11 @@ class AmqttBroker:
 
     kind = "amqtt"
 
-    def __init__(self, tls: BrokerTLS, work_dir: Path, port: int = 0, host: str = "127.0.0.1"):
+    def __init__(self, tls: BrokerTLS, work_dir: Path, port: int = 0, host: str = "127.0.0.1",
+                 acl_path: Path | None = None):
         self.tls = tls
+        # With an ACL file, its JSON twin (`<acl>.json`) drives simcore.cloud.amqtt_policy's exact check.
+        self.acl_json = Path(f"{acl_path}.json") if acl_path is not None else None
         self.work_dir = Path(work_dir)
         self.host = host
         self.port = port  # 0 until the first start binds one
@@ -325,6 +360,7 @@ class AmqttBroker:
         self._thread: threading.Thread | None = None
         self._broker = None
         self._log_lines: deque[str] = deque(maxlen=LOG_LINES_KEPT)
+        self._policy_log_attached = False
 
     @property
     def running(self) -> bool:
@@ -344,8 +380,13 @@ class AmqttBroker:
                 }
             },
             # Not amqtt's AnonymousAuthPlugin: amqtt queues nothing for an anonymous session while it is away.
-            "plugins": {"simcore.cloud.amqtt_auth.CertificateAuthPlugin": {}},
+            "plugins": {"simcore.cloud.amqtt_auth.CertificateAuthPlugin": {},
+                        **({"simcore.cloud.amqtt_policy.PolicyTopicPlugin": {"acl_json": str(self.acl_json)}}
+                           if self.acl_json is not None else {})},
         }
+
+    def reload(self) -> None:
+        """Nothing to do: the policy plugin reads its file again whenever it changes."""
 
     def start(self) -> None:
         """Start the broker thread and return once it accepts connections (port 0: one chosen as mosquitto's)."""
@@ -355,7 +396,7 @@ class AmqttBroker:
 
     def _start_once(self) -> None:
         try:
-            from amqtt.broker import Broker  # imported here: only the fallback needs it
+            from amqtt.broker import Action, Broker  # imported here: only the fallback needs it
         except ImportError:
             raise BrokerError(f"no MQTT broker to run: mosquitto is not installed and neither is amqtt; "
                               f"{INSTALL_HINT}") from None
@@ -367,18 +408,36 @@ class AmqttBroker:
                 context.verify_mode = ssl.CERT_REQUIRED
                 return context
 
+            async def _initialize_client_session(self, reader, writer, *args):
+                # The certificate's CN is the client's identity, as mosquitto's use_identity_as_username.
+                handler, session = await super()._initialize_client_session(reader, writer, *args)
+                ssl_object = writer.get_ssl_info()
+                certificate = ssl_object.getpeercert() if ssl_object is not None else None
+                for rdn in (certificate or {}).get("subject", ()):
+                    for key, value in rdn:
+                        if key == "commonName":
+                            session.username = value
+                return handler, session
+
             async def _handle_message_delivery(self, client_session, handler, wait_deliver):
                 # amqtt refuses every client publish to a `$` topic; AWS IoT's `$aws/...` request topics
-                # are published by clients, so those are broadcast here (no plugin hooks: none configured).
+                # are published by clients, so those are broadcast here, after the policy check (if any).
                 message = wait_deliver.result()
                 topic = getattr(message, "topic", "") or ""
                 if topic.startswith("$aws/") and "+" not in topic and "#" not in topic:
-                    await self._broadcast_message(client_session, topic, message.data)
+                    if await self._topic_filtering(client_session, topic=topic, action=Action.PUBLISH):
+                        await self._broadcast_message(client_session, topic, message.data)
                     return True
                 return await super()._handle_message_delivery(client_session, handler, wait_deliver)
 
         started = threading.Event()
         failure: list[BaseException] = []
+        if self.acl_json is not None and not self._policy_log_attached:
+            # The policy plugin's denials, kept in log_text() as mosquitto's log keeps its own.
+            policy_log = logging.getLogger("simcore.cloud.amqtt_policy")
+            policy_log.setLevel(logging.INFO)
+            policy_log.addHandler(_PolicyLines(self._log_lines, str(self.acl_json)))
+            self._policy_log_attached = True
         amqtt_log = logging.getLogger("amqtt.broker")
         if not any(isinstance(existing, _DropStartupFailure) for existing in amqtt_log.filters):
             amqtt_log.addFilter(_DropStartupFailure())
@@ -389,7 +448,7 @@ class AmqttBroker:
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
-                self._broker = _RequiredCertBroker(self._config(), loop=loop)
+                self._broker = self._new_broker(_RequiredCertBroker, loop)
                 loop.run_until_complete(self._broker.start())
             except BaseException as error:  # reported to start()'s caller
                 failure.append(error)
@@ -407,6 +466,10 @@ class AmqttBroker:
                 raise port_taken(self.host, self.port) from None
             raise BrokerError(f"amqtt broker failed to start on {self.host}:{self.port}: {failure[0]}") from failure[0]
         _wait_listening(self.host, self.port, time.monotonic() + READY_TIMEOUT_S, lambda: self.running)
+
+    def _new_broker(self, broker_class: type, loop: asyncio.AbstractEventLoop):
+        """The amqtt broker to run (a subclass may extend `broker_class`: the core's device server does)."""
+        return broker_class(self._config(), loop=loop)
 
     def _record_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
         # What asyncio reports on the broker's connections (TLS refusals above all), kept like mosquitto's log.
@@ -488,11 +551,16 @@ def installed_mosquitto() -> str | None:
     return shutil.which("mosquitto")
 
 
-def make_broker(tls: BrokerTLS, work_dir: Path, port: int = 0, prefer: str = "mosquitto"):
-    """mosquitto when its executable is installed (and `prefer` allows), otherwise the amqtt fallback."""
+def make_broker(tls: BrokerTLS, work_dir: Path, port: int = 0, prefer: str = "mosquitto",
+                acl_path: Path | None = None):
+    """mosquitto when its executable is installed (and `prefer` allows), otherwise the amqtt fallback.
+
+    `acl_path`: mosquitto enforces that ACL file; the amqtt fallback the exact policies in its JSON twin
+    (`simcore.cloud.amqtt_policy`).
+    """
     executable = installed_mosquitto() if prefer == "mosquitto" else None
     if executable is not None:
-        return MosquittoBroker(tls, work_dir, port=port, executable=executable)
+        return MosquittoBroker(tls, work_dir, port=port, executable=executable, acl_path=acl_path)
     # Info, not a warning: the fallback is a supported broker, and the broker kind is in every start line.
     log.info("mosquitto not found; using the embedded amqtt broker")
-    return AmqttBroker(tls, work_dir, port=port)
+    return AmqttBroker(tls, work_dir, port=port, acl_path=acl_path)

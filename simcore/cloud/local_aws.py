@@ -9,6 +9,7 @@ boundary: it binds to 127.0.0.1 and nothing else.
 from __future__ import annotations
 
 import logging
+import sys
 import urllib.request
 from types import TracebackType
 
@@ -60,3 +61,18 @@ class LocalAws:
         self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def serve_until_stdin_closes() -> None:
+    """Run a local AWS in this process, print its endpoint on one line, and stop when stdin reaches its end.
+
+    A parent that wants moto's state kept apart from its own (moto's backends are per process) starts this
+    as a child and holds the pipe; the child ends with the pipe, even when the parent is killed.
+    """
+    with LocalAws() as local_aws:
+        print(local_aws.endpoint, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    serve_until_stdin_closes()

@@ -15,6 +15,7 @@ import os
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
@@ -69,11 +70,15 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
 
 
 class LocalMetricsFile:
-    """CloudWatch stand-in: every `PutMetricData` call is one line of `path` (JSON lines, append-only)."""
+    """CloudWatch stand-in: every `PutMetricData` call is one line of `path` (JSON lines, append-only).
 
-    def __init__(self, path: Path, region: str):
+    `on_put` is called after each durable put (an uploader's `notify`: simcore.connectors.uploader).
+    """
+
+    def __init__(self, path: Path, region: str, on_put: Callable[[], None] | None = None):
         self.path = Path(path)
         self.region = region
+        self.on_put = on_put
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -91,6 +96,8 @@ class LocalMetricsFile:
                 _append_line(self.path, record)
         except OSError as error:
             raise SinkError(type(error).__name__, f"writing {self.path} failed: {error}", retryable=True) from error
+        if self.on_put is not None:
+            self.on_put()
         return request_id
 
     def records(self) -> list[dict[str, Any]]:
@@ -121,8 +128,9 @@ class LocalObjectStore:
 
     INDEX_NAME = "_uploads.jsonl"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, on_put: Callable[[], None] | None = None):
         self.root = Path(root)
+        self.on_put = on_put
         self.index = self.root / self.INDEX_NAME
         self._lock = threading.Lock()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -162,6 +170,8 @@ class LocalObjectStore:
         except OSError as error:
             message = f"storing s3://{bucket}/{key} failed: {error}"
             raise SinkError(type(error).__name__, message, retryable=True) from error
+        if self.on_put is not None:
+            self.on_put()
         return {
             "ResponseMetadata": {"RequestId": request_id, "HTTPStatusCode": 200, "RetryAttempts": 0},
             "ETag": etag,
@@ -175,7 +185,7 @@ class LocalObjectStore:
             return [json.loads(line) for line in handle if line.strip()]
 
 
-def _client_error(error: Exception, retryable_codes: frozenset[str] = RETRYABLE_CODES) -> SinkError:
+def client_error(error: Exception, retryable_codes: frozenset[str] = RETRYABLE_CODES) -> SinkError:
     """A botocore error as a SinkError: ClientError by its AWS code, connection trouble as retryable."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -201,7 +211,7 @@ class Boto3Metrics:
         try:
             response = self.client.put_metric_data(Namespace=namespace, MetricData=metric_data)
         except Exception as error:
-            raise _client_error(error) from error
+            raise client_error(error) from error
         return str(response.get("ResponseMetadata", {}).get("RequestId", ""))
 
 
@@ -219,6 +229,6 @@ class Boto3ObjectStore:
                 Bucket=bucket, Key=key, Body=body, ContentType=content_type, Metadata=metadata
             )
         except Exception as error:
-            raise _client_error(error) from error
+            raise client_error(error) from error
         # Keep it JSON-able: the response is published on the status topic.
         return json.loads(json.dumps(response, default=str))

@@ -8,6 +8,7 @@ CLI's `simcore publish`, the cloud link's inbound path); `set_cloud()` attaches 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pwd
@@ -23,8 +24,9 @@ from simcore.core.ipc.http import IPCServer
 from simcore.core.ipc.tokens import TokenRegistry
 from simcore.core.isolation import LaunchPlanner, isolation_planner
 from simcore.core.logs import LogSinks
-from simcore.core.router import CloudPort, ConnectorRegistry, RouteOutcome, Router
+from simcore.core.router import CloudPort, ConnectorRegistry, DevicePort, RouteOutcome, Router
 from simcore.core.secrets import SecretStore
+from simcore.core.tes import CredentialSource, NoCredentialSource, TokenExchange, credentials_uri
 from simcore.core.work_queue import DEFAULT_MAX_WORK_ITEMS, WorkQueue
 from simcore.core.workers import WorkerManager, WorkerSettings
 from simcore.group import CLOUD, Group
@@ -60,9 +62,11 @@ def default_shadow_service(runtime_root: Path) -> ShadowService:
     return open_shadow_service(Path(runtime_root) / "var" / "shadows.sqlite")
 
 
-def _stream_manager(group: Group, runtime_root: Path, tokens: TokenRegistry) -> StreamManager | None:
+def _stream_manager(group: Group, runtime_root: Path, tokens: TokenRegistry,
+                    aws_endpoint_url: str | None) -> StreamManager | None:
     """GGStreamManager when the group lists it, configured by its environment; clients authenticate with the
-    workers' IPC tokens. As root, an S3 upload's file must be one the Lambdas' user could read."""
+    workers' IPC tokens; exports go to `aws_endpoint_url` when the core links to the stand-in (else botocore's
+    own endpoint settings). As root, an S3 upload's file must be one the Lambdas' user could read."""
     function = group.system_function("GGStreamManager")
     if function is None:
         return None
@@ -71,6 +75,8 @@ def _stream_manager(group: Group, runtime_root: Path, tokens: TokenRegistry) -> 
     from simcore.streams.settings import PORT_OVERRIDE_VARIABLE, read_settings
 
     settings = read_settings(function.environment, runtime_root, os.environ.get(PORT_OVERRIDE_VARIABLE))
+    if aws_endpoint_url:
+        settings = dataclasses.replace(settings, endpoint_url=aws_endpoint_url)
 
     def authenticate(token: str | None) -> str | None:
         caller = tokens.lookup(token)
@@ -112,6 +118,9 @@ class Core:
         ipc_port: int = 0,
         max_work_items: int = DEFAULT_MAX_WORK_ITEMS,
         worker_settings: WorkerSettings | None = None,
+        credential_source: CredentialSource | None = None,
+        credentials_warning: str | None = None,
+        aws_endpoint_url: str | None = None,
     ):
         """Build the parts (nothing runs yet).
 
@@ -119,7 +128,10 @@ class Core:
         `launch_planner` overrides it. `allow_functions_to_run_as_root` is config.json's
         `runtime.allowFunctionsToRunAsRoot` (simcore.core.identity says when a Lambda runs as root).
         `shadow_service` defaults to the SQLite-backed one under `runtime_root`; `var/` there is made 0700.
-        `interpreters` maps a Runtime (python3.8) to an interpreter path.
+        `interpreters` maps a Runtime (python3.8) to an interpreter path. `credential_source` is where the
+        token exchange service gets the Lambdas' AWS credentials (None: none, every request answers what to
+        configure; `simcore.core.credential_sources.choose_source` picks it), `credentials_warning` a line
+        logged at start about it; `aws_endpoint_url` goes to every worker as AWS_ENDPOINT_URL (the stand-in).
         """
         self.group = group
         self.runtime_root = Path(runtime_root)
@@ -137,9 +149,10 @@ class Core:
             cloud=cloud,
             connectors=connectors,
             connector_arns=[connector.arn for connector in group.connectors],
+            device_arns=[device.thing_arn for device in group.devices],
         )
         self.tokens = TokenRegistry()
-        self.stream_manager = _stream_manager(group, self.runtime_root, self.tokens)
+        self.stream_manager = _stream_manager(group, self.runtime_root, self.tokens, aws_endpoint_url)
         self.log_sinks = LogSinks(self.runtime_root, group)
         planner = launch_planner or isolation_planner(
             group, resource_dirs or {}, isolation, self.runtime_root / "var" / "isolation",
@@ -158,7 +171,10 @@ class Core:
             code_dirs=code_dirs,
             settings=worker_settings,
             service_variables=self._service_variables,
+            aws_endpoint_url=aws_endpoint_url,
         )
+        self.token_exchange = TokenExchange(credential_source or NoCredentialSource())
+        self._credentials_warning = credentials_warning
         self.dispatcher = IPCDispatcher(
             self.router,
             self.work_queue,
@@ -200,9 +216,14 @@ class Core:
             # IPC server, so that a port it cannot take leaves nothing running.
             port = self.stream_manager.start()
             self._system_line("INFO", f"Stream manager listening on 127.0.0.1:{port}")
-        self.server = IPCServer(self.dispatcher, self._ipc_port)
+        self.server = IPCServer(self.dispatcher, self._ipc_port, credentials=self.token_exchange)
         self.server.start()
         self._system_line("INFO", f"IPC server listening on 127.0.0.1:{self.server.port}")
+        self._system_line("INFO", f"AWS credentials for Lambdas from {self.token_exchange.source.describe()}, "
+                                  f"at {credentials_uri(self.server.port)}")
+        if self._credentials_warning:
+            log.warning("%s", self._credentials_warning)
+            self._system_line("WARN", self._credentials_warning)
         self.workers.start()
         self._started = True
 
@@ -235,6 +256,10 @@ class Core:
         """Attach the cloud link: messages to `cloud` go to its `publish(topic, payload)`."""
         self.router.set_cloud(cloud)
 
+    def set_devices(self, devices: DevicePort | None) -> None:
+        """Attach the device server: messages to a device's thing ARN go to its `deliver`."""
+        self.router.set_devices(devices)
+
     def shadow_request(self, topic: str, payload: bytes) -> bytes:
         """Serve a shadow request as a Lambda's call to GGShadowService is served: its outcome topics are routed
         from `GGShadowService`; returns the response (the accepted document, or the error JSON)."""
@@ -263,6 +288,7 @@ class Core:
                 "peak_bytes": self.work_queue.peak_bytes,
                 "refused": dict(self.work_queue.refused),
             },
+            "credentials": self.token_exchange.counters(),
             "ipc": {
                 "refused_calls": self.dispatcher.refused_calls,
                 "throttled_invokes": dict(self.dispatcher.throttled_invokes),

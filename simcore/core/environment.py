@@ -7,13 +7,15 @@ Order of precedence, lowest first (a later layer overrides an earlier one):
 2. The core's defaults from the runtime facts: `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_IOT_THING_NAME`,
    `LOG_LEVEL` (the lowest level of the group's `Lambda` loggers, INFO without one:
    `simcore.core.logs.lambda_log_level`), `ENCODING_TYPE`, `GGC_MAX_INTERFACE_VERSION=1.5`, the system
-   function ARNs, and where the core's services listen (`STREAM_MANAGER_SERVER_PORT` when the group runs
-   GGStreamManager).
+   function ARNs, where the core's services listen (`STREAM_MANAGER_SERVER_PORT` when the group runs
+   GGStreamManager), and `AWS_ENDPOINT_URL` (botocore's own setting) when the core links to the stand-in
+   cloud (config.json's `coreThing.localAwsEndpoint`, loopback only): never against AWS.
 3. The function's own `Environment.Variables`. They may override layer 2 (e.g. `LOG_LEVEL`) but never a
    reserved name of layer 5: a function that sets one gets a RuntimeConfigError naming it.
 4. Isolation rewrites (`simcore.core.isolation.LaunchPlan.env_rewrites`, variable → new value): with
    `--isolation off`, a value under a resource's `DestinationPath` becomes where the resource lies locally.
-5. What the core owns and nothing overrides: `MY_FUNCTION_ARN`, `AWS_CONTAINER_AUTHORIZATION_TOKEN`,
+5. What the core owns and nothing overrides: `MY_FUNCTION_ARN`, `AWS_CONTAINER_AUTHORIZATION_TOKEN` and
+   `AWS_CONTAINER_CREDENTIALS_FULL_URI` (the token exchange service: `simcore.core.tes`),
    `GG_DAEMON_PORT`, `PYTHONPATH` (the runtime modules, then the code directory), `PYTHONUNBUFFERED`,
    `SIMCORE_FUNCTION_TIMEOUT_MS` (what `context.get_remaining_time_in_millis()` counts down from) and
    `SIMCORE_STATE_FD` (the pipe the runtime reports its import start on: `simcore.core.workers`).
@@ -26,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from simcore.core.logs import lambda_log_level
+from simcore.core.tes import credentials_uri
 from simcore.errors import RuntimeConfigError
 from simcore.group import Function, Group
 
@@ -37,6 +40,7 @@ RESERVED_VARIABLES = frozenset(
     {
         "MY_FUNCTION_ARN",
         "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
         "GG_DAEMON_PORT",
         "SHADOW_FUNCTION_ARN",
         "ROUTER_FUNCTION_ARN",
@@ -61,6 +65,7 @@ def function_environment(
     host_environment: Mapping[str, str] | None = None,
     state_fd: int | None = None,
     service_variables: Mapping[str, str] | None = None,
+    aws_endpoint_url: str | None = None,
 ) -> dict[str, str]:
     """The complete environment of a worker of `function` (precedence in the module docstring)."""
     host = os.environ if host_environment is None else host_environment
@@ -78,6 +83,8 @@ def function_environment(
     environment.update(service_variables or {})
     if len(group.cores) == 1:
         environment["AWS_IOT_THING_NAME"] = group.core.thing_name
+    if aws_endpoint_url:
+        environment["AWS_ENDPOINT_URL"] = aws_endpoint_url
     if function.memory_kb:
         environment["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(function.memory_kb // 1024)
 
@@ -97,6 +104,7 @@ def function_environment(
         {
             "MY_FUNCTION_ARN": function.arn,
             "AWS_CONTAINER_AUTHORIZATION_TOKEN": token,
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": credentials_uri(ipc_port),
             "GG_DAEMON_PORT": str(ipc_port),
             "SHADOW_FUNCTION_ARN": SHADOW_FUNCTION_ARN,
             "ROUTER_FUNCTION_ARN": ROUTER_FUNCTION_ARN,

@@ -1,7 +1,7 @@
 """Prepare a host to run Lambdas as `ggc_user`: the users, and a way through to their interpreters and code.
 
 `ensure_lambda_users` creates `ggc_group` and `ggc_user` as the EC2 bootstrap does
-(cloudformation/greengrass-core-ec2.yaml: `groupadd --system`, `useradd --system --gid ggc_group --shell
+(group/bootstrap-core.sh: `groupadd --system`, `useradd --system --gid ggc_group --shell
 /usr/sbin/nologin`). `share_with_group` lets that group *pass through* (search, never list) every folder above
 a path it must reach, with one POSIX ACL entry per folder: a development machine keeps its venvs under a
 0700 home folder (`/root/.pyenv/...`) that `ggc_user` could not enter. Only folders the group cannot pass

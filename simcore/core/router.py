@@ -1,7 +1,9 @@
 """Greengrass v1 message routing: the subscription table, topic matching and the bounded work queue.
 
 A message moves only where a subscription matches its source and topic: to a function (a work item on the
-work queue), to `cloud` (the cloud port), to `GGShadowService` (the shadow service) or to a connector.
+work queue), to `cloud` (the cloud port), to `GGShadowService` (the shadow service), to a connector or to a
+device (the device server, which sends it when the device is connected and subscribed to a matching filter;
+otherwise it is counted undeliverable: local traffic is QoS 0, nothing waits for a device).
 Work items are bounded in items (`runtime.maxWorkItemCount`, 1024 by default) and bytes, each function with
 its own share (simcore.core.work_queue). With `BestEffort` a target whose share is full loses the message
 (counted); with `AllOrError` the whole publish fails when any function target is full, and nothing is
@@ -42,6 +44,14 @@ class CloudPort(Protocol):
     def publish(self, topic: str, payload: bytes) -> None: ...
 
 
+class DevicePort(Protocol):
+    """What the router needs from the core's device server (simcore.devices.server)."""
+
+    def has(self, thing_arn: str) -> bool: ...
+
+    def deliver(self, thing_arn: str, topic: str, payload: bytes) -> bool: ...
+
+
 class ConnectorRegistry(Protocol):
     """Local connector implementations, keyed by connector ARN."""
 
@@ -73,6 +83,8 @@ class Router:
         cloud: CloudPort | None = None,
         connectors: ConnectorRegistry | None = None,
         connector_arns: Iterable[str] = (),
+        device_arns: Iterable[str] = (),
+        devices: DevicePort | None = None,
     ):
         self.work_queue = work_queue
         self.shadow_service = shadow_service
@@ -80,6 +92,8 @@ class Router:
         self.connectors = connectors
         self._functions = frozenset(function_arns)
         self._connector_arns = frozenset(connector_arns)
+        self._device_arns = frozenset(device_arns)
+        self.devices = devices
         # Exact subjects are a dict lookup; only wildcard subjects are scanned per publish.
         self._exact: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
         self._wildcard: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
@@ -103,6 +117,10 @@ class Router:
         """Attach (or detach) the cloud link."""
         self.cloud = cloud
 
+    def set_devices(self, devices: DevicePort | None) -> None:
+        """Attach (or detach) the device server: messages to a device's thing ARN go to its `deliver`."""
+        self.devices = devices
+
     def targets(self, source: str, topic: str) -> list[str]:
         """Targets of every subscription matching `source` and `topic`, in table order, each once."""
         found = list(self._exact.get((source, topic), ()))
@@ -119,7 +137,7 @@ class Router:
         every_target |= {t for pairs in self._wildcard.values() for _, t in pairs}
         unknown = []
         for target in sorted(every_target):
-            if target in self._functions or target in (CLOUD, SHADOW_SERVICE):
+            if target in self._functions or target in (CLOUD, SHADOW_SERVICE) or target in self._device_arns:
                 continue
             if self.connectors is not None and self.connectors.has(target):
                 continue
@@ -205,6 +223,13 @@ class Router:
                 handle_and_publish(self.shadow_service, topic, payload, self.publish_shadow_outcome)
             elif self.connectors is not None and self.connectors.has(target):
                 self.connectors.deliver(target, topic, payload)
+            elif target in self._device_arns:
+                if self.devices is None:
+                    self._count_undeliverable(target, outcome, "no device server")
+                    return
+                if not self.devices.deliver(target, topic, payload):
+                    self._count_undeliverable(target, outcome, "the device is not connected or not subscribed")
+                    return
             else:
                 self._count_undeliverable(target, outcome, "no local implementation")
                 return

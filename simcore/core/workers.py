@@ -207,11 +207,13 @@ class WorkerManager:
         code_dirs: Mapping[str, Path] | None = None,
         settings: WorkerSettings | None = None,
         service_variables: Callable[[], Mapping[str, str]] | None = None,
+        aws_endpoint_url: str | None = None,
     ):
         """`service_variables()` gives the variables that tell a worker where the core's services listen
         (`STREAM_MANAGER_SERVER_PORT`), asked at each start."""
         self.group = group
         self.service_variables = service_variables or dict
+        self.aws_endpoint_url = aws_endpoint_url  # the stand-in's local AWS, for the workers' botocore
         self.work_queue = work_queue
         self.tokens = tokens
         self._ipc_port = ipc_port
@@ -352,6 +354,7 @@ class WorkerManager:
                 env_rewrites=launch.env_rewrites,
                 state_fd=state_write,
                 service_variables=self.service_variables(),
+                aws_endpoint_url=self.aws_endpoint_url,
             )
             argv = [*launch.argv_prefix, pool.interpreter, str(LAMBDA_RUNTIME), "--handler", function.handler]
             process = subprocess.Popen(

@@ -42,5 +42,8 @@ def add_demo_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="the ML resource archive (ModelS3Uri)")
     parser.add_argument("--metrics-interval", type=int, default=5,
                         help="seconds between two model metrics messages (default 5)")
+    parser.add_argument("--sensor", choices=["lambda", "device"], default="lambda",
+                        help="lambda: the pinned sensor Lambda (default); device: a Greengrass device process reads "
+                        "the sensor and publishes each reading to the core, as the classic v1 demo did")
     parser.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT_S,
                         help="give up when no reading or prediction arrived for this many seconds (default 60)")

@@ -1,9 +1,10 @@
-"""The demo's local S3 for the readings the stream manager exports: a moto server (simcore's local AWS), the
-group's readings bucket in it, and the core's exporters pointed at it; afterwards, what landed there.
+"""The demo's local S3 for the readings the stream manager exports: the group's readings bucket in the stand-in
+cloud's local AWS (the core exports there, through its config.json's `localAwsEndpoint`), or, when the stand-in
+has none, in a moto server of its own with `AWS_ENDPOINT_URL_S3` pointing the core's exporters at it; afterwards,
+what landed there.
 
-The core runs in the demo's process, so its S3 export task executor reads this process's environment:
-`AWS_ENDPOINT_URL_S3` is set to the local S3 while the demo runs (and test credentials when botocore finds
-none; the local S3 accepts any), and put back afterwards.
+The core runs in the demo's process, with botocore's default credential chain: when it finds none, test keys
+are set for the run (a local S3 accepts any) and the environment is put back afterwards.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ def readings_bucket(group: Group) -> str | None:
 class LocalReadings:
     """The local S3 with the group's readings bucket, for as long as it is started."""
 
-    def __init__(self, group: Group):
+    def __init__(self, group: Group, endpoint: str | None = None):
+        """`endpoint`: the stand-in cloud's local AWS, which the core already exports to (its config.json's
+        `localAwsEndpoint`); None: start a local S3 of its own and point this process's exporters at it."""
         self.bucket = readings_bucket(group)
         self.region = group.region
+        self.endpoint = endpoint
         self._aws: LocalAws | None = None
         self._saved: Mapping[str, str | None] = {}
 
@@ -51,18 +55,20 @@ class LocalReadings:
             return
         import boto3  # deferred: only a demo whose group exports readings needs it
 
-        self._aws = LocalAws()
-        endpoint = self._aws.start()
         self._saved = {name: os.environ.get(name) for name in SET_VARIABLES}
-        os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
+        # The core's exporters run in this process, with botocore's default chain: a local S3 takes any keys.
         if boto3.session.Session().get_credentials() is None:
             os.environ["AWS_ACCESS_KEY_ID"] = os.environ["AWS_SECRET_ACCESS_KEY"] = "simcore-demo"
         os.environ.setdefault("AWS_DEFAULT_REGION", self.region)
+        if self.endpoint is None:  # no stand-in local AWS: one of its own, for S3 only
+            self._aws = LocalAws()
+            self.endpoint = self._aws.start()
+            os.environ["AWS_ENDPOINT_URL_S3"] = self.endpoint
         self._client().create_bucket(Bucket=self.bucket)
 
     def landed(self) -> Landed | None:
         """The objects and records in the bucket now (None: no readings kept, or the local S3 is gone)."""
-        if self.bucket is None or self._aws is None:
+        if self.bucket is None or self.endpoint is None:
             return None
         client = self._client()
         objects = records = 0
@@ -78,6 +84,7 @@ class LocalReadings:
         if self._aws is not None:
             self._aws.stop()
             self._aws = None
+            self.endpoint = None
         for name, value in self._saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -88,5 +95,6 @@ class LocalReadings:
     def _client(self):
         import boto3
 
-        assert self._aws is not None
-        return boto3.client("s3", endpoint_url=self._aws.endpoint, region_name=self.region)
+        assert self.endpoint is not None
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region,
+                            aws_access_key_id="simcore-demo", aws_secret_access_key="simcore-demo")

@@ -22,11 +22,14 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 # The flags live apart so that building the CLI parser imports neither rich nor NumPy.
 from simcore.demo.flags import REPO_ROOT
+from simcore.demo.local_aws import prepare as prepare_local_aws
+from simcore.demo.local_aws import read_back as read_local_aws
 from simcore.demo.records import ReplayPeriod, count_records, parse_date
 from simcore.demo.state import DemoState
 from simcore.demo.summary import Summary, build_summary, load_model_card
@@ -37,6 +40,9 @@ PY38_INTERPRETER = Path(".venv-py38") / "bin" / "python"
 MODEL_RESOURCE = "RainModel"
 WATCH_INTERVAL_S = 0.25
 METRICS_QUERY_EVERY_S = 2.0
+# The stand-in's local AWS is read back this often during the run; at the end, after the uploads drained.
+LOCAL_AWS_READ_EVERY_S = 5.0
+LOCAL_AWS_DRAIN_S = 15.0
 EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 130
 
 log = logging.getLogger(__name__)
@@ -99,17 +105,21 @@ class DemoRun:
         self.stop = StopSignal()
         self.web = None
         self.lambda_metrics: dict | None = None
+        self._local_aws: tuple[str, Any] | None = None  # the stand-in's local AWS endpoint and the group
+        self._local_aws_read_at = 0.0
         self._last_metrics_query = 0.0
         self.readings_landed = None  # simcore.demo.readings.Landed, after the run
 
     def run(self) -> Summary:
         """Everything, start to summary; stops cleanly whatever happens."""
         from simcore.cloud.standin import start_standin
+        from simcore.demo import sensor_device
         from simcore.demo.fresh import forget_replay_position
         from simcore.demo.observer import CloudObserver
         from simcore.demo.readings import LocalReadings
         from simcore.demo.view_terminal import TerminalView
         from simcore.deploy.deployment import deploy
+        from simcore.deploy.policy import thing_policy
         from simcore.service.running import RunningCore, RunOptions
 
         args, period = self.args, self.period
@@ -117,23 +127,36 @@ class DemoRun:
         total = count_records(period)
         self.root.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        cloud = observer = running = view = readings = None
+        cloud = observer = running = view = device = readings = None
         model_card = None
         outcome = "interrupted"
         state = DemoState(args.thing, total)
         with self.stop:
             try:
                 self._start_web(state)
-                cloud = start_standin(self.root / "cloud", 0, args.thing)
-                deployment = deploy(args.template, template_parameters(args, period), self.root / "core")
+                # The stand-in enforces the thing's IoT policy from the template, as AWS IoT would.
+                cloud = start_standin(self.root / "cloud", 0, args.thing,
+                                      thing_policy=thing_policy(args.template, args.thing))
+                parameters = template_parameters(args, period)
+                device_cert = None
+                if args.sensor == "device":
+                    device_cert, device_parameters = sensor_device.device_parameters(cloud.ca)
+                    parameters.update(device_parameters)
+                deployment = deploy(args.template, parameters, self.root / "core")
+                if cloud.local_aws is not None:
+                    self._local_aws = (cloud.local_aws.endpoint, deployment.group)
+                    prepare_local_aws(cloud.local_aws.endpoint, deployment.group)
                 model_card = load_model_card(deployment.resource_dirs.get(MODEL_RESOURCE))
-                readings = LocalReadings(deployment.group)
+                readings = LocalReadings(deployment.group,
+                                         cloud.local_aws.endpoint if cloud.local_aws is not None else None)
                 readings.start()
                 observer = CloudObserver(cloud.client_settings(f"{args.thing}-demo-observer"), state)
                 observer.start()
                 running = RunningCore(deployment, RunOptions(
                     isolation="off", interpreters=python38_interpreters(), cloud_config=cloud.config_path,
-                    certs_dir=cloud.certs_dir, spool_storage="FileSystem"))
+                    certs_dir=cloud.certs_dir, spool_storage="FileSystem",
+                    # --sensor device: the core's device server on loopback, its discovery beside it.
+                    device_port=0, device_host="127.0.0.1", discovery_port=0, connectivity=[("127.0.0.1", 0)]))
                 forget_replay_position(running.shadow_service, cloud.config_path, cloud.certs_dir, args.thing)
                 running.shadow_service.listeners.append(state.on_local_shadow)
                 title = (f"simcore demo · {args.thing} · replay {period.station} {period.date_from} to "
@@ -141,6 +164,10 @@ class DemoRun:
                 view = TerminalView(state, title, self.console, self.web.url if self.web else None)
                 view.open()
                 running.start()
+                if device_cert is not None:
+                    device = sensor_device.SensorDeviceProcess.start(
+                        device_cert, cloud.ca.ca_path, args.thing, running.devices.discovery.port,
+                        period.sensor_source, args.speed, self.root / "sensor-device.log")
                 outcome = self._watch(state, running, observer, view)
                 if outcome != "interrupted":
                     # The Lambda's final counters: what it declined to predict, for the summary.
@@ -156,8 +183,12 @@ class DemoRun:
                     # After SIGHUP the terminal is gone and writing to it fails (EIO): stop the rest anyway.
                     with contextlib.suppress(OSError):
                         view.close()
+                if device is not None:
+                    device.stop()
                 if running is not None:
                     state.set_core_status(running.status())
+                    if outcome != "interrupted":
+                        self._read_local_aws(state, running, final=True)
                     running.stop()
                 if readings is not None:
                     with contextlib.suppress(Exception):  # what landed is a report, never a reason to fail
@@ -168,6 +199,7 @@ class DemoRun:
                 if cloud is not None:
                     cloud.stop()
         summary = build_summary(state, period, outcome, time.monotonic() - started, model_card, self.lambda_metrics)
+        summary.local_aws = state.local_aws
         document = summary.as_dict()
         if self.readings_landed is not None:
             document["readings_in_s3"] = dataclasses.asdict(self.readings_landed)
@@ -196,6 +228,7 @@ class DemoRun:
         """Refresh the views until the replay is complete, stalls, or a stop is asked for; the outcome."""
         while not self.stop.requested.is_set():
             state.set_core_status(running.status())
+            self._read_local_aws(state, running)
             view.update()
             progress = state.progress()
             if progress["finished"]:
@@ -213,6 +246,20 @@ class DemoRun:
                 return "stalled"
             state.wait_for_change(WATCH_INTERVAL_S)
         return "interrupted"
+
+    def _read_local_aws(self, state: DemoState, running, *, final: bool = False) -> None:
+        """What the connectors put in the stand-in's local AWS, read back every few seconds and at the end (once the
+        connectors' uploads are drained, waiting at most LOCAL_AWS_DRAIN_S)."""
+        if self._local_aws is None:
+            return
+        now = time.monotonic()
+        if not final and now - self._local_aws_read_at < LOCAL_AWS_READ_EVERY_S:
+            return
+        self._local_aws_read_at = now
+        if final:
+            running.connectors.flush_uploads(LOCAL_AWS_DRAIN_S)
+        endpoint, group = self._local_aws
+        state.set_local_aws(read_local_aws(endpoint, group))
 
     def _ask_lambda_metrics(self, observer, timeout_s: float) -> None:
         """Ask the inference Lambda for its metrics (`get-metrics`); keep the last answer that came."""

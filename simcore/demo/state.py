@@ -102,6 +102,7 @@ class DemoState:
     cloud_reported_seq: int | None = None
     sensor: dict = field(default_factory=dict)
     core_status: dict = field(default_factory=dict)
+    local_aws: dict | None = None  # what simcore.demo.local_aws.read_back found last
     bad_messages: int = 0
     earlier_run_predictions: int = 0
     last_progress_at: float = field(default_factory=time.monotonic)
@@ -189,6 +190,11 @@ class DemoState:
         with self._lock:
             self.core_status = status
 
+    def set_local_aws(self, found: dict) -> None:
+        """What the stand-in's local AWS holds of the group's metrics and feedback (simcore.demo.local_aws)."""
+        with self._lock:
+            self.local_aws = found
+
     # --- reading --------------------------------------------------------------------------------------
     def wait_for_change(self, timeout_s: float) -> None:
         """Block until a feed changed something, or `timeout_s` passed."""
@@ -269,6 +275,7 @@ class DemoState:
                 "confusion": asdict(counts),
                 "core": _core_counters(self.core_status),
                 "bad_messages": self.bad_messages,
+                "local_aws": self.local_aws,
             }
         body["progress"] = self.progress()
         return body

@@ -47,6 +47,7 @@ class Summary:
     comparison: list[dict] = field(default_factory=list)
     agrees_with_model_card: bool | None = None
     note: str = ""
+    local_aws: dict | None = None  # the metrics and feedback objects read back from the stand-in's local AWS
 
     def as_dict(self) -> dict:
         """JSON-ready."""

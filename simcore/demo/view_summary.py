@@ -38,6 +38,7 @@ def print_summary(summary: Summary, console: Console) -> None:
     if summary.duplicate_predictions:
         counts.add_row("duplicate deliveries (ignored)", str(summary.duplicate_predictions))
     console.print(counts)
+    _print_local_aws(summary.local_aws, console)
 
     if summary.score is None:
         console.print("no prediction with an observed outcome: nothing to score")
@@ -70,3 +71,20 @@ def print_summary(summary: Summary, console: Console) -> None:
         console.print(f"{summary.station} {summary.date_from} to {summary.date_to}: {verdict}")
     if summary.note:
         console.print(summary.note)
+
+
+def _print_local_aws(found: dict | None, console: Console) -> None:
+    """What the connectors put in the stand-in's local AWS, as read back from it (CloudWatch, S3)."""
+    if not found:
+        return
+    table = Table(title=f"read back from the local AWS ({found.get('endpoint')})", show_header=False)
+    if found.get("error"):
+        table.add_row("error", str(found["error"]))
+    for metric in found.get("metrics", []):
+        dimensions = ", ".join(f"{key}={value}" for key, value in metric["dimensions"].items())
+        table.add_row(f"CloudWatch {found.get('namespace')}/{metric['name']}" + (f" ({dimensions})" if dimensions
+                                                                                   else ""),
+                      f"{metric['count']} datapoints, sum {metric['sum']:g}")
+    for bucket, listing in found.get("feedback", {}).items():
+        table.add_row(f"S3 s3://{bucket}", f"{listing['count']} feedback objects")
+    console.print(table)

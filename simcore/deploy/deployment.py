@@ -231,6 +231,7 @@ def _build(
     warnings[:0] = runtime_warnings
     fetch_secrets(group, staging / SECRETS_DIR, endpoint_url=secrets_endpoint_url, secrets_file=secrets_file)
     warnings.extend(secret_warnings(group))
+    warnings.extend(_device_subscription_warnings(group))
 
     _write_records(
         staging,
@@ -250,6 +251,11 @@ def _build(
         },
     )
     _write_config(staging / "config", group, loaded.parameters, root / "certs")
+    if group.devices:
+        # The group CA, made once at the first deploy with devices and kept under the root (simcore.devices).
+        from simcore.devices.group_ca import group_ca
+
+        group_ca(root / "var" / "state", group.name)
     return tuple(warnings)
 
 
@@ -309,6 +315,18 @@ def _write_records(staging: Path, deployed_group: Group, record: Mapping[str, An
     """`group.json` (code dirs relative to `staging`) and `deployment.json` (`record`)."""
     write_json_atomically(staging / "group.json", group_to_json(deployed_group, relative_to=staging))
     write_json_atomically(staging / "deployment.json", dict(record))
+
+
+def _device_subscription_warnings(group: Group) -> list[str]:
+    """A subscription naming a thing the DeviceDefinition lacks: its messages can reach no device."""
+    devices = {device.thing_arn for device in group.devices} | {core.thing_arn for core in group.cores}
+    warnings = []
+    for subscription in group.subscriptions:
+        for role, endpoint in (("source", subscription.source), ("target", subscription.target)):
+            if ":iot:" in endpoint and ":thing/" in endpoint and endpoint not in devices:
+                warnings.append(f"subscription {subscription.id}: {role} {endpoint} is not a device of the group's "
+                                "DeviceDefinition; add it there, or its messages are undeliverable")
+    return warnings
 
 
 def _bucket_warning(resource: Resource) -> list[str]:

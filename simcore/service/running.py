@@ -9,25 +9,32 @@ import dataclasses
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import link_settings
 from simcore.cloud.spooler import make_spooler
 from simcore.cloud.sync import ShadowSync, synced_things
 from simcore.connectors.registry import build_registry
+from simcore.connectors.uploader import AwsAccess
 from simcore.core.assemble import Core, default_shadow_service
+from simcore.core.credential_sources import IotCredentialsProvider, choose_source
+from simcore.core.logs import LogLayout, LogWriter
 from simcore.core.secrets import secret_store_from_records
-from simcore.core_config import CoreConfig, Runtime, System, read_core_config
-from simcore.defaults import DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_STORAGE
+from simcore.core_config import CoreConfig, Runtime, System, default_certs_dir, read_core_config
+from simcore.defaults import DEFAULT_MQTT_PORT, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_STORAGE
 from simcore.deploy.record import Deployment
 from simcore.deploy.secrets import read_stored_secrets
+from simcore.errors import RuntimeConfigError
 from simcore.group import CLOUD
 from simcore.private import private_dir
 from simcore.service.control import ControlServer
+
+if TYPE_CHECKING:
+    from simcore.devices.server import DeviceServer
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,15 @@ class RunOptions:
     shadow_sync_timeout_s: float | None = None
     max_work_items: int | None = None
     allow_functions_to_run_as_root: bool | None = None
+    # The group's devices (simcore.devices): the MQTT server's port (None: config.json's
+    # `coreThing.ggMqttPort`, else 8883; 0: any free port), the address it binds, the connectivity advertised
+    # without GGIPDetector, discovery's port (None: no local discovery) and the CA device certificates chain
+    # to (None: the cloud config's caPath).
+    device_port: int | None = None
+    device_host: str = "0.0.0.0"
+    connectivity: list[tuple[str, int]] = field(default_factory=list)
+    discovery_port: int | None = None
+    device_ca: Path | None = None
 
     def resolved(self, config: CoreConfig | None) -> RunOptions:
         """These options with every None limit filled from `config` (the one `cloud_config` names) or the defaults."""
@@ -67,6 +83,27 @@ class RunOptions:
         )
 
 
+def credential_source_for(config: CoreConfig | None, certs_dir: Path | None):
+    """The token exchange service's source for `config` (`choose_source`'s order) and its start warning."""
+    if config is None:
+        return choose_source(credentials_endpoint=None, role_alias=None, thing_name=None, cert_path=None,
+                             key_path=None, ca_path=None)
+    thing = config.core_thing
+    if certs_dir is None and config.path is not None:
+        certs_dir = default_certs_dir(config.path)
+
+    def cert_file(value: str) -> Path | None:
+        # v1 config.json names files relative to /greengrass/certs; `file://` URIs appear in `crypto`.
+        path = Path(value.removeprefix("file://"))
+        if path.is_absolute():
+            return path
+        return Path(certs_dir) / path if certs_dir is not None else None
+
+    return choose_source(credentials_endpoint=thing.credentials_endpoint, role_alias=thing.role_alias,
+                         thing_name=thing.name, cert_path=cert_file(thing.cert_path),
+                         key_path=cert_file(thing.key_path), ca_path=cert_file(thing.ca_path))
+
+
 def _deployment_config(deployment: Deployment) -> CoreConfig | None:
     """The config.json the deployment wrote (`config/config.json`), or None when it has none."""
     path = deployment.directory / "config" / "config.json"
@@ -80,15 +117,26 @@ class RunningCore:
         self.deployment = deployment
         # Read once: the link's identity and endpoint, and the core's limits, come from the same file.
         self.core_config = read_core_config(options.cloud_config) if options.cloud_config is not None else None
-        options = options.resolved(self.core_config or _deployment_config(deployment))
+        effective_config = self.core_config or _deployment_config(deployment)
+        options = options.resolved(effective_config)
+        credential_source, credentials_warning = credential_source_for(effective_config, options.certs_dir)
+        # The stand-in's local AWS, only when linked to the stand-in (its config.json names it; AWS's never does).
+        local_aws = self.core_config.core_thing.local_aws_endpoint if self.core_config is not None else None
         self.options = options
         root = deployment.root
         private_dir(root / "var")  # the shadows, spool, logs: the core's alone
         # The core's own default, built here because shadow sync and the control endpoint need it too.
         self.shadow_service = default_shadow_service(root)
         self.shadow_engine = self.shadow_service.engine
+        self._connector_logs: list[LogWriter] = []
+        # Linked to a cloud whose credentials provider config.json names: the connectors' files go up to AWS (or
+        # the stand-in's local AWS) with the credentials the Lambdas get (docs/credentials.md, docs/connectors.md).
+        upload = None
+        if self.core_config is not None and isinstance(credential_source, IotCredentialsProvider):
+            upload = AwsAccess(self._lambda_credentials, local_aws)
         self.connectors = build_registry(
-            deployment.group, root, publish=self._connector_publish, cloud_available=options.cloud_config is not None
+            deployment.group, root, publish=self._connector_publish, cloud_available=options.cloud_config is not None,
+            resource_dirs=deployment.resource_dirs, open_log=self._open_connector_log, aws=upload,
         )
         self.core = Core(
             deployment.group,
@@ -105,11 +153,18 @@ class RunningCore:
             interpreters=options.interpreters,
             ipc_port=options.ipc_port,
             max_work_items=options.max_work_items,
+            credential_source=credential_source,
+            credentials_warning=credentials_warning,
+            aws_endpoint_url=local_aws,
         )
         self.link: CloudLink | None = None
         self.sync: ShadowSync | None = None
         if options.cloud_config is not None:
             self._build_cloud_link(options)
+        self.devices: DeviceServer | None = None
+        if deployment.group.devices:
+            self.devices = self._build_device_server(options)
+            self.core.set_devices(self.devices)
         self.control = ControlServer(
             root,
             {
@@ -117,6 +172,7 @@ class RunningCore:
                 "publish": self._publish_command,
                 "shadow": self._shadow_command,
                 "stop": self._stop_command,
+                "devices": lambda _arguments: self.devices_status(),
             },
         )
         self.stopped = threading.Event()
@@ -140,6 +196,46 @@ class RunningCore:
             self.shadow_service.listeners.append(self.sync.on_local_change)
         self.core.set_cloud(self.link)
 
+    def _build_device_server(self, options: RunOptions) -> DeviceServer:
+        # Imported only for a group with devices: a core without them loads no broker and no cryptography.
+        from simcore.devices.server import DeviceOptions, DeviceServer
+
+        device_ca = options.device_ca
+        if device_ca is None and self.core_config is not None:
+            device_ca = link_settings(self.core_config, options.certs_dir).ca_path
+        if device_ca is None:
+            raise RuntimeConfigError("the group has devices: pass --device-ca (the CA their certificates chain "
+                                     "to) or --config (its caPath is used)")
+        port = options.device_port
+        if port is None:
+            configured = self.core_config.core_thing.gg_mqtt_port if self.core_config is not None else None
+            port = configured or DEFAULT_MQTT_PORT
+        return DeviceServer(
+            self.deployment.group, self.deployment.root / "var" / "state",
+            lambda source, topic, payload: self.core.publish(topic, payload, source=source,
+                                                             queue_full_policy="BestEffort"),
+            DeviceOptions(device_ca=Path(device_ca), port=port, host=options.device_host,
+                          connectivity=list(options.connectivity), discovery_port=options.discovery_port),
+        )
+
+    def devices_status(self) -> dict[str, Any]:
+        """The device server's status (`simcore devices`); `{"running": false}` for a group without devices."""
+        return self.devices.status() if self.devices is not None else {"running": False, "devices": {}}
+
+    def _open_connector_log(self, name: str) -> Callable[[str, str], None]:
+        """A connector's log, `var/log/user/<region>/aws/<name>.log`, as (level, message) -> None."""
+        writer = LogWriter(LogLayout(self.deployment.root).connector_log(self.deployment.group.region, name))
+        self._connector_logs.append(writer)
+
+        def line(level: str, message: str) -> None:
+            writer.log(level, "connector.py", 0, message)
+
+        return line
+
+    def _lambda_credentials(self) -> dict[str, str]:
+        """The token exchange service's current credentials, as botocore's container document."""
+        return self.core.token_exchange.credentials().container_document()
+
     def _connector_publish(self, topic: str, payload: bytes, source: str) -> None:
         self.core.publish(topic, payload, source=source)
 
@@ -152,6 +248,12 @@ class RunningCore:
     def start(self) -> None:
         """Start the core (pinned Lambdas start now), the cloud link and sync, then the control endpoint."""
         self.core.start()
+        if self.devices is not None:
+            try:
+                self.devices.start()
+            except BaseException:
+                self.core.stop()
+                raise
         if self.link is not None:
             self.link.start()
         if self.sync is not None:
@@ -163,9 +265,13 @@ class RunningCore:
         self.control.stop()
         if self.sync is not None:
             self.sync.stop()
+        if self.devices is not None:
+            self.devices.stop()
         self.core.stop()
         # After the workers (nothing new arrives) and before the link (their last statuses reach the spool).
         self.connectors.stop()
+        for writer in self._connector_logs:
+            writer.close()
         if self.link is not None:
             self.link.stop()
             self.link.spooler.close()
@@ -181,6 +287,8 @@ class RunningCore:
             status["cloud"] = self.link.stats().__dict__
         if self.sync is not None:
             status["shadow_sync"] = self.sync.stats.__dict__
+        if self.devices is not None:
+            status["devices"] = self.devices.status()
         return status
 
     def _publish_command(self, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,8 @@ Rules enforced, as the Greengrass service did at CreateDeployment (errors name t
 - ids (functions, resources, subscriptions, loggers, connectors, cores, devices) match `[a-zA-Z0-9:_-]+`,
   at most 128 characters, unique within their definition;
 - a subscription's source and target are `cloud`, `GGShadowService`, a function ARN of the group, a
-  connector ARN of the group or a device thing ARN of the group; its subject is a valid MQTT topic filter;
+  connector ARN of the group or a thing ARN (one not in the DeviceDefinition is a deploy warning); its
+  subject is a valid MQTT topic filter;
 - loggers: Type FileSystem|AWSCloudWatch, Component GreengrassSystem|Lambda, Level DEBUG..FATAL,
   `Space` (KB) only for FileSystem.
 """
@@ -51,6 +52,15 @@ ENTRY_ID = re.compile(r"[a-zA-Z0-9:_-]{1,128}")
 THING_ARN = re.compile(r"arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:thing/([a-zA-Z0-9:_-]{1,128})")
 CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:cert/[a-f0-9]{64}")
 LAMBDA_ARN = re.compile(r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:([a-zA-Z0-9_-]+)(?::([$a-zA-Z0-9_-]+))?")
+# The Greengrass system functions a FunctionDefinition may list: the core provides them, no Lambda runs.
+# `arn:aws:lambda:::function:<name>[:<version>]` (DG health-check.md, gg-core.md#ip-auto-detect).
+SYSTEM_FUNCTIONS = {
+    "GGIPDetector": "advertise the core's interface addresses as its connectivity (simcore.devices)",
+    "GGConnManager": "route the devices' MQTT (simcore.devices, always on when the group has devices)",
+    "GGDeviceCertificateManager": "issue and renew the MQTT server certificate (simcore.devices, always on)",
+    "GGStreamManager": "message streams and their exports, configured by its variables (simcore.streams)",
+}
+SYSTEM_FUNCTION_ARN = re.compile(r"arn:aws[a-z-]*:lambda:::function:([A-Za-z]+)(?::\d+)?")
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 VERSION_LINKS = {
     "CoreDefinitionVersionArn": "Core",
@@ -127,7 +137,7 @@ def build_group(template: ResolvedTemplate) -> Group:
     functions, default_isolation = (
         _functions(content["Function"], template, resources) if "Function" in content else ((), "GreengrassContainer")
     )
-    system_functions = _system_functions(content["Function"]) if "Function" in content else ()
+    system_function_settings = _system_function_settings(content["Function"]) if "Function" in content else ()
     loggers = _loggers(content["Logger"]) if "Logger" in content else ()
     subscriptions = (
         _subscriptions(content["Subscription"], functions, connectors, devices) if "Subscription" in content else ()
@@ -143,9 +153,21 @@ def build_group(template: ResolvedTemplate) -> Group:
         subscriptions=subscriptions,
         loggers=loggers,
         connectors=connectors,
-        system_functions=system_functions,
+        system_function_settings=system_function_settings,
         default_isolation_mode=default_isolation,
+        system_functions=_system_functions(content["Function"]) if "Function" in content else (),
     )
+
+
+def system_function_name(arn: str) -> str | None:
+    """The name of the Greengrass system function `arn` names (`GGIPDetector`), or None for a Lambda ARN."""
+    match = SYSTEM_FUNCTION_ARN.fullmatch(arn) if isinstance(arn, str) else None
+    return match.group(1) if match and match.group(1) in SYSTEM_FUNCTIONS else None
+
+
+def _system_functions(version: _Version) -> tuple[str, ...]:
+    names = (system_function_name(entry.get("FunctionArn")) for entry, _path in _entries(version, "Functions"))
+    return tuple(dict.fromkeys(name for name in names if name))
 
 
 # -- versions ---------------------------------------------------------------------------------------
@@ -572,11 +594,11 @@ def _functions(
     for entry, path in _entries(version, "Functions"):
         arn_path = child_path(path, "FunctionArn")
         arn = _required(entry, "FunctionArn", path)
+        if system_function_name(arn):
+            continue  # provided by the core itself (SYSTEM_FUNCTIONS)
         if arn in seen_arns:
             raise TemplateError(f"FunctionArn {arn!r} appears twice in the function definition", location=arn_path)
         seen_arns.add(arn)
-        if arn in SYSTEM_FUNCTIONS:
-            continue
         logical_id = index.function_for(arn, arn_path)
         code_dir, handler, runtime = _lambda_code(template, logical_id)
         config = entry.get("FunctionConfiguration") or {}
@@ -599,16 +621,12 @@ def _functions(
     return tuple(functions), default_isolation
 
 
-# The core's own functions a FunctionDefinition may list (ARN -> name), configured by their Environment.Variables.
-SYSTEM_FUNCTIONS = {
-    "arn:aws:lambda:::function:GGStreamManager:1": "GGStreamManager",
-}
-
-
-def _system_functions(version: _Version) -> tuple[SystemFunction, ...]:
+def _system_function_settings(version: _Version) -> tuple[SystemFunction, ...]:
+    """Each listed system function with the FunctionConfiguration that configures it (GGStreamManager's
+    Environment.Variables)."""
     found = []
     for entry, path in _entries(version, "Functions"):
-        name = SYSTEM_FUNCTIONS.get(entry.get("FunctionArn"))
+        name = system_function_name(entry.get("FunctionArn"))
         if name is None:
             continue
         config = entry.get("FunctionConfiguration") or {}
@@ -784,7 +802,9 @@ def _subscriptions(
     for entry, path in _entries(version, "Subscriptions"):
         for key in ("Source", "Target"):
             value = _required(entry, key, path)
-            if value not in endpoints:
+            # A thing ARN the DeviceDefinition lacks is a warning at deploy (simcore.deploy.deployment), not an
+            # error: the router counts its messages undeliverable.
+            if value not in endpoints and not THING_ARN.fullmatch(value):
                 raise TemplateError(
                     f"subscription {entry['Id']}: {key} {value!r} must be cloud, GGShadowService, "
                     "the ARN of a "

@@ -1,11 +1,14 @@
 """Loads the rain model ML resource from a directory and predicts P(rain), with LiteRT or, without it, NumPy.
 
 The resource (`rain-model.tar.gz`, extracted to the ML resource's destination path) holds `model.tflite`,
-`weights.npz`, `saved_model/` and `model.json`. No TensorFlow here: LiteRT runs `model.tflite` when
-`ai_edge_litert` is importable (Python 3.9+), otherwise NumPy evaluates the same weights from `weights.npz`.
+`weights.npz`, `saved_model/` and `model.json`. No TensorFlow here: LiteRT runs `model.tflite` when its
+interpreter is importable, from `ai_edge_litert` (Python 3.9+) or, on Python 3.8, from `tflite_runtime`
+(LiteRT's earlier package, which has cp38 wheels); NumPy evaluates the same weights from `weights.npz` as
+the last resort. Both interpreters are the same TFLite runtime with the same `Interpreter` API.
 """
 
 import hashlib
+import importlib
 import io
 import json
 import math
@@ -21,19 +24,28 @@ METADATA_FILE = "model.json"
 TFLITE_FILE = "model.tflite"
 WEIGHTS_FILE = "weights.npz"
 BACKENDS = ("litert", "numpy")
+# Where the LiteRT interpreter is taken from, in this order.
+LITERT_PACKAGES = ("ai_edge_litert", "tflite_runtime")
 
 
 class ModelError(Exception):
     """The model resource cannot be loaded or used; the message names the file or field at fault."""
 
 
+def litert_package() -> Optional[str]:
+    """The first of `LITERT_PACKAGES` whose interpreter imports here, or None."""
+    for package in LITERT_PACKAGES:
+        try:
+            importlib.import_module(package + ".interpreter")
+        except ImportError:
+            continue
+        return package
+    return None
+
+
 def litert_available() -> bool:
-    """Whether `ai_edge_litert` can be imported here."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether a LiteRT interpreter (`ai_edge_litert` or `tflite_runtime`) can be imported here."""
+    return litert_package() is not None
 
 
 class RainModel:
@@ -47,6 +59,8 @@ class RainModel:
         self.version: str = metadata["version"]
         self.threshold: float = float(metadata["threshold"])
         self.backend = backend
+        # The package that runs it: `ai_edge_litert` or `tflite_runtime` for LiteRT, else `numpy`.
+        self.runtime: str = getattr(evaluator, "package", "numpy")
         self.feature_names = tuple(metadata["feature_names"])
         self._evaluator = evaluator
         self._feature_count = len(self.feature_names)
@@ -95,8 +109,9 @@ def _first_bad_feature(features: Sequence[Any], names: Sequence[str]) -> Feature
 class _LiteRTEvaluator:
     """Runs model.tflite at batch 1, writing into and reading from the interpreter's own tensor buffers."""
 
-    def __init__(self, path: str, model_bytes: bytes, feature_count: int) -> None:
-        from ai_edge_litert.interpreter import Interpreter
+    def __init__(self, path: str, model_bytes: bytes, feature_count: int, package: str) -> None:
+        Interpreter = importlib.import_module(package + ".interpreter").Interpreter  # noqa: N806
+        self.package = package
 
         try:
             interpreter = Interpreter(model_content=model_bytes, num_threads=1)
@@ -257,10 +272,12 @@ def load_model(model_dir: str, backend: Optional[str] = None) -> RainModel:
     if backend is None:
         backend = "litert" if litert_available() else "numpy"
     if backend == "litert":
-        if not litert_available():
-            raise ModelError("backend 'litert' asked for, but ai_edge_litert is not importable here")
+        package = litert_package()
+        if package is None:
+            raise ModelError("backend 'litert' asked for, but neither {} is importable here".format(
+                " nor ".join(LITERT_PACKAGES)))
         content = _read_checked(model_dir, TFLITE_FILE, metadata)
-        evaluator: Any = _LiteRTEvaluator(os.path.join(model_dir, TFLITE_FILE), content, feature_count)
+        evaluator: Any = _LiteRTEvaluator(os.path.join(model_dir, TFLITE_FILE), content, feature_count, package)
     else:
         path = os.path.join(model_dir, WEIGHTS_FILE)
         content = _read_checked(model_dir, WEIGHTS_FILE, metadata)

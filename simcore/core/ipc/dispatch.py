@@ -162,12 +162,12 @@ class IPCDispatcher:
 
     # -- callers -------------------------------------------------------------------------------------------
 
-    def authenticate(self, token: str | None, what: str, peer: str) -> Caller:
-        """The caller behind `token`; IPCError 401 (missing) or 403 (unknown), logged."""
+    def authenticate(self, token: str | None, what: str, peer: str, *, missing_status: int = 401) -> Caller:
+        """The caller behind `token`; IPCError `missing_status` (missing) or 403 (unknown), logged."""
         if not token:
             self.refused_calls += 1
             log.warning("IPC call refused: %s from %s carries no Authorization token", what, peer)
-            raise IPCError("Missing Authorization token", http_status=401)
+            raise IPCError("Missing Authorization token", http_status=missing_status)
         caller = self.tokens.lookup(token)
         if caller is None:
             self.refused_calls += 1

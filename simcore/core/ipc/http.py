@@ -8,6 +8,8 @@ What a local process can make the server hold is bounded before it proves who it
   caller's body (up to 6 MB) is read and dropped in chunks, so that a client that sends it whole (the SDK)
   hears the 413 rather than a broken pipe;
 - request line and headers together are at most 16 KB (431);
+- the token exchange service's path (`simcore.core.tes.TES_PATH`) takes a GET with a worker's token and no
+  body: a missing or unknown token is 403 (logged), another method 405, before anything else is done;
 - a connection that has not shown a valid token holds one of a few admission slots; a connection beyond
   them is closed at once, without a thread. An authenticated connection moves to a caller slot;
 - each request (headers and body) must arrive within the read timeout, counted from when the server
@@ -43,6 +45,7 @@ from simcore.core.ipc.dispatch import (
     IPCError,
 )
 from simcore.core.ipc.tokens import Caller
+from simcore.core.tes import TES_PATH, TokenExchange
 from simcore.core.work_queue import WorkItem
 from simcore.defaults import (
     DEFAULT_IPC_ADMISSION_SLOTS,
@@ -240,9 +243,10 @@ class _IPCHandler(BaseHTTPRequestHandler):
                     return
                 remaining -= len(chunk)
 
-    def _caller(self, operation: str) -> Caller:
+    def _caller(self, operation: str, missing_status: int = 401) -> Caller:
         caller = self.server.dispatcher.authenticate(
-            self.headers.get("Authorization"), operation, f"{self.client_address[0]}:{self.client_address[1]}"
+            self.headers.get("Authorization"), operation, f"{self.client_address[0]}:{self.client_address[1]}",
+            missing_status=missing_status,
         )
         if not self._state.holds_caller_slot and not self.server.promote(self._state):
             raise IPCError(
@@ -289,6 +293,9 @@ class _IPCHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         try:
+            if self.path.split("?", 1)[0] == TES_PATH:
+                self._serve_credentials(method)
+                return
             try:
                 function_arn, suffix = self._target()
                 operation = OPERATIONS.get((method, suffix))
@@ -319,6 +326,23 @@ class _IPCHandler(BaseHTTPRequestHandler):
             log.exception("IPC %s %s failed", method, self.path[:200])
             self.close_connection = True
             self._fail(IPCError(f"Internal error: {error}", http_status=500))
+
+    def _serve_credentials(self, method: str) -> None:
+        """A worker's botocore asking for AWS credentials (simcore.core.tes): token first, then the answer."""
+        try:
+            if method != "GET":
+                raise IPCError(f"{method} is not allowed on {TES_PATH}: credentials are a GET", http_status=405)
+            self._caller("a credentials request", missing_status=403)
+            self._read_body(method, 0)
+        except SimcoreError:
+            self.close_connection = True
+            raise
+        if not self.server.set_deadline(self._state, None):
+            raise _ClientGone()
+        exchange = self.server.credentials
+        if exchange is None:
+            raise IPCError("This core serves no AWS credentials", http_status=404)
+        self._answer(200, exchange.answer(), {"Content-Type": "application/json"})
 
     def _dispatch(self, operation: str, caller: Caller, function_arn: str, body: bytes) -> None:
         dispatcher = self.server.dispatcher
@@ -398,6 +422,7 @@ class IPCServer(ThreadingHTTPServer):
         caller_slots: int = DEFAULT_IPC_CALLER_SLOTS,
         read_timeout_s: float = DEFAULT_IPC_READ_TIMEOUT_S,
         body_budget_bytes: int = DEFAULT_IPC_BODY_BUDGET_BYTES,
+        credentials: TokenExchange | None = None,
     ):
         try:
             super().__init__((host, port), _IPCHandler)
@@ -412,6 +437,7 @@ class IPCServer(ThreadingHTTPServer):
         self.caller_slots = caller_slots
         self.read_timeout_s = read_timeout_s
         self.body_budget_bytes = body_budget_bytes
+        self.credentials = credentials
         self._thread: threading.Thread | None = None
         self._watcher: threading.Thread | None = None
         self._stopping = threading.Event()
