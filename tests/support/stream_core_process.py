@@ -25,7 +25,8 @@ def main(runtime_root: Path) -> None:
 
     manager = SystemFunction(id="sm", arn=STREAM_MANAGER_ARN, name="GGStreamManager", environment={
         "STREAM_MANAGER_SERVER_PORT": "0", "STREAM_MANAGER_AUTHENTICATE_CLIENT": "false"})
-    core = Core(make_group([], system_functions=("GGStreamManager",), system_function_settings=(manager,)), runtime_root=runtime_root)
+    group = make_group([], system_functions=("GGStreamManager",), system_function_settings=(manager,))
+    core = Core(group, runtime_root=runtime_root)
     core.start()
     assert core.stream_manager is not None
     print(json.dumps({"port": core.stream_manager.port}), flush=True)
