@@ -114,3 +114,20 @@ DEFAULT_TES_FETCH_TIMEOUT_S = 5.0
 # The role alias the group's template creates for its group role (`<ThingName>-GroupRoleAlias`), and the one the
 # stand-in cloud's credentials provider serves.
 ROLE_ALIAS_SUFFIX = "-GroupRoleAlias"
+
+# Fleet deployments through AWS IoT Jobs (docs/fleet.md). A bundle unpacks to at most 1 GiB (code and model);
+# the download of one is bounded by the same number. A job document holds at most 32 KB (IoT Jobs' limit);
+# statusDetails keys are 1-128 [a-zA-Z0-9:_-], values 1-1024 characters (the Jobs data API's limits).
+BUNDLE_MAX_BYTES = 1024 * 1024 * 1024
+JOB_DOCUMENT_MAX_BYTES = 32 * 1024
+JOB_STATUS_DETAIL_MAX_CHARS = 1024
+# After a swap, the new version's pinned Lambdas must stay up this long (no failed start, no restart) for the
+# deployment to count as a success; a Lambda that fails to start is marked failed within about 2 s (above).
+DEFAULT_SWAP_SETTLE_S = 4.0
+# Seconds the old version's work queue may take to drain before its Lambdas are stopped for a swap (what is
+# left then is handed to the new version's functions of the same ARN).
+DEFAULT_SWAP_DRAIN_S = 2.0
+# Inbound cloud messages held while the Lambdas are swapped, delivered to whichever version then runs.
+DEFAULT_SWAP_HELD_MESSAGES = 10_000
+# How long a presigned bundle URL stays valid (IoT Jobs' presignedUrlConfig.expiresInSec: 60-3600).
+DEFAULT_PRESIGNED_URL_EXPIRY_S = 3600

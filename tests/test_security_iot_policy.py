@@ -108,16 +108,20 @@ def test_messaging_is_confined_to_the_things_topics_and_shadow(action, kind):
     for pattern in patterns:
         name = pattern.removeprefix(f"{ARN_PREFIX}{kind}/")
         assert name != pattern, f"{pattern} is not a {kind} ARN of this account and region"
-        assert name.startswith((f"rain/{THING}/", f"$aws/things/{THING}/shadow/", f"$aws/things/{THING}-")), name
+        assert name.startswith((f"rain/{THING}/", f"$aws/things/{THING}/shadow/", f"$aws/things/{THING}/jobs/",
+                                f"$aws/things/{THING}-")), name
     own = _group_cloud_topics() | {f"$aws/things/{THING}/shadow/{operation}/{outcome}"
                                    for operation in ("get", "update", "delete")
-                                   for outcome in ("accepted", "rejected")}
+                                   for outcome in ("accepted", "rejected")} | {
+        f"$aws/things/{THING}/jobs/notify-next", f"$aws/things/{THING}/jobs/$next/get/accepted",
+        f"$aws/things/{THING}/jobs/job-1/update", f"$aws/things/{THING}/jobs/job-1/update/rejected"}
     assert {f"rain/{THING}/inference/output", f"rain/{THING}/command/input"} <= own
     for topic in own:
         assert _allows(patterns, f"{ARN_PREFIX}{kind}/{topic}"), topic
     for other in FOREIGN_THINGS:
         for topic in (f"rain/{other}/command/input", f"$aws/things/{other}/shadow/update", "rain/#",
-                      f"$aws/things/{other}/shadow/update/delta", "$aws/events/presence/connected/x"):
+                      f"$aws/things/{other}/shadow/update/delta", "$aws/events/presence/connected/x",
+                      f"$aws/things/{other}/jobs/notify-next"):
             assert not _allows(patterns, f"{ARN_PREFIX}{kind}/{topic}"), (action, topic)
 
 

@@ -35,6 +35,7 @@ def cmd_cloud_start(args: argparse.Namespace) -> int:
     with StopSignal() as stop:  # from here a stop signal stops the stand-in cleanly, even while it starts
         cloud = start_standin(args.state_dir, args.port, args.thing, thing_policy=policy)
         discovery = None
+        jobs = local_aws = None
         try:
             if args.discovery_port is not None:
                 discovery = _start_discovery(cloud, args.discovery_port, args.core_root)
@@ -45,12 +46,36 @@ def cmd_cloud_start(args: argparse.Namespace) -> int:
                 print(f"local AWS (moto) on {cloud.local_aws.endpoint}; credentials provider "
                       f"https://{cloud.credentials.endpoint} (role alias {cloud.credentials.role_alias})",
                       flush=True)
+            if args.jobs:
+                jobs, local_aws = _start_jobs(cloud)
             stop.wait()
         finally:
+            if jobs is not None:
+                jobs.stop()
+            if local_aws is not None:
+                local_aws.stop()
             if discovery is not None:
                 discovery.stop()
             cloud.stop()
     return 0
+
+
+def _start_jobs(cloud):
+    """IoT Jobs beside the stand-in, over its local AWS (moto) for the bundles and thing groups.
+
+    Returns (jobs, a local AWS started here for a stand-in that runs none, else None)."""
+    from simcore.cloud.jobs_standin import start_jobs
+    from simcore.cloud.local_aws import LocalAws
+
+    own = None
+    if cloud.local_aws is None:
+        own = LocalAws()
+        own.start()
+    endpoint = (cloud.local_aws or own).endpoint
+    jobs = start_jobs(cloud, endpoint)
+    print(f"IoT Jobs: control plane {jobs.settings['iot_endpoint']}, local AWS {endpoint}, "
+          f"settings in {jobs.path}", flush=True)
+    return jobs, own
 
 
 def _start_discovery(cloud, port: int, core_root: Path):
@@ -141,6 +166,8 @@ def add_cloud_commands(commands: argparse._SubParsersAction, _sub: Callable) -> 
     start.add_argument("--enforce-policy", type=Path, metavar="TEMPLATE",
                        help="enforce the thing's IoT policy (the group template's CorePolicy) on the broker, as "
                             "AWS IoT would (docs/credentials.md)")
+    start.add_argument("--jobs", action="store_true", help="also serve AWS IoT Jobs (and a local AWS for the "
+                       "bundles): `simcore group deploy --standin STATE_DIR` (docs/fleet.md)")
     start.set_defaults(handler=cmd_cloud_start)
 
     issue = verbs.add_parser("issue-cert", help="a device certificate and key from the stand-in's CA",

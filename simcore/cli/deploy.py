@@ -30,6 +30,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         region=args.region,
         account_id=args.account_id,
         stack_name=args.stack_name,
+        group_version_id=args.group_version_id,
     )
     print(f"deployment {deployment.number} ({deployment.id}) is current under {deployment.root}")
     for function in deployment.group.functions:

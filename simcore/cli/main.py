@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--secrets-endpoint-url", help="Secrets Manager endpoint for the group's secret resources")
     deploy.add_argument("--runtime", action="append", default=[], metavar="python3.8=PATH",
                         help="the interpreter a Lambda Runtime will run on (checked now; pass the same to `run`)")
+    deploy.add_argument("--group-version-id", help=argparse.SUPPRESS)  # a bundle's, when a fleet job deploys it
     deploy.add_argument("--secrets-file", type=Path, help="secret values from a local JSON file instead of AWS "
                         "(see docs/secrets.md; also SIMCORE_SECRETS_FILE)")
 
@@ -74,12 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     from simcore.cli.demo import add_demo_command
     from simcore.cli.devices import add_devices_command
     from simcore.cli.export import add_export_command
+    from simcore.cli.fleet import add_fleet_commands
+    from simcore.cli.group import add_group_commands
     from simcore.cli.users import add_users_command
 
     add_cloud_commands(commands, sub)
     add_demo_command(commands, sub)
     add_devices_command(commands, sub)
     add_export_command(commands)
+    add_group_commands(commands, sub)
+    add_fleet_commands(commands, sub)
     add_users_command(commands, sub)
     return parser
 

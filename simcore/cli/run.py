@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import threading
 from pathlib import Path
 
 from simcore.cli.common import key_values
 from simcore.defaults import DEFAULT_DISCOVERY_PORT, DEFAULT_MQTT_PORT, DEFAULT_SPOOL_STORAGE
+from simcore.errors import EXIT_BAD_INPUT
 from simcore.service.signals import StopSignal
 
 
@@ -30,16 +32,23 @@ def run_options(args: argparse.Namespace):
         cloud_config=args.config,
         certs_dir=args.certs_dir,
         spool_storage=args.spool,
+        jobs=getattr(args, "jobs", False),
     )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the current deployment until Ctrl-C, SIGTERM or `simcore stop`."""
     from simcore.deploy.record import load_deployment
+    from simcore.service.fleet_job import recover_interrupted_swap
     from simcore.service.running import RunningCore
 
+    if getattr(args, "jobs", False) and args.config is None:
+        print("simcore: --jobs takes deployments over the cloud link: give --config (the core's config.json)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with StopSignal() as stop:  # from here a stop signal stops the core cleanly, even while it starts
+        recover_interrupted_swap(args.root)  # a crash in the middle of a swap: back on the version that ran
         deployment = load_deployment(args.root)
         running = RunningCore(deployment, run_options(args))
         running.start()
@@ -69,6 +78,8 @@ def add_run_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument("--config", type=Path, help="a v1 config.json: link to that IoT endpoint (its "
                          "runtime.maxWorkItemCount and system.shadowSyncTimeout apply too)")
     command.add_argument("--certs-dir", type=Path, help="where config.json's cert paths lie (default: beside it)")
+    command.add_argument("--jobs", action="store_true", help="take deployments from AWS IoT Jobs on the cloud "
+                         "link (docs/fleet.md; needs --config)")
     command.add_argument("--spool", choices=["Memory", "FileSystem"], default=DEFAULT_SPOOL_STORAGE,
                          help="the cloud spooler's storage (default %(default)s; FileSystem survives restarts, "
                          "Memory does not)")

@@ -65,7 +65,6 @@ from simcore.group import (
     Resource,
 )
 from simcore.private import private_dir
-from simcore.template.loader import resolve_template
 
 _CODE_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 # A function's code may expand to what AWS Lambda takes: 250 MB unzipped, counted as it is copied.
@@ -129,6 +128,7 @@ def deploy(
     code_limits: ExtractionLimits = CODE_LIMITS,
     keep: int = 3,
     runtime_check: Callable[[Group], Sequence[str]] | None = None,
+    group_version_id: str | None = None,
     **template_kw: Any,
 ) -> Deployment:
     """Build a new deployment of the group in `template_path` under `root` and make it current.
@@ -138,7 +138,8 @@ def deploy(
     `SIMCORE_SECRETS_FILE` (see `simcore.deploy.secrets`). Functions' code is held to `code_limits` (AWS
     Lambda's 250 MB unzipped), ML resources to `limits`. `runtime_check` (the CLI passes
     `simcore.core.interpreters.check_runtimes`) refuses a Runtime no interpreter here serves; its warnings
-    join the deployment's.
+    join the deployment's. `group_version_id` (a bundle's, `simcore.deploy.bundle`) is recorded as
+    `GroupVersionId` in deployment.json.
     Raises `TemplateError` for a bad template, `DeployError` when code or resources cannot be placed;
     either way `deployments/status.json` records the failure and `current` is unchanged.
     """
@@ -171,6 +172,7 @@ def deploy(
                 secrets_file=secrets_file,
                 code_limits=code_limits,
                 runtime_check=runtime_check,
+                group_version_id=group_version_id,
             )
             final = _make_current(root, staging, number)
         except SimcoreError as error:
@@ -215,8 +217,12 @@ def _build(
     secrets_file: str | Path | None = None,
     code_limits: ExtractionLimits = CODE_LIMITS,
     runtime_check: Callable[[Group], Sequence[str]] | None = None,
+    group_version_id: str | None = None,
 ) -> tuple[str, ...]:
     """Fill `staging` with the whole deployment; returns its warnings."""
+    # Here, not at the top: `rollback` (which a running core's failed swap calls) needs no template machinery.
+    from simcore.template.loader import resolve_template
+
     loaded = resolve_template(template_path, parameters, **template_kw)
     group = loaded.group
     runtime_warnings = list(runtime_check(group)) if runtime_check else []
@@ -248,6 +254,7 @@ def _build(
             "Warnings": warnings,
             "FunctionDirs": {arn: str(path) for arn, path in function_dirs.items()},
             "ResourceDirs": {resource_id: str(path) for resource_id, path in resource_dirs.items()},
+            **({"GroupVersionId": group_version_id} if group_version_id else {}),
         },
     )
     _write_config(staging / "config", group, loaded.parameters, root / "certs")

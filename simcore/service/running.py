@@ -9,11 +9,13 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from simcore.cloud.jobs_agent import JobsAgent
 from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import link_settings
 from simcore.cloud.spooler import make_spooler
@@ -25,13 +27,22 @@ from simcore.core.credential_sources import IotCredentialsProvider, choose_sourc
 from simcore.core.logs import LogLayout, LogWriter
 from simcore.core.secrets import secret_store_from_records
 from simcore.core_config import CoreConfig, Runtime, System, default_certs_dir, read_core_config
-from simcore.defaults import DEFAULT_MQTT_PORT, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_SPOOL_STORAGE
+from simcore.defaults import (
+    DEFAULT_MQTT_PORT,
+    DEFAULT_SPOOL_MAX_BYTES,
+    DEFAULT_SPOOL_STORAGE,
+    DEFAULT_SWAP_DRAIN_S,
+    DEFAULT_SWAP_HELD_MESSAGES,
+    DEFAULT_SWAP_SETTLE_S,
+)
 from simcore.deploy.record import Deployment
 from simcore.deploy.secrets import read_stored_secrets
-from simcore.errors import RuntimeConfigError
+from simcore.errors import RuntimeConfigError, SimcoreError
 from simcore.group import CLOUD
 from simcore.private import private_dir
 from simcore.service.control import ControlServer
+from simcore.service.fleet_job import DeploymentJobs
+from simcore.service.health import wait_pinned_healthy
 
 if TYPE_CHECKING:
     from simcore.devices.server import DeviceServer
@@ -68,6 +79,11 @@ class RunOptions:
     connectivity: list[tuple[str, int]] = field(default_factory=list)
     discovery_port: int | None = None
     device_ca: Path | None = None
+    # The IoT Jobs agent (docs/fleet.md): deployments from jobs, on the cloud link's connection.
+    jobs: bool = False
+    swap_settle_s: float = DEFAULT_SWAP_SETTLE_S
+    jobs_poll_s: float = 30.0
+    link_overrides: Mapping[str, Any] = field(default_factory=dict)  # LinkSettings fields (tests: fast backoff)
 
     def resolved(self, config: CoreConfig | None) -> RunOptions:
         """These options with every None limit filled from `config` (the one `cloud_config` names) or the defaults."""
@@ -119,9 +135,11 @@ class RunningCore:
         self.core_config = read_core_config(options.cloud_config) if options.cloud_config is not None else None
         effective_config = self.core_config or _deployment_config(deployment)
         options = options.resolved(effective_config)
-        credential_source, credentials_warning = credential_source_for(effective_config, options.certs_dir)
+        # Kept for every version a swap builds: the Lambdas' credentials come from the same place.
+        self._credential_source, self._credentials_warning = credential_source_for(effective_config,
+                                                                                   options.certs_dir)
         # The stand-in's local AWS, only when linked to the stand-in (its config.json names it; AWS's never does).
-        local_aws = self.core_config.core_thing.local_aws_endpoint if self.core_config is not None else None
+        self._local_aws = self.core_config.core_thing.local_aws_endpoint if self.core_config is not None else None
         self.options = options
         root = deployment.root
         private_dir(root / "var")  # the shadows, spool, logs: the core's alone
@@ -129,36 +147,12 @@ class RunningCore:
         self.shadow_service = default_shadow_service(root)
         self.shadow_engine = self.shadow_service.engine
         self._connector_logs: list[LogWriter] = []
-        # Linked to a cloud whose credentials provider config.json names: the connectors' files go up to AWS (or
-        # the stand-in's local AWS) with the credentials the Lambdas get (docs/credentials.md, docs/connectors.md).
-        upload = None
-        if self.core_config is not None and isinstance(credential_source, IotCredentialsProvider):
-            upload = AwsAccess(self._lambda_credentials, local_aws)
-        self.connectors = build_registry(
-            deployment.group, root, publish=self._connector_publish, cloud_available=options.cloud_config is not None,
-            resource_dirs=deployment.resource_dirs, open_log=self._open_connector_log, aws=upload,
-        )
-        self.core = Core(
-            deployment.group,
-            runtime_root=root,
-            code_dirs=deployment.function_dirs,
-            resource_dirs=deployment.resource_dirs,
-            shadow_service=self.shadow_service,
-            connectors=self.connectors,
-            secret_store=secret_store_from_records(
-                deployment.group, read_stored_secrets(deployment.group, deployment.directory)
-            ),
-            isolation=options.isolation,
-            allow_functions_to_run_as_root=bool(options.allow_functions_to_run_as_root),
-            interpreters=options.interpreters,
-            ipc_port=options.ipc_port,
-            max_work_items=options.max_work_items,
-            credential_source=credential_source,
-            credentials_warning=credentials_warning,
-            aws_endpoint_url=local_aws,
-        )
+        self.core, self.connectors = self._build_core(deployment)
+        self._swap_lock = threading.Lock()
+        self._held: list[tuple[str, bytes]] | None = None  # inbound cloud messages held during a swap
         self.link: CloudLink | None = None
         self.sync: ShadowSync | None = None
+        self.jobs_agent: JobsAgent | None = None
         if options.cloud_config is not None:
             self._build_cloud_link(options)
         self.devices: DeviceServer | None = None
@@ -177,24 +171,61 @@ class RunningCore:
         )
         self.stopped = threading.Event()
 
+    def _build_core(self, deployment: Deployment) -> tuple[Core, Any]:
+        """The Core and connectors of `deployment`, over this service's shadows (nothing runs yet)."""
+        options = self.options
+        # Linked to a cloud whose credentials provider config.json names: the connectors' files go up to AWS (or
+        # the stand-in's local AWS) with the credentials the Lambdas get (docs/credentials.md, docs/connectors.md).
+        upload = None
+        if self.core_config is not None and isinstance(self._credential_source, IotCredentialsProvider):
+            upload = AwsAccess(self._lambda_credentials, self._local_aws)
+        connectors = build_registry(
+            deployment.group, deployment.root, publish=self._connector_publish,
+            cloud_available=options.cloud_config is not None, resource_dirs=deployment.resource_dirs,
+            open_log=self._open_connector_log, aws=upload,
+        )
+        core = Core(
+            deployment.group,
+            runtime_root=deployment.root,
+            code_dirs=deployment.function_dirs,
+            resource_dirs=deployment.resource_dirs,
+            shadow_service=self.shadow_service,
+            connectors=connectors,
+            secret_store=secret_store_from_records(
+                deployment.group, read_stored_secrets(deployment.group, deployment.directory)
+            ),
+            isolation=options.isolation,
+            allow_functions_to_run_as_root=bool(options.allow_functions_to_run_as_root),
+            interpreters=options.interpreters,
+            ipc_port=options.ipc_port,
+            max_work_items=options.max_work_items,
+            credential_source=self._credential_source,
+            credentials_warning=self._credentials_warning,
+            aws_endpoint_url=self._local_aws,
+        )
+        return core, connectors
+
     def _build_cloud_link(self, options: RunOptions) -> None:
         spool_path = self.deployment.root / "var" / "spool.sqlite"
         spooler = make_spooler(options.spool_storage, spool_path, options.spool_max_bytes)
-        self.link = CloudLink(link_settings(self.core_config, options.certs_dir), spooler)
-        for subscription in self.deployment.group.subscriptions:
-            if subscription.source == CLOUD:
-                self.link.subscribe(subscription.subject, self._from_cloud)
+        self.link = CloudLink(link_settings(self.core_config, options.certs_dir, **options.link_overrides), spooler)
+        self._subscribe_cloud(self.deployment)
         things = synced_things(self.deployment.group)
         if things:
             self.sync = ShadowSync(
                 self.link,
                 self.shadow_engine,
                 things,
-                local_request=self.core.shadow_request,
+                # Through `self.core` at each call: a swap replaces the core.
+                local_request=lambda topic, payload: self.core.shadow_request(topic, payload),
                 timeout_s=options.shadow_sync_timeout_s,
             )
             self.shadow_service.listeners.append(self.sync.on_local_change)
         self.core.set_cloud(self.link)
+        if options.jobs:
+            self.jobs_agent = JobsAgent(self.link, self.core_config.core_thing.name,
+                                        DeploymentJobs(self, settle_s=options.swap_settle_s),
+                                        poll_s=options.jobs_poll_s)
 
     def _build_device_server(self, options: RunOptions) -> DeviceServer:
         # Imported only for a group with devices: a core without them loads no broker and no cryptography.
@@ -240,6 +271,17 @@ class RunningCore:
         self.core.publish(topic, payload, source=source)
 
     def _from_cloud(self, topic: str, payload: bytes) -> None:
+        with self._swap_lock:
+            if self._held is not None:  # a swap is on: the version that runs after it gets the message
+                if len(self._held) < DEFAULT_SWAP_HELD_MESSAGES:
+                    self._held.append((topic, payload))
+                else:
+                    log.warning("inbound cloud message on %s dropped: %d held during the swap",
+                                topic, DEFAULT_SWAP_HELD_MESSAGES)
+                return
+        self._route_from_cloud(topic, payload)
+
+    def _route_from_cloud(self, topic: str, payload: bytes) -> None:
         try:
             self.core.publish(topic, payload, source=CLOUD)
         except Exception as error:  # one bad inbound message must not stop the link's thread
@@ -258,11 +300,15 @@ class RunningCore:
             self.link.start()
         if self.sync is not None:
             self.sync.start()
+        if self.jobs_agent is not None:
+            self.jobs_agent.start()
         self.control.start()
 
     def stop(self) -> None:
         """Stop everything; shadows and the file spool stay on disk."""
         self.control.stop()
+        if self.jobs_agent is not None:
+            self.jobs_agent.stop()
         if self.sync is not None:
             self.sync.stop()
         if self.devices is not None:
@@ -277,6 +323,83 @@ class RunningCore:
             self.link.spooler.close()
         self.stopped.set()
 
+    def swap(self, deployment: Deployment, *, settle_s: float = DEFAULT_SWAP_SETTLE_S,
+             drain_s: float = DEFAULT_SWAP_DRAIN_S, cancelled: threading.Event | None = None) -> str | None:
+        """Replace the running Lambdas by `deployment`'s (already current on disk); None when it runs healthy.
+
+        Shadows, the cloud link, its spool and shadow sync stay up throughout. Inbound cloud messages are held
+        meanwhile and go to whichever version runs afterwards. The old version's queued work gets up to
+        `drain_s` to be handled before its Lambdas stop; what is left (with the items its workers held) is
+        handed to the next version's functions of the same ARN. The new version must keep its pinned Lambdas up for
+        `settle_s` (see `pinned_failure`); if it does not, it is stopped, the old deployment is made current
+        again on disk (`rollback`) and started again, and the reason is returned.
+        """
+        previous = self.deployment
+        with self._swap_lock:
+            self._held = []
+        try:
+            carried = self._stop_core(drain_s)
+            try:
+                self.core, self.connectors = self._build_core(deployment)
+                self._start_core(deployment, carried)
+                reason = wait_pinned_healthy(self.core, settle_s, cancelled)
+            except SimcoreError as error:
+                reason = error.describe()
+            if reason is None:
+                self.deployment = deployment
+                return None
+            log.warning("deployment %s failed after the swap: %s; rolling back to %s",
+                        deployment.number, reason, previous.number)
+            carried = self._stop_core(0.0) or carried
+            from simcore.deploy.deployment import rollback  # only now: a running core never loads the template code
+
+            rollback(previous.root)
+            self.core, self.connectors = self._build_core(previous)
+            self._start_core(previous, carried)
+            return reason
+        finally:
+            with self._swap_lock:
+                held, self._held = self._held or [], None
+            for topic, payload in held:
+                self._route_from_cloud(topic, payload)
+
+    def _start_core(self, deployment: Deployment, carried: dict[str, list[Any]]) -> None:
+        """Start the (new) core with the work the one before it had accepted and not done, for the functions
+        both versions have, in its order."""
+        arns = {function.arn for function in deployment.group.functions}
+        for arn, items in carried.items():
+            if arn not in arns:
+                log.warning("%d work items for %s dropped: the new version has no such function", len(items), arn)
+                continue
+            for item in reversed(items):
+                self.core.work_queue.put_back(item)
+        self._subscribe_cloud(deployment)
+        if self.devices is not None:  # the same device server (sessions kept), now routing into this core
+            self.core.set_devices(self.devices)
+        self.core.start()
+        self.core.set_cloud(self.link)
+
+    def _stop_core(self, drain_s: float) -> dict[str, list[Any]]:
+        """Let the queued work drain (up to `drain_s`), stop the Lambdas and the connectors; the work items
+        still queued (a stopped worker puts back the item it held), by function ARN."""
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline and self.core.work_queue.queued_bytes > 0:
+            time.sleep(0.05)
+        self.core.set_cloud(None)
+        self.core.stop()
+        self.connectors.stop()
+        for writer in self._connector_logs:
+            writer.close()
+        self._connector_logs.clear()
+        queue = self.core.work_queue
+        return {function.arn: items for function in self.core.group.functions if (items := queue.drain(function.arn))}
+
+    def _subscribe_cloud(self, deployment: Deployment) -> None:
+        if self.link is not None:
+            for subscription in deployment.group.subscriptions:
+                if subscription.source == CLOUD:
+                    self.link.subscribe(subscription.subject, self._from_cloud)
+
     def status(self) -> dict[str, Any]:
         """The core's status, with the cloud link and sync when present."""
         status = self.core.status()
@@ -289,6 +412,8 @@ class RunningCore:
             status["shadow_sync"] = self.sync.stats.__dict__
         if self.devices is not None:
             status["devices"] = self.devices.status()
+        if self.jobs_agent is not None:
+            status["jobs"] = self.jobs_agent.status()
         return status
 
     def _publish_command(self, arguments: dict[str, Any]) -> dict[str, Any]:
