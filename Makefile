@@ -90,8 +90,10 @@ demo: $(VENV)/.runtime venv38
 	$(MAKE) --no-print-directory users
 	$(PY) -m simcore demo $(DEMO_ARGS)
 
+# `make model MODEL_ARGS="--from-s3 s3://<bucket>/readings/ [--s3-endpoint-url <url>]"` adds the readings a core
+# exported through its stream manager to training (resources/rain_model/exported.py).
 model: venv
-	$(PY) resources/rain_model/train.py --out resources/rain_model/dist
+	$(PY) resources/rain_model/train.py --out resources/rain_model/dist $(MODEL_ARGS)
 
 # Retrain the Image Classification connector's digits model (MXNet on the connector runtime; reproducible).
 digits-model: venv-mxnet

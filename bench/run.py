@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("inference", "ipc", "cloud_path", "footprint", "start_time", "ml_inference", "devices", "fleet")
+BENCHMARKS = ("inference", "ipc", "cloud_path", "footprint", "start_time", "ml_inference", "devices", "fleet",
+              "streams")
 
 
 def machine_line() -> str:

@@ -81,6 +81,20 @@ DEFAULT_MAX_FAILED_STARTS = 5
 # runtime here. Group 1 is the minor version.
 SUPPORTED_RUNTIME_PATTERN = r"python3\.(\d+)"
 
+# The stream manager (`GGStreamManager`, docs/stream-manager.md). v1's defaults: port 8088, client
+# authentication on, 5 exporter threads, S3 parts of 5 MiB (also S3's minimum), no bandwidth limit.
+STREAM_MANAGER_PORT = 8088
+STREAM_MANAGER_THREAD_POOL_SIZE = 5
+STREAM_MANAGER_MIN_PART_SIZE_BYTES = 5_242_880
+# simcore's own bounds (v1 documents none): connections, one request's bytes (a message is at most 16 MiB),
+# requests served at once per connection, streams, the bytes all Memory streams may hold together, and how
+# long a new connection may take to complete its handshake.
+STREAM_MANAGER_MAX_CONNECTIONS = 128
+STREAM_MANAGER_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+STREAM_MANAGER_MAX_IN_FLIGHT = 64
+STREAM_MANAGER_MAX_STREAMS = 1024
+STREAM_MANAGER_MEMORY_BUDGET_BYTES = 256 * 1024 * 1024
+STREAM_MANAGER_HANDSHAKE_TIMEOUT_S = 10.0
 # The ML inference connectors' runtime (Python 3.8 with mxnet, as the v1 connectors bundled MXNet): a venv
 # of its own (`make venv-mxnet`), or the interpreter this variable names. A model server gets this long to
 # load its model before a request waiting for it is answered with a timeout.

@@ -78,6 +78,21 @@ class Function:
 
 
 @dataclass(frozen=True)
+class SystemFunction:
+    """A `FunctionDefinition.Functions` entry naming one of the core's own functions (e.g. `GGStreamManager`).
+
+    `name` is its short name; `environment` its `Environment.Variables`, which configure it.
+    """
+
+    id: str
+    arn: str
+    name: str
+    environment: dict[str, str] = field(default_factory=dict)
+    pinned: bool = True
+    memory_kb: int | None = None
+
+
+@dataclass(frozen=True)
 class Resource:
     """One entry of `ResourceDefinition.Resources`.
 
@@ -157,6 +172,8 @@ class Group:
     # The Greengrass system functions the FunctionDefinition lists (`GGIPDetector`...), by name: the core
     # provides them itself (simcore.template.builder's SYSTEM_FUNCTIONS says which it accepts).
     system_functions: tuple[str, ...] = ()
+    # The same entries with their configuration (GGStreamManager is configured by its Environment.Variables).
+    system_function_settings: tuple[SystemFunction, ...] = ()
 
     @property
     def core(self) -> Core:
@@ -171,6 +188,10 @@ class Group:
             if candidate.arn == arn:
                 return candidate
         raise KeyError(arn)
+
+    def system_function(self, name: str) -> SystemFunction | None:
+        """The system function called `name` (`GGStreamManager`) when the group lists it."""
+        return next((candidate for candidate in self.system_function_settings if candidate.name == name), None)
 
     def resource(self, resource_id: str) -> Resource:
         """The resource with `Id` `resource_id`; KeyError if none."""

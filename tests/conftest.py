@@ -20,6 +20,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 LAMBDA_CODE_ROOTS = (REPO_ROOT / "lambdas" / "sensor_to_shadow", REPO_ROOT / "lambdas" / "rain_inference")
 MODEL_ARCHIVE = REPO_ROOT / "resources" / "rain_model" / "dist" / "rain-model.tar.gz"
 
+# Every core a test starts (in this process or a child) puts its stream manager on a free port, never v1's 8088:
+# other test sessions run beside this one. Set at import so that children started by any fixture inherit it.
+os.environ.setdefault("SIMCORE_STREAM_MANAGER_PORT", "0")
+
 # At import, not in a fixture: test modules import the Lambdas' packages at collection time.
 for _code_root in LAMBDA_CODE_ROOTS:
     if str(_code_root) not in sys.path:

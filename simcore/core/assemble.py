@@ -8,13 +8,17 @@ CLI's `simcore publish`, the cloud link's inbound path); `set_cloud()` attaches 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+import pwd
 import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from simcore.core.identity import DEFAULT_USER
 from simcore.core.ipc.dispatch import ConnectorFunctions, IPCDispatcher
 from simcore.core.ipc.http import IPCServer
 from simcore.core.ipc.tokens import TokenRegistry
@@ -28,6 +32,10 @@ from simcore.core.workers import WorkerManager, WorkerSettings
 from simcore.group import CLOUD, Group
 from simcore.private import private_dir
 from simcore.shadow.service import ShadowHandler, ShadowOutcome, ShadowService, handle_and_publish, open_shadow_service
+
+if TYPE_CHECKING:
+    from simcore.streams.manager import StreamManager
+    from simcore.streams.s3_tasks import Reader
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,41 @@ class _SerialShadow:
 def default_shadow_service(runtime_root: Path) -> ShadowService:
     """The core's shadow service: a SQLite engine in `<runtime_root>/var/shadows.sqlite`."""
     return open_shadow_service(Path(runtime_root) / "var" / "shadows.sqlite")
+
+
+def _stream_manager(group: Group, runtime_root: Path, tokens: TokenRegistry,
+                    aws_endpoint_url: str | None) -> StreamManager | None:
+    """GGStreamManager when the group lists it, configured by its environment; clients authenticate with the
+    workers' IPC tokens; exports go to `aws_endpoint_url` when the core links to the stand-in (else botocore's
+    own endpoint settings). As root, an S3 upload's file must be one the Lambdas' user could read."""
+    function = group.system_function("GGStreamManager")
+    if function is None:
+        return None
+    # Deferred: a core whose group runs no stream manager never loads it (nor cbor2).
+    from simcore.streams.manager import StreamManager
+    from simcore.streams.settings import PORT_OVERRIDE_VARIABLE, read_settings
+
+    settings = read_settings(function.environment, runtime_root, os.environ.get(PORT_OVERRIDE_VARIABLE))
+    if aws_endpoint_url:
+        settings = dataclasses.replace(settings, endpoint_url=aws_endpoint_url)
+
+    def authenticate(token: str | None) -> str | None:
+        caller = tokens.lookup(token)
+        return None if caller is None else caller.function_arn
+
+    return StreamManager(settings, authenticate, reader=_lambda_reader())
+
+
+def _lambda_reader() -> Reader | None:
+    from simcore.streams.s3_tasks import Reader
+
+    if os.geteuid() != 0:
+        return None
+    try:
+        user = pwd.getpwnam(DEFAULT_USER)
+    except KeyError:
+        return Reader(uid=65534, gids=(65534,))  # nobody: only world-readable files
+    return Reader(uid=user.pw_uid, gids=tuple(os.getgrouplist(user.pw_name, user.pw_gid)))
 
 
 class Core:
@@ -109,6 +152,7 @@ class Core:
             device_arns=[device.thing_arn for device in group.devices],
         )
         self.tokens = TokenRegistry()
+        self.stream_manager = _stream_manager(group, self.runtime_root, self.tokens, aws_endpoint_url)
         self.log_sinks = LogSinks(self.runtime_root, group)
         planner = launch_planner or isolation_planner(
             group, resource_dirs or {}, isolation, self.runtime_root / "var" / "isolation",
@@ -126,6 +170,7 @@ class Core:
             interpreters=interpreters,
             code_dirs=code_dirs,
             settings=worker_settings,
+            service_variables=self._service_variables,
             aws_endpoint_url=aws_endpoint_url,
         )
         self.token_exchange = TokenExchange(credential_source or NoCredentialSource())
@@ -166,6 +211,11 @@ class Core:
             return
         # A function that cannot run as configured is an error now, not a restart loop later.
         self.workers.check_launch()
+        if self.stream_manager is not None:
+            # Before the workers (a pinned Lambda's StreamManagerClient() connects at import), and before the
+            # IPC server, so that a port it cannot take leaves nothing running.
+            port = self.stream_manager.start()
+            self._system_line("INFO", f"Stream manager listening on 127.0.0.1:{port}")
         self.server = IPCServer(self.dispatcher, self._ipc_port, credentials=self.token_exchange)
         self.server.start()
         self._system_line("INFO", f"IPC server listening on 127.0.0.1:{self.server.port}")
@@ -183,6 +233,8 @@ class Core:
             return
         self.workers.stop()
         self.work_queue.close()
+        if self.stream_manager is not None:
+            self.stream_manager.stop()
         if self.server is not None:
             self.server.stop()
         self._system_line("INFO", "Core stopped")
@@ -217,9 +269,16 @@ class Core:
         """A token that lets an in-process client call IPC as `function_arn` (tests, benchmarks, tools)."""
         return self.tokens.issue(function_arn)
 
+    def _service_variables(self) -> dict[str, str]:
+        if self.stream_manager is None:
+            return {}
+        return {"STREAM_MANAGER_SERVER_PORT": str(self.stream_manager.port)}
+
     def status(self) -> dict[str, Any]:
-        """Workers, router counters and the IPC endpoint, as plain data."""
+        """Workers, router counters, the IPC endpoint and the stream manager, as plain data."""
+        extra = {} if self.stream_manager is None else {"stream_manager": self.stream_manager.status()}
         return {
+            **extra,
             "ipc_port": self.ipc_port if self.server is not None else None,
             "running": self._started,
             "router": self.router.counters(),

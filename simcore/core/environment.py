@@ -7,7 +7,8 @@ Order of precedence, lowest first (a later layer overrides an earlier one):
 2. The core's defaults from the runtime facts: `AWS_REGION`, `AWS_DEFAULT_REGION`, `AWS_IOT_THING_NAME`,
    `LOG_LEVEL` (the lowest level of the group's `Lambda` loggers, INFO without one:
    `simcore.core.logs.lambda_log_level`), `ENCODING_TYPE`, `GGC_MAX_INTERFACE_VERSION=1.5`, the system
-   function ARNs, and `AWS_ENDPOINT_URL` (botocore's own setting) when the core links to the stand-in
+   function ARNs, where the core's services listen (`STREAM_MANAGER_SERVER_PORT` when the group runs
+   GGStreamManager), and `AWS_ENDPOINT_URL` (botocore's own setting) when the core links to the stand-in
    cloud (config.json's `coreThing.localAwsEndpoint`, loopback only): never against AWS.
 3. The function's own `Environment.Variables`. They may override layer 2 (e.g. `LOG_LEVEL`) but never a
    reserved name of layer 5: a function that sets one gets a RuntimeConfigError naming it.
@@ -63,6 +64,7 @@ def function_environment(
     env_rewrites: Mapping[str, str] | None = None,
     host_environment: Mapping[str, str] | None = None,
     state_fd: int | None = None,
+    service_variables: Mapping[str, str] | None = None,
     aws_endpoint_url: str | None = None,
 ) -> dict[str, str]:
     """The complete environment of a worker of `function` (precedence in the module docstring)."""
@@ -78,6 +80,7 @@ def function_environment(
             "ENCODING_TYPE": function.encoding_type,
         }
     )
+    environment.update(service_variables or {})
     if len(group.cores) == 1:
         environment["AWS_IOT_THING_NAME"] = group.core.thing_name
     if aws_endpoint_url:

@@ -206,9 +206,13 @@ class WorkerManager:
         interpreters: Mapping[str, str] | None = None,
         code_dirs: Mapping[str, Path] | None = None,
         settings: WorkerSettings | None = None,
+        service_variables: Callable[[], Mapping[str, str]] | None = None,
         aws_endpoint_url: str | None = None,
     ):
+        """`service_variables()` gives the variables that tell a worker where the core's services listen
+        (`STREAM_MANAGER_SERVER_PORT`), asked at each start."""
         self.group = group
+        self.service_variables = service_variables or dict
         self.aws_endpoint_url = aws_endpoint_url  # the stand-in's local AWS, for the workers' botocore
         self.work_queue = work_queue
         self.tokens = tokens
@@ -349,6 +353,7 @@ class WorkerManager:
                 code_dir=code_dir,
                 env_rewrites=launch.env_rewrites,
                 state_fd=state_write,
+                service_variables=self.service_variables(),
                 aws_endpoint_url=self.aws_endpoint_url,
             )
             argv = [*launch.argv_prefix, pool.interpreter, str(LAMBDA_RUNTIME), "--handler", function.handler]

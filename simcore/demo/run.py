@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -107,6 +108,7 @@ class DemoRun:
         self._local_aws: tuple[str, Any] | None = None  # the stand-in's local AWS endpoint and the group
         self._local_aws_read_at = 0.0
         self._last_metrics_query = 0.0
+        self.readings_landed = None  # simcore.demo.readings.Landed, after the run
 
     def run(self) -> Summary:
         """Everything, start to summary; stops cleanly whatever happens."""
@@ -114,6 +116,7 @@ class DemoRun:
         from simcore.demo import sensor_device
         from simcore.demo.fresh import forget_replay_position
         from simcore.demo.observer import CloudObserver
+        from simcore.demo.readings import LocalReadings
         from simcore.demo.view_terminal import TerminalView
         from simcore.deploy.deployment import deploy
         from simcore.deploy.policy import thing_policy
@@ -124,7 +127,7 @@ class DemoRun:
         total = count_records(period)
         self.root.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        cloud = observer = running = view = device = None
+        cloud = observer = running = view = device = readings = None
         model_card = None
         outcome = "interrupted"
         state = DemoState(args.thing, total)
@@ -144,6 +147,9 @@ class DemoRun:
                     self._local_aws = (cloud.local_aws.endpoint, deployment.group)
                     prepare_local_aws(cloud.local_aws.endpoint, deployment.group)
                 model_card = load_model_card(deployment.resource_dirs.get(MODEL_RESOURCE))
+                readings = LocalReadings(deployment.group,
+                                         cloud.local_aws.endpoint if cloud.local_aws is not None else None)
+                readings.start()
                 observer = CloudObserver(cloud.client_settings(f"{args.thing}-demo-observer"), state)
                 observer.start()
                 running = RunningCore(deployment, RunOptions(
@@ -184,13 +190,20 @@ class DemoRun:
                     if outcome != "interrupted":
                         self._read_local_aws(state, running, final=True)
                     running.stop()
+                if readings is not None:
+                    with contextlib.suppress(Exception):  # what landed is a report, never a reason to fail
+                        self.readings_landed = readings.landed()
+                    readings.stop()
                 if observer is not None:
                     observer.stop()
                 if cloud is not None:
                     cloud.stop()
         summary = build_summary(state, period, outcome, time.monotonic() - started, model_card, self.lambda_metrics)
         summary.local_aws = state.local_aws
-        (self.root / "demo-summary.json").write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
+        document = summary.as_dict()
+        if self.readings_landed is not None:
+            document["readings_in_s3"] = dataclasses.asdict(self.readings_landed)
+        (self.root / "demo-summary.json").write_text(json.dumps(document, indent=2) + "\n")
         if self.web is not None:
             self.web.summary = summary.as_dict()
         return summary
@@ -278,6 +291,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = demo.run()
     with contextlib.suppress(OSError):  # a hung-up terminal; the summary is in demo-summary.json
         print_summary(summary, console)
+        if demo.readings_landed is not None:
+            landed = demo.readings_landed
+            console.print(f"readings exported by the stream manager to the local S3: {landed.records} records in "
+                          f"{landed.objects} hourly objects (s3://{landed.bucket}/readings/)")
     if demo.web is not None:
         if args.keep_web and summary.outcome != "interrupted":
             console.print(f"the final page stays on {demo.web.url}; Ctrl-C to leave")

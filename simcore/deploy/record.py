@@ -26,6 +26,7 @@ from simcore.group import (
     Resource,
     ResourceAccess,
     Subscription,
+    SystemFunction,
 )
 
 STATUS_FILE = "status.json"
@@ -90,6 +91,9 @@ def group_from_json(data: Mapping[str, Any], base: Path | None = None) -> Group:
             subscriptions=tuple(Subscription(**item) for item in data["subscriptions"]),
             loggers=tuple(Logger(**item) for item in data["loggers"]),
             connectors=tuple(Connector(**item) for item in data["connectors"]),
+            # A group.json from before the stream manager has none.
+            system_function_settings=tuple(SystemFunction(**item)
+                                           for item in data.get("system_function_settings", ())),
             default_isolation_mode=data["default_isolation_mode"],
             system_functions=tuple(data.get("system_functions", ())),  # absent in a group.json before devices
         )

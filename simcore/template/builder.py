@@ -41,6 +41,7 @@ from simcore.group import (
     Resource,
     ResourceAccess,
     Subscription,
+    SystemFunction,
 )
 from simcore.template.intrinsics import child_path
 from simcore.template.physical_ids import LAMBDA_TYPES, definition_kind, lambda_name_from_arn
@@ -57,6 +58,7 @@ SYSTEM_FUNCTIONS = {
     "GGIPDetector": "advertise the core's interface addresses as its connectivity (simcore.devices)",
     "GGConnManager": "route the devices' MQTT (simcore.devices, always on when the group has devices)",
     "GGDeviceCertificateManager": "issue and renew the MQTT server certificate (simcore.devices, always on)",
+    "GGStreamManager": "message streams and their exports, configured by its variables (simcore.streams)",
 }
 SYSTEM_FUNCTION_ARN = re.compile(r"arn:aws[a-z-]*:lambda:::function:([A-Za-z]+)(?::\d+)?")
 LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR", "FATAL")
@@ -135,6 +137,7 @@ def build_group(template: ResolvedTemplate) -> Group:
     functions, default_isolation = (
         _functions(content["Function"], template, resources) if "Function" in content else ((), "GreengrassContainer")
     )
+    system_function_settings = _system_function_settings(content["Function"]) if "Function" in content else ()
     loggers = _loggers(content["Logger"]) if "Logger" in content else ()
     subscriptions = (
         _subscriptions(content["Subscription"], functions, connectors, devices) if "Subscription" in content else ()
@@ -150,6 +153,7 @@ def build_group(template: ResolvedTemplate) -> Group:
         subscriptions=subscriptions,
         loggers=loggers,
         connectors=connectors,
+        system_function_settings=system_function_settings,
         default_isolation_mode=default_isolation,
         system_functions=_system_functions(content["Function"]) if "Function" in content else (),
     )
@@ -615,6 +619,30 @@ def _functions(
             )
         )
     return tuple(functions), default_isolation
+
+
+def _system_function_settings(version: _Version) -> tuple[SystemFunction, ...]:
+    """Each listed system function with the FunctionConfiguration that configures it (GGStreamManager's
+    Environment.Variables)."""
+    found = []
+    for entry, path in _entries(version, "Functions"):
+        name = system_function_name(entry.get("FunctionArn"))
+        if name is None:
+            continue
+        config = entry.get("FunctionConfiguration") or {}
+        config_path = child_path(path, "FunctionConfiguration")
+        environment = config.get("Environment") or {}
+        memory = config.get("MemorySize")
+        found.append(SystemFunction(
+            id=entry["Id"],
+            arn=entry["FunctionArn"],
+            name=name,
+            environment=_variables(environment.get("Variables") or {},
+                                   child_path(config_path, "Environment.Variables")),
+            pinned=_bool(config.get("Pinned", True), child_path(config_path, "Pinned")),
+            memory_kb=None if memory is None else _int(memory, child_path(config_path, "MemorySize")),
+        ))
+    return tuple(found)
 
 
 def _check_isolation(mode: Any, path: str) -> None:

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Mapping, Optional, Protocol
 
 from rain_inference import cloudwatch
 from rain_inference.commands import (
@@ -39,6 +39,13 @@ log = logging.getLogger(__name__)
 UpdateShadowCall = Callable[[str, bytes], object]  # (thingName, payload)
 
 
+class Archive(Protocol):
+    """Where each prediction is kept with its reading (rain_inference.archive.ReadingArchive)."""
+
+    def record(self, row: Dict[str, object]) -> None:
+        """Keep one record; may raise."""
+
+
 def _failure(code: str, message: str) -> Dict[str, object]:
     return {"ok": False, "error": {"code": code, "message": message}}
 
@@ -48,8 +55,11 @@ class InferenceApp:
 
     def __init__(self, settings: InferenceSettings, publish: PublishCall, update_shadow: UpdateShadowCall,
                  predictor: Optional[Predictor] = None, clock: Callable[[], float] = time.time,
-                 invoke: Optional[InvokeCall] = None) -> None:
+                 invoke: Optional[InvokeCall] = None, archive: Optional[Archive] = None) -> None:
+        """`archive` keeps each prediction with its reading (rain_inference.archive), when the group has a
+        stream manager."""
         self.settings = settings
+        self.archive = archive
         for problem in settings.problems:
             log.error("configuration: %s", problem)
         self.metrics = RunningMetrics()
@@ -69,9 +79,13 @@ class InferenceApp:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str], publish: PublishCall,
-                         update_shadow: UpdateShadowCall, invoke: Optional[InvokeCall] = None) -> "InferenceApp":
-        """Build from the Lambda's environment variables."""
-        return cls(load_settings(environ), publish, update_shadow, invoke=invoke)
+                         update_shadow: UpdateShadowCall, invoke: Optional[InvokeCall] = None,
+                         archive_factory: Optional[Callable[[InferenceSettings], Archive]] = None
+                         ) -> "InferenceApp":
+        """Build from the Lambda's environment variables; `archive_factory(settings)` when READINGS_STREAM is set."""
+        settings = load_settings(environ)
+        archive = archive_factory(settings) if settings.readings_stream and archive_factory else None
+        return cls(settings, publish, update_shadow, invoke=invoke, archive=archive)
 
     def start(self) -> None:
         """Load the model (once; failure is logged and counted) and start the metrics thread."""
@@ -161,6 +175,7 @@ class InferenceApp:
                                        found.observed_rain)
         self.publisher.publish_json(topics.output, output)
         self._write_back(found.seq, prediction.p_rain, prediction.raining)
+        self._keep(found, output)
         if self.feedback is not None and is_low_confidence(
                 prediction.p_rain, prediction.threshold, self.settings.feedback_band):
             metadata = {"thing": topics.thing, "seq": found.seq, "ts": found.ts,
@@ -168,6 +183,20 @@ class InferenceApp:
                         "observed_rain": found.observed_rain}
             self.feedback.send(found.reading, prediction.p_rain, metadata)
         return output
+
+    def _keep(self, found: NewReading, output: Dict[str, object]) -> None:
+        if self.archive is None:
+            return
+        row = dict(found.reading)
+        row.update({key: output[key] for key in ("thing", "ts", "seq", "p_rain", "raining", "threshold",
+                                                 "model_version") if key in output})
+        row["observed_rain"] = found.observed_rain
+        try:
+            self.archive.record(row)
+            self.metrics.note("archived")
+        except Exception as error:  # the stream manager down or full: the prediction still counts
+            log.error("keeping seq %s for retraining failed: %s", found.seq, error)
+            self.metrics.record_error("archive", str(error))
 
     def _write_back(self, seq: Optional[int], p_rain: float, raining: bool) -> None:
         body = {"state": {"reported": {"rain": {"p": p_rain, "raining": raining, "seq": seq}}}}

@@ -3,7 +3,8 @@
 The core imports this module once, at start (a pinned function): that import creates the SDK clients, loads
 the model from MODEL_DIR and starts the metrics thread. Every SDK call lives here: iot-data's publish and
 update_thing_shadow, and the Lambda client's invoke that hands low-confidence samples to the ML Feedback
-connector (as greengrass_machine_learning_sdk's feedback client does; see rain_inference.feedback).
+connector (as greengrass_machine_learning_sdk's feedback client does; see rain_inference.feedback), and, when
+READINGS_STREAM is set, greengrasssdk's stream manager client (rain_inference.archive).
 The handler receives shadow documents, commands and local inference requests, told apart by
 `context.client_context.custom['subject']`.
 """
@@ -34,7 +35,17 @@ def _invoke(function_arn, client_context, payload):
                                 ClientContext=client_context, Payload=payload)
 
 
-app = InferenceApp.from_environment(os.environ, _publish, _update_shadow, _invoke)
+def _archive(settings):
+    # Imported only when the group keeps readings: greengrasssdk.stream_manager loads asyncio and cbor2.
+    from greengrasssdk import stream_manager
+
+    from rain_inference.archive import ReadingArchive
+
+    return ReadingArchive(stream_manager, settings.readings_stream, settings.thing_name or "core",
+                          settings.readings_dir, settings.readings_bucket, settings.readings_prefix)
+
+
+app = InferenceApp.from_environment(os.environ, _publish, _update_shadow, _invoke, archive_factory=_archive)
 app.start()
 
 

@@ -8,7 +8,9 @@ FEEDBACK_CONNECTOR_ARN has no default: unset or malformed, no feedback samples a
 from __future__ import annotations
 
 import math
+import os
 import re
+import tempfile
 from typing import List, Mapping, NamedTuple, Optional
 
 DEFAULT_MODEL_DIR = "/ml/rain"
@@ -16,6 +18,12 @@ DEFAULT_METRICS_INTERVAL_S = 60.0
 DEFAULT_FEEDBACK_BAND = 0.1
 DEFAULT_FEEDBACK_CONFIG_ID = "rain-low-confidence"
 DEFAULT_CLOUDWATCH_NAMESPACE = "RainEdge"
+# Under the temporary folder, one folder per user and stream manager port: two cores on one host (tests) never
+# share one, and a core's folder is the same after a restart (v1's fixed 8088).
+DEFAULT_READINGS_DIR_NAME = "rain-readings"
+DEFAULT_READINGS_PREFIX = "readings"
+# A stream name as the stream manager takes it (the suffixes Uploads and Status are added to it).
+STREAM_NAME_PATTERN = re.compile(r"^[\w ,.\-_]{1,240}$")
 # The ML Feedback connector's ConfigId pattern (greengrass_machine_learning_sdk's feedback client).
 CONFIG_ID_PATTERN = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{1,62}$")
 # A Lambda function ARN as greengrasssdk's invoke parses it (greengrass_common's FunctionArnFields), whole.
@@ -35,6 +43,10 @@ class InferenceSettings(NamedTuple):
     feedback_config_id: str
     cloudwatch_namespace: str
     problems: List[str]
+    readings_stream: Optional[str] = None  # None: records are not kept (no stream manager in the group)
+    readings_bucket: Optional[str] = None  # None: kept in the local stream only, not exported to S3
+    readings_dir: str = ""
+    readings_prefix: str = DEFAULT_READINGS_PREFIX
 
 
 def _number(environ: Mapping[str, str], name: str, default: float, low: float, high: float,
@@ -51,6 +63,11 @@ def _number(environ: Mapping[str, str], name: str, default: float, low: float, h
             name, low, high, text, default))
         return default
     return value
+
+
+def _default_readings_dir(environ: Mapping[str, str]) -> str:
+    port = environ.get("STREAM_MANAGER_SERVER_PORT") or "8088"
+    return os.path.join(tempfile.gettempdir(), "{}-{}-{}".format(DEFAULT_READINGS_DIR_NAME, os.getuid(), port))
 
 
 def load_settings(environ: Mapping[str, str]) -> InferenceSettings:
@@ -81,6 +98,11 @@ def load_settings(environ: Mapping[str, str]) -> InferenceSettings:
         problems.append("CLOUDWATCH_NAMESPACE {!r} is reserved or invalid; using {}".format(
             namespace, DEFAULT_CLOUDWATCH_NAMESPACE))
         namespace = DEFAULT_CLOUDWATCH_NAMESPACE
+    stream = environ.get("READINGS_STREAM") or None
+    if stream is not None and not STREAM_NAME_PATTERN.match(stream):
+        problems.append("READINGS_STREAM must be 1 to 240 letters, digits, spaces or ,.-_, got {!r}; records are "
+                        "not kept".format(stream))
+        stream = None
     return InferenceSettings(
         thing_name=thing_name,
         model_dir=environ.get("MODEL_DIR") or DEFAULT_MODEL_DIR,
@@ -90,4 +112,8 @@ def load_settings(environ: Mapping[str, str]) -> InferenceSettings:
         feedback_config_id=config_id,
         cloudwatch_namespace=namespace,
         problems=problems,
+        readings_stream=stream,
+        readings_bucket=environ.get("READINGS_BUCKET") or None,
+        readings_dir=environ.get("READINGS_DIR") or _default_readings_dir(environ),
+        readings_prefix=environ.get("READINGS_PREFIX") or DEFAULT_READINGS_PREFIX,
     )
