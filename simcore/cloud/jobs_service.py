@@ -75,13 +75,7 @@ class JobsDataPlane:
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Connect and subscribe; RuntimeError if the broker is not reachable within `timeout_s`."""
-        for topic_filter in REQUEST_FILTERS:
-            self.link.subscribe(topic_filter, self._on_request)
-        self.link.start()
-        if not self.link.wait_connected(timeout_s):
-            error = self.link.stats().last_error
-            self.link.stop()
-            raise RuntimeError(f"the jobs service cannot reach the broker: {error or 'timed out'}")
+        self.link.serve(REQUEST_FILTERS, self._on_request, timeout_s, "jobs service")
         self._ticker.start()
 
     def stop(self) -> None:

@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +144,17 @@ class CloudLink:
         """Wait until connected or `timeout_s` passes; whether connected."""
         with self._condition:
             return self._condition.wait_for(lambda: self._connected, timeout_s)
+
+    def serve(self, topic_filters: Iterable[str], on_message: MessageHandler, timeout_s: float, service: str) -> None:
+        """Subscribe `on_message` to each filter, start, and wait up to `timeout_s` for the connection; a service
+        of the stand-in (`service` names it) that cannot reach its broker stops and raises RuntimeError."""
+        for topic_filter in topic_filters:
+            self.subscribe(topic_filter, on_message)
+        self.start()
+        if not self.wait_connected(timeout_s):
+            error = self.stats().last_error
+            self.stop()
+            raise RuntimeError(f"the {service} cannot reach the broker: {error or 'timed out'}")
 
     def wait_drained(self, timeout_s: float) -> bool:
         """Wait until every spooled message is acknowledged, or `timeout_s` passes; whether drained."""

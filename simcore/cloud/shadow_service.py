@@ -36,13 +36,7 @@ class CloudShadowService:
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Connect and subscribe; raise RuntimeError if the broker is not reachable within `timeout_s`."""
-        for topic_filter in REQUEST_FILTERS:
-            self.link.subscribe(topic_filter, self._on_request)
-        self.link.start()
-        if not self.link.wait_connected(timeout_s):
-            error = self.link.stats().last_error
-            self.link.stop()
-            raise RuntimeError(f"the cloud shadow service cannot reach the broker: {error or 'timed out'}")
+        self.link.serve(REQUEST_FILTERS, self._on_request, timeout_s, "cloud shadow service")
 
     def stop(self) -> None:
         """Disconnect."""
