@@ -32,9 +32,13 @@ def test_the_read_back_finds_the_groups_metrics_and_feedback_objects(moto_server
            "aws_secret_access_key": "t"}
     # Replayed readings carry their record's (old) time.
     when = dt.datetime(2013, 11, 1, 12, tzinfo=dt.UTC)
-    boto3.client("cloudwatch", **aws).put_metric_data(Namespace=f"RainDemo{tag}", MetricData=[
-        {"MetricName": "Predictions", "Value": value, "Unit": "Count", "Timestamp": when,
-         "Dimensions": [{"Name": "Thing", "Value": "RainEdgeCore"}]} for value in (1.0, 2.0, 4.0)])
+    cloudwatch = boto3.client("cloudwatch", **aws)
+    # The same dimensions in another order are the same metric (AWS's rule); moto lists each order apart.
+    thing, version = {"Name": "Thing", "Value": "RainEdgeCore"}, {"Name": "ModelVersion", "Value": "1"}
+    for value, dimensions in ((1.0, [thing, version]), (2.0, [version, thing]), (4.0, [thing, version])):
+        cloudwatch.put_metric_data(Namespace=f"RainDemo{tag}", MetricData=[
+            {"MetricName": "Predictions", "Value": value, "Unit": "Count", "Timestamp": when,
+             "Dimensions": dimensions}])
     s3 = boto3.client("s3", **aws)
     for number in range(2):
         s3.put_object(Bucket=f"rain-feedback-{tag}", Key=f"RainEdgeCore/{number}.json", Body=b"{}")
@@ -42,8 +46,8 @@ def test_the_read_back_finds_the_groups_metrics_and_feedback_objects(moto_server
     found = read_back(moto_server, group)
 
     assert "error" not in found, found
-    assert found["metrics"] == [{"name": "Predictions", "dimensions": {"Thing": "RainEdgeCore"}, "sum": 7.0,
-                                 "count": 3}]
+    assert found["metrics"] == [{"name": "Predictions", "dimensions": {"ModelVersion": "1", "Thing": "RainEdgeCore"},
+                                 "sum": 7.0, "count": 3}]
     assert found["feedback"] == {f"rain-feedback-{tag}": {
         "count": 2, "keys": ["RainEdgeCore/0.json", "RainEdgeCore/1.json"]}}
 

@@ -68,3 +68,23 @@ def test_a_restart_hands_over_the_files_it_left_and_creating_streams_again_is_ha
         after.record(_row(HOUR + 3600 + time.time() % 1, 1))
         wait_until(lambda: "readings/LGA/2013/12/01/08.jsonl" in _objects("rain-readings-restart"), 30,
                    message="the left-over hour uploaded after the restart")
+
+
+def test_each_finished_hour_is_handed_over_once_even_before_its_upload_is_reported(tmp_path, moto_env):
+    boto3.client("s3").create_bucket(Bucket="rain-readings-once")
+    with local_stream_manager(tmp_path / "streams") as manager:
+        archive = ReadingArchive(stream_manager, "Once", "EWR", str(tmp_path / "readings"), "rain-readings-once",
+                                 client_factory=lambda: stream_manager.StreamManagerClient(port=manager.port))
+        # Three hours in a row, with no wait for an upload: 08 is still waiting (not yet reported) when 10 comes.
+        for seq, offset in enumerate((0, 3600, 7200)):
+            archive.record(_row(HOUR + offset, seq))
+        assert archive.handed_over == 2
+        keys = {"readings/EWR/2013/12/01/08.jsonl", "readings/EWR/2013/12/01/09.jsonl"}
+        wait_until(lambda: keys <= set(_objects("rain-readings-once")), 30, message="the 08:00 and 09:00 objects")
+        with stream_manager.StreamManagerClient(port=manager.port) as client:
+            statuses = [stream_manager.Util.deserialize_json_bytes_to_obj(message.payload,
+                                                                         stream_manager.StatusMessage)
+                        for message in client.read_messages("OnceStatus",
+                                                            stream_manager.ReadMessagesOptions(max_message_count=20))]
+        assert [status.status for status in statuses].count(stream_manager.Status.Success) == 2
+        assert stream_manager.Status.Failure not in [status.status for status in statuses]

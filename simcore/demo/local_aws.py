@@ -89,7 +89,15 @@ def read_back(endpoint: str, group: Group) -> dict[str, Any]:
 def _metrics(cloudwatch: Any, namespace: str) -> list[dict[str, Any]]:
     now = dt.datetime.now(dt.UTC)
     found = []
-    for metric in cloudwatch.list_metrics(Namespace=namespace).get("Metrics", [])[:50]:
+    seen: set[tuple] = set()
+    for metric in cloudwatch.list_metrics(Namespace=namespace).get("Metrics", []):
+        # moto lists a metric once per order its dimensions came in (AWS once per name and dimension set).
+        identity = (metric["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in metric.get("Dimensions", []))))
+        if identity in seen:
+            continue
+        seen.add(identity)
+        if len(seen) > 50:
+            break
         queries = [{"Id": stat.lower(), "ReturnData": True, "MetricStat": {
             "Metric": {"Namespace": namespace, "MetricName": metric["MetricName"],
                        "Dimensions": metric.get("Dimensions", [])},

@@ -114,7 +114,10 @@ class ControlServer:
     def stop(self) -> None:
         """Stop serving and remove the control file."""
         (self.root / CONTROL_FILE).unlink(missing_ok=True)
-        self.httpd.shutdown()
+        # shutdown() waits for serve_forever to end: on a server that never started serving it would wait forever
+        # (a core whose start failed is stopped before its control endpoint started).
+        if self._thread.is_alive():
+            self.httpd.shutdown()
         self.httpd.server_close()
 
 

@@ -94,6 +94,10 @@ class S3TaskExecutor:
         except _Refused as error:
             self._status(FAILURE, ERROR_LEVEL, task, stream_name, message, str(error))
             raise Undeliverable(str(error)) from None
+        except OSError as error:  # the file went after the check (its writer removed it): a failed task, no retry
+            reason = f"inputUrl {task.get('inputUrl')}: {error.strerror or error}"
+            self._status(FAILURE, ERROR_LEVEL, task, stream_name, message, reason)
+            raise Undeliverable(f"sequence number {message.sequence_number}: {reason}") from None
         except ExportFailed as error:
             self._status(WARNING, WARN_LEVEL, task, stream_name, message, f"upload will be retried: {error}")
             raise

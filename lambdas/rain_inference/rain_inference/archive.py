@@ -44,6 +44,7 @@ class ReadingArchive:
         self._client: Any = None
         self._hour: Optional[str] = None
         self._status_next = 0
+        self._handed: set = set()  # hours handed over by this process: each once (a restart hands over again)
         self.records = 0
         self.handed_over = 0
 
@@ -107,9 +108,11 @@ class ReadingArchive:
         for name in waiting[:-MAX_KEPT_FILES] if len(waiting) > MAX_KEPT_FILES else []:
             log.warning("readings file %s was never uploaded; removed to bound the folder", name)
             os.remove(os.path.join(self.directory, name))
-        for name in waiting[-MAX_KEPT_FILES:]:
+        kept = waiting[-MAX_KEPT_FILES:]
+        self._handed &= {name[len(prefix):-len(".jsonl")] for name in kept}  # bounded by the files kept
+        for name in kept:
             hour = name[len(prefix):-len(".jsonl")]
-            if hour < current:
+            if hour < current and hour not in self._handed:
                 self._hand_over(hour)
 
     def _hand_over(self, hour: str) -> None:
@@ -117,6 +120,7 @@ class ReadingArchive:
         task = self.sm.S3ExportTaskDefinition(input_url="file://" + os.path.abspath(self._path(hour)),
                                               bucket=self.bucket, key=key)
         self._connected().append_message(self.uploads, self.sm.Util.validate_and_serialize_to_json_bytes(task))
+        self._handed.add(hour)
         self.handed_over += 1
 
     def _forget_uploaded(self) -> None:
