@@ -20,7 +20,10 @@ a part could not start) and the errors several parts share (`TemplateError`, `De
 `DemoSetupError` (simcore/demo/run.py), `InvalidMetric` (simcore/connectors/cloudwatch_metrics.py),
 `FeedbackInputError` (simcore/connectors/ml_feedback.py), `SinkError` (simcore/connectors/sinks.py),
 `MqttConnectRefused` (simcore/cloud/failures.py), `ExportError` (simcore/export/plan.py),
-`ExportValidationError` (simcore/export/validate.py), `CredentialsError` (simcore/core/tes.py).
+`ExportValidationError` (simcore/export/validate.py), `CredentialsError` (simcore/core/tes.py),
+`StreamError` (simcore/streams/errors.py), `FleetError` and `RolloutError` (simcore/cloud/fleet_publish.py),
+`JobsError` (simcore/cloud/jobs_model.py), `FleetAccessError` (simcore/cli/group.py), `FleetStateError`
+(simcore/service/fleet.py).
 """
 
 from __future__ import annotations

@@ -101,7 +101,8 @@ def test_loggers_and_connectors(sam_group):
     ]
     (connector,) = sam_group.connectors
     assert connector.name == "CloudWatchMetrics"
-    assert connector.parameters == {"PublishInterval": "10", "PublishRegion": "us-east-1"}
+    assert connector.parameters == {"PublishInterval": "10", "PublishRegion": "us-east-1", "MemorySize": "65536",
+                                    "MaxMetricsToRetain": "5000"}
 
 
 def test_local_model_path_is_made_absolute_against_the_template(sam_group):
