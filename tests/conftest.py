@@ -118,12 +118,15 @@ def aws(monkeypatch, aws_region, moto_server):
     `aws_region` the default region: boto3 in this process and in the processes it starts reach it."""
     import boto3  # deferred: see the module docstring
     from support.aws import fake_aws
+    from support.moto_process import stop_checking_iam
 
     fake_aws(monkeypatch, moto_server, aws_region)
     # boto3's default session caches the credentials it first found: each test starts and ends without one.
     boto3.DEFAULT_SESSION = None
     yield moto_server
     boto3.DEFAULT_SESSION = None
+    # A test that had moto check IAM leaves the shared server as every other test expects it: unchecked.
+    stop_checking_iam(moto_server)
 
 
 @pytest.fixture

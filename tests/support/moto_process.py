@@ -30,6 +30,11 @@ def moto_server_process() -> Iterator[str]:
 def reset(endpoint: str) -> None:
     """Forget every resource the server holds (moto's reset call) and switch IAM checks off again."""
     _post(endpoint, "/moto-api/reset", "")
+    stop_checking_iam(endpoint)
+
+
+def stop_checking_iam(endpoint: str) -> None:
+    """moto answers every request without IAM checks (its default)."""
     _post(endpoint, "/moto-api/reset-auth", "inf")
 
 
