@@ -18,12 +18,58 @@ import contextlib
 import json
 import logging
 import os
+import queue
+import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
 log = logging.getLogger(__name__)
 
 MAX_KEPT_FILES = 72  # three days of hourly files waiting for an upload, at most
+MAX_WAITING_RECORDS = 1024  # records waiting for the stream manager, at most (BackgroundArchive)
+
+
+class ArchiveFull(Exception):
+    """The records waiting for the stream manager reached their bound: this one is not kept."""
+
+
+class BackgroundArchive:
+    """Keeps records off the prediction's path: `record` queues (bounded) and one thread hands them to `inner`.
+
+    Each stream manager call is a round trip to the core; made inline, they halved how many readings a second
+    the Lambda predicts. Records still waiting when the Lambda stops are not kept (at most
+    MAX_WAITING_RECORDS); a failed hand-over is logged and counted in `failures`.
+    """
+
+    def __init__(self, inner: Any, max_waiting: int = MAX_WAITING_RECORDS) -> None:
+        self.inner = inner
+        self.max_waiting = max_waiting
+        self._waiting: "queue.Queue[Dict[str, object]]" = queue.Queue(max_waiting)
+        self.failures = 0
+        self._thread = threading.Thread(target=self._drain, name="reading-archive", daemon=True)
+        self._thread.start()
+
+    def record(self, row: Dict[str, object]) -> None:
+        """Queue one record; ArchiveFull when MAX_WAITING_RECORDS already wait."""
+        try:
+            self._waiting.put_nowait(row)
+        except queue.Full:
+            raise ArchiveFull("{} records already wait for the stream manager".format(self.max_waiting)) from None
+
+    def join(self) -> None:
+        """Wait until every queued record was handed over (or failed)."""
+        self._waiting.join()
+
+    def _drain(self) -> None:
+        while True:
+            row = self._waiting.get()
+            try:
+                self.inner.record(row)
+            except Exception as error:  # the stream manager down or full: logged, counted, never raised
+                self.failures += 1
+                log.error("keeping seq %s for retraining failed: %s", row.get("seq"), error)
+            finally:
+                self._waiting.task_done()
 
 
 class ReadingArchive:

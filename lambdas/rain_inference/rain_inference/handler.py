@@ -39,10 +39,11 @@ def _archive(settings):
     # Imported only when the group keeps readings: greengrasssdk.stream_manager loads asyncio and cbor2.
     from greengrasssdk import stream_manager
 
-    from rain_inference.archive import ReadingArchive
+    from rain_inference.archive import BackgroundArchive, ReadingArchive
 
-    return ReadingArchive(stream_manager, settings.readings_stream, settings.thing_name or "core",
-                          settings.readings_dir, settings.readings_bucket, settings.readings_prefix)
+    return BackgroundArchive(ReadingArchive(stream_manager, settings.readings_stream, settings.thing_name or "core",
+                                            settings.readings_dir, settings.readings_bucket,
+                                            settings.readings_prefix))
 
 
 app = InferenceApp.from_environment(os.environ, _publish, _update_shadow, _invoke, archive_factory=_archive)
