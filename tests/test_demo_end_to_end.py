@@ -52,7 +52,9 @@ def test_short_replay_completes_with_every_reading_predicted_and_nothing_lost(tm
 
 @pytest.mark.slow
 def test_replaying_the_test_period_agrees_with_the_model_card(tmp_path: Path) -> None:
-    args = demo_args(tmp_path / "demo", "--station", "JFK", "--speed", "200", "--stall-timeout", "120")
+    # 60 data hours a second: twice the demo's pace, with room for a loaded machine (the pipeline's own rate is
+    # a benchmark's business, not this test's).
+    args = demo_args(tmp_path / "demo", "--station", "JFK", "--speed", "60", "--stall-timeout", "120")
     summary = DemoRun(args, Console(file=io.StringIO())).run()
     assert summary.outcome == "complete"
     assert summary.messages_lost == 0
