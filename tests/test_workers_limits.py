@@ -13,6 +13,7 @@ from simcore.core.assemble import Core
 
 HOG = function_arn("hog")
 SLEEPER = function_arn("sleeper")
+GATE = function_arn("gate")
 TESTER = function_arn("tester")
 
 
@@ -112,25 +113,38 @@ def test_a_token_of_no_worker_process_cannot_take_work(core):
 
 
 def test_on_demand_workers_are_capped_and_reused(tmp_path):
+    """Six calls at once, a cap of two: two workers take a call each and hold it while four wait (the core
+    starts no third), and once released the two serve all six."""
     from concurrent.futures import ThreadPoolExecutor
 
     from simcore.core.workers import WorkerSettings
 
-    # The Timeout only bounds a stuck call: it covers two cold starts and three calls in a row, so it is generous.
     group = make_group(
         [
-            make_function("sleeper", "faults", "faults.sleeper", timeout_s=60),
+            make_function("gate", "faults", "faults.gate", timeout_s=120),
             make_function("tester", "faults", "faults.sleeper"),
         ]
     )
+    arrived, release = tmp_path / "arrived", tmp_path / "release"
+    arrived.mkdir()
+    arrived.chmod(0o733)  # as root, the Lambda runs as ggc_user: it leaves files, it lists nothing
     running = Core(group, runtime_root=tmp_path / "ggc", worker_settings=WorkerSettings(max_on_demand=2))
     running.start()
     try:
         with ThreadPoolExecutor(6) as pool:
-            results = list(pool.map(lambda n: invoke(running, SLEEPER, {"seconds": 0.2}), range(6)))
-        status = running.status()["functions"][SLEEPER]
+            calls = [pool.submit(invoke, running, GATE, {"arrived": str(arrived), "release": str(release),
+                                                         "call": n}) for n in range(6)]
+            wait_until(lambda: len(list(arrived.iterdir())) == 2, 60, message="two calls in two workers")
+            held = running.status()["functions"][GATE]
+            release.touch()
+            results = [call.result(timeout=120) for call in calls]
+        status = running.status()["functions"][GATE]
     finally:
+        release.touch()
         running.stop()
+    assert held["starts"] == 2
     assert [result.func_err for result in results] == [""] * 6
+    assert len({json.loads(result.payload)["pid"] for result in results}) == 2
+    assert len(list(arrived.iterdir())) == 6
     assert status["starts"] == 2
     assert sum(worker["served"] for worker in status["workers"]) == 6

@@ -186,7 +186,6 @@ def publish(access: FleetAccess, bundle_path: Path, targets: Sequence[str], *, j
 def job_status(access: FleetAccess, job_id: str) -> dict[str, Any]:
     """The job's status and every core's: `{"status", "counts", "things": [{thing, status, details}]}`."""
     iot = access.client("iot")
-    job = _call(f"describe job {job_id}", iot.describe_job, jobId=job_id)["job"]
     things = []
     for summary in _executions(iot, job_id):
         thing = summary["thingArn"].rsplit("/", 1)[1]
@@ -194,6 +193,9 @@ def job_status(access: FleetAccess, job_id: str) -> dict[str, Any]:
                           jobId=job_id, thingName=thing)["execution"]
         things.append({"thing": thing, "status": execution["status"],
                        "details": (execution.get("statusDetails") or {}).get("detailsMap", {})})
+    # Read after the executions: the job completes when its last execution ends, so a job read first could
+    # still say IN_PROGRESS beside executions that have all ended.
+    job = _call(f"describe job {job_id}", iot.describe_job, jobId=job_id)["job"]
     return {"jobId": job_id, "status": job["status"], "counts": job.get("jobProcessDetails", {}), "things": things}
 
 

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from dataclasses import replace
 
 from simcore.cloud.link import CloudLink
 from simcore.cloud.settings import LinkSettings
 from simcore.demo.state import DemoState
+
+PROBE_AGAIN_S = 0.5
 
 
 class CloudObserver:
@@ -38,16 +41,20 @@ class CloudObserver:
     def start(self, timeout_s: float = 15.0) -> None:
         """Connect, and return once the subscriptions are in force; RuntimeError naming the cause if not.
 
-        The broker handles one client's packets in order, so a message on the observer's own probe topic
-        coming back proves every SUBSCRIBE sent before it has been applied: no prediction is missed.
+        The probe topic is subscribed last and a broker applies one client's SUBSCRIBEs in order, so a message on
+        it coming back proves every subscription is in force: no prediction is missed. The probe is sent again
+        until one comes back: amqtt may handle a PUBLISH before a SUBSCRIBE that came first.
         """
         self.link.start()
         if not self.link.wait_connected(timeout_s):
             error = self.link.stats().last_error
             self.link.stop()
             raise RuntimeError(f"the demo observer cannot reach the stand-in broker: {error or 'timed out'}")
-        self.link.publish(self._probe_topic, b"{}")
-        if not self._probe_seen.wait(timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while not self._probe_seen.is_set() and time.monotonic() < deadline:
+            self.link.publish(self._probe_topic, b"{}")
+            self._probe_seen.wait(min(PROBE_AGAIN_S, max(0.0, deadline - time.monotonic())))
+        if not self._probe_seen.is_set():
             self.link.stop()
             raise RuntimeError("the demo observer's subscriptions were not confirmed by the stand-in broker")
 

@@ -1,7 +1,8 @@
 """The demo's local S3 for the readings the stream manager exports: the group's readings bucket in the stand-in
 cloud's local AWS (the core exports there, through its config.json's `localAwsEndpoint`), or, when the stand-in
 has none, in a moto server of its own with `AWS_ENDPOINT_URL_S3` pointing the core's exporters at it; afterwards,
-what landed there.
+what landed there. Each run keeps its readings' hourly files in a folder of its own (the template's ReadingsDir),
+so hours an earlier run left behind are not uploaded into this run's bucket.
 
 The core runs in the demo's process, with botocore's default credential chain: when it finds none, test keys
 are set for the run (a local S3 accepts any) and the environment is put back afterwards.
@@ -10,11 +11,15 @@ are set for the run (a local S3 accepts any) and the environment is put back aft
 from __future__ import annotations
 
 import os
+import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from simcore.cloud.local_aws import LocalAws
 from simcore.group import Group
+from simcore.template.loader import read_template
 
 SET_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 
@@ -35,6 +40,14 @@ def readings_bucket(group: Group) -> str | None:
         return None
     return next((function.environment["READINGS_BUCKET"] for function in group.functions
                  if function.environment.get("READINGS_BUCKET")), None)
+
+
+def run_readings_dir(template: Path) -> str | None:
+    """A folder for this run's readings files (not created: the Lambda creates it, as its own user), when the
+    template takes a ReadingsDir; None otherwise. Its name is unguessable: it lies in the shared temp folder."""
+    if "ReadingsDir" not in (read_template(template).get("Parameters") or {}):
+        return None
+    return os.path.join(tempfile.gettempdir(), f"simcore-demo-readings-{secrets.token_hex(8)}")
 
 
 class LocalReadings:

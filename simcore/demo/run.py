@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -116,7 +117,7 @@ class DemoRun:
         from simcore.demo import sensor_device
         from simcore.demo.fresh import forget_replay_position
         from simcore.demo.observer import CloudObserver
-        from simcore.demo.readings import LocalReadings
+        from simcore.demo.readings import LocalReadings, run_readings_dir
         from simcore.demo.view_terminal import TerminalView
         from simcore.deploy.deployment import deploy
         from simcore.deploy.policy import thing_policy
@@ -127,7 +128,7 @@ class DemoRun:
         total = count_records(period)
         self.root.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        cloud = observer = running = view = device = readings = None
+        cloud = observer = running = view = device = readings = readings_dir = None
         model_card = None
         outcome = "interrupted"
         state = DemoState(args.thing, total)
@@ -138,6 +139,9 @@ class DemoRun:
                 cloud = start_standin(self.root / "cloud", 0, args.thing,
                                       thing_policy=thing_policy(args.template, args.thing))
                 parameters = template_parameters(args, period)
+                readings_dir = run_readings_dir(args.template)
+                if readings_dir is not None:
+                    parameters["ReadingsDir"] = readings_dir
                 device_cert = None
                 if args.sensor == "device":
                     device_cert, device_parameters = sensor_device.device_parameters(cloud.ca)
@@ -194,6 +198,8 @@ class DemoRun:
                     with contextlib.suppress(Exception):  # what landed is a report, never a reason to fail
                         self.readings_landed = readings.landed()
                     readings.stop()
+                if readings_dir is not None:  # the hour not yet uploaded goes with this run's local S3
+                    shutil.rmtree(readings_dir, ignore_errors=True)
                 if observer is not None:
                     observer.stop()
                 if cloud is not None:

@@ -26,6 +26,17 @@ def sleeper(event, context):
     return {"slept": event.get("seconds")}
 
 
+def gate(event, context):
+    """Leave a file named by this process's pid and the call's number in `arrived`, then wait (at most a
+    minute) until the file `release` exists."""
+    with open(os.path.join(event["arrived"], "{}-{}".format(os.getpid(), event["call"])), "w"):
+        pass
+    deadline = time.monotonic() + 60
+    while not os.path.exists(event["release"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return {"pid": os.getpid()}
+
+
 def relay(event, context):
     """Forward each routed message to `relay/out` with this process's pid; crash when asked.
 
