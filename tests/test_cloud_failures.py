@@ -25,11 +25,13 @@ class AnonymousRefusingBroker(MosquittoBroker):
 
 
 class AnonymousRefusingAmqtt(AmqttBroker):
-    """The amqtt fallback without its anonymous plugin's consent: it answers CONNACK 5 (not authorized)."""
+    """The amqtt fallback whose one authentication plugin refuses everyone: it answers CONNACK 5 (not authorized).
+    (amqtt's AnonymousAuthPlugin with `allow_anonymous: false` would let the link in: AWSIoTPythonSDK sends a
+    username, its SDK metrics.)"""
 
     def _config(self) -> dict:
         config = super()._config()
-        config["plugins"] = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}}
+        config["plugins"] = {"support.amqtt_refusal.RefuseEveryonePlugin": {}}
         return config
 
 

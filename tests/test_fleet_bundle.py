@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
+from simcore.checksums import file_sha256
 from simcore.cli.main import main
-from simcore.deploy.bundle import build_bundle, file_sha256, open_bundle
+from simcore.deploy.bundle import build_bundle, open_bundle
 from simcore.deploy.deployment import deploy
 from simcore.deploy.record import load_deployment
 from simcore.errors import DeployError

@@ -19,7 +19,7 @@ PACKAGE = REPO / "simcore"
 ARCHITECTURE = REPO / "docs" / "architecture.md"
 
 # Modules at the top of simcore/ that anything may import (plain values, rules and constants).
-LEAVES = {"errors", "group", "topics", "paths", "private", "parent_death", "core_config", "defaults"}
+LEAVES = {"errors", "group", "topics", "paths", "checksums", "private", "parent_death", "core_config", "defaults"}
 
 # part -> the parts it may import (leaves aside). A part is a package under simcore/ or a leaf module.
 ALLOWED = {
@@ -39,7 +39,7 @@ ALLOWED = {
     "lambda_side": set(),
 }
 # Leaves import only leaves that come before them here (no cycles among the leaves either).
-LEAF_ORDER = ["parent_death", "paths", "private", "defaults", "errors", "topics", "group", "core_config"]
+LEAF_ORDER = ["parent_death", "paths", "checksums", "private", "defaults", "errors", "topics", "group", "core_config"]
 
 
 def module_name(path: Path) -> str:

@@ -11,7 +11,9 @@ Output (`--out`), the layout of SageMaker's model archive (`model.tar.gz`):
 packed as `digits-model.tar.gz` (the loose files are not kept), plus `metrics.json` (held-out accuracy
 against the baselines) and `samples/` (a few held-out images as PNG and JPEG, with their labels, for the tests).
 
-Reproducible: fixed seeds, one thread and MXNet's NaiveEngine (set before mxnet is imported), so the same
+Reproducible: fixed seeds, one thread and MXNet's NaiveEngine (set before mxnet is imported), and the same
+kernels on every x86-64 CPU: oneDNN off (it picks its kernels by the CPU's instruction set: an Intel Xeon and
+an AMD EPYC trained different weights) and OpenBLAS's Haswell kernels (AVX2) whatever the CPU. So the same
 packages give the same parameters byte for byte. Runs on the connector's runtime: `.venv-mxnet/bin/python`
 (`make digits-model`).
 """
@@ -31,6 +33,8 @@ from pathlib import Path
 os.environ.setdefault("MXNET_ENGINE_TYPE", "NaiveEngine")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
+os.environ["MXNET_MKLDNN_ENABLED"] = "0"
+os.environ["OPENBLAS_CORETYPE"] = "Haswell"
 
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402

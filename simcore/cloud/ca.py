@@ -16,12 +16,13 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_FILE = "root.ca.pem"
 CA_KEY_FILE = "root.ca.key"
 VALIDITY = datetime.timedelta(days=3650)
+CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,29 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
+def self_signed_ca(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, common_name: str,
+                   validity: datetime.timedelta) -> x509.Certificate:
+    """A CA certificate for `key`, signed by itself: it signs end-entity certificates only (path length 0),
+    valid from five minutes ago (a peer's clock a little behind) for `validity`."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + validity)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
 def certificate_id(cert: x509.Certificate) -> str:
     """AWS IoT's certificate id: the SHA-256 of the DER certificate, in hex."""
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
@@ -76,28 +100,7 @@ class LocalCA:
 
     def _create(self, common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
         key = _new_key()
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                    encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
+        cert = self_signed_ca(key, common_name, VALIDITY)
         _write_private(self._ca_key_path, _key_pem(key))
         self.ca_path.parent.mkdir(parents=True, exist_ok=True)
         self.ca_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

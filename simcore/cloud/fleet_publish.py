@@ -9,7 +9,6 @@ SHA-256 and size, and the group version id.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simcore.checksums import file_sha256
 from simcore.defaults import DEFAULT_PRESIGNED_URL_EXPIRY_S, JOB_DOCUMENT_MAX_BYTES
 from simcore.errors import InputError, SimcoreError
 
@@ -123,14 +123,6 @@ def rollout_per_minute(rollout: str, target_count: int) -> int:
     return per_minute
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def job_document(manifest: dict[str, Any], region: str, bucket: str, key: str, sha256: str, size: int) -> str:
     """The job document for a bundle (JSON text), checked against IoT Jobs' 32 KB."""
     url = f"https://s3.{region}.amazonaws.com/{bucket}/{key}"
@@ -159,7 +151,7 @@ def publish(access: FleetAccess, bundle_path: Path, targets: Sequence[str], *, j
     key = f"bundles/{version}.zip"
     s3, iot = access.client("s3"), access.client("iot")
     arns = target_arns(iot, targets)
-    sha256, size = _sha256(bundle_path), bundle_path.stat().st_size
+    sha256, size = file_sha256(bundle_path), bundle_path.stat().st_size
     document = job_document(manifest, access.region, access.bucket, key, sha256, size)
     with open(bundle_path, "rb") as body:
         _call(f"upload the bundle to s3://{access.bucket}/{key}", s3.put_object, Bucket=access.bucket, Key=key,

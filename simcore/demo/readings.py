@@ -15,11 +15,9 @@ import secrets
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from simcore.cloud.local_aws import LocalAws
 from simcore.group import Group
-from simcore.template.loader import read_template
 
 SET_VARIABLES = ("AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
 
@@ -42,11 +40,9 @@ def readings_bucket(group: Group) -> str | None:
                  if function.environment.get("READINGS_BUCKET")), None)
 
 
-def run_readings_dir(template: Path) -> str | None:
-    """A folder for this run's readings files (not created: the Lambda creates it, as its own user), when the
-    template takes a ReadingsDir; None otherwise. Its name is unguessable: it lies in the shared temp folder."""
-    if "ReadingsDir" not in (read_template(template).get("Parameters") or {}):
-        return None
+def run_readings_dir() -> str:
+    """A folder for this run's readings files (the template's ReadingsDir), not created: the Lambda creates it,
+    as its own user. Its name is unguessable: it lies in the shared temp folder."""
     return os.path.join(tempfile.gettempdir(), f"simcore-demo-readings-{secrets.token_hex(8)}")
 
 

@@ -139,9 +139,7 @@ class DemoRun:
                 cloud = start_standin(self.root / "cloud", 0, args.thing,
                                       thing_policy=thing_policy(args.template, args.thing))
                 parameters = template_parameters(args, period)
-                readings_dir = run_readings_dir(args.template)
-                if readings_dir is not None:
-                    parameters["ReadingsDir"] = readings_dir
+                readings_dir = parameters["ReadingsDir"] = run_readings_dir()
                 device_cert = None
                 if args.sensor == "device":
                     device_cert, device_parameters = sensor_device.device_parameters(cloud.ca)

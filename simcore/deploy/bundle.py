@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from simcore.checksums import file_sha256
 from simcore.defaults import BUNDLE_MAX_BYTES
 from simcore.deploy.archive import ExtractionLimits, extract_archive
 from simcore.deploy.fetch import local_source
@@ -85,14 +86,6 @@ def _walk(path: Path) -> Iterator[Path]:
             raise DeployError(f"{entry} is a symbolic link; a bundle holds regular files only")
         if entry.is_file():
             yield entry
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _local_inputs(template_path: Path, parameters: Mapping[str, str], template_kw: Mapping[str, Any]
@@ -148,7 +141,7 @@ def build_bundle(template_path: str | Path, parameters: Mapping[str, str] | None
         "template": template_path.relative_to(base).as_posix(),
         "parameters": dict(sorted(given.items())),
         **identity,
-        "files": {name: _sha256(files[name]) for name in sorted(files)},
+        "files": {name: file_sha256(files[name]) for name in sorted(files)},
     }
     manifest["groupVersionId"] = _canonical_digest(manifest)
     output = Path(output)
@@ -208,14 +201,9 @@ def open_bundle(bundle_path: str | Path, destination: str | Path,
         path = destination / FILES / name
         if not path.is_file():
             raise DeployError(f"the bundle's manifest lists {name}, which the bundle does not hold")
-        actual = _sha256(path)
+        actual = file_sha256(path)
         if actual != expected:
             raise DeployError(f"checksum mismatch for {name}: manifest {expected[:12]}..., file {actual[:12]}...")
     if _canonical_digest(manifest) != manifest.get("groupVersionId"):
         raise DeployError("the bundle's groupVersionId does not match its manifest's content")
     return OpenedBundle(manifest, destination)
-
-
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file, hex (the job document carries the bundle's)."""
-    return _sha256(Path(path))

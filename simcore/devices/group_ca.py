@@ -27,11 +27,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from simcore.cloud.ca import CLOCK_SKEW, self_signed_ca
 from simcore.private import PRIVATE_FILE_MODE, private_dir
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 RSA_BITS = 2048
-CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 
 def certificate_id_of_der(der: bytes) -> str:
@@ -128,23 +128,7 @@ def group_ca(state_dir: Path, group_name: str) -> SigningCA:
     if cert_path.exists() and key_path.exists():
         return SigningCA.load(cert_path, key_path)
     key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Greengrass group CA {group_name}"[:64])])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    cert = self_signed_ca(key, f"Greengrass group CA {group_name}"[:64], CA_VALIDITY)
     _write_private(key_path, _key_pem(key))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return SigningCA(cert, key, cert_path)
