@@ -58,3 +58,15 @@ def test_endpoint_is_refused_before_start_and_after_stop():
     local_aws.stop()
     with pytest.raises(RuntimeError, match="not started"):
         _ = local_aws.endpoint
+
+
+def test_a_local_aws_started_after_another_in_the_same_process_begins_empty(monkeypatch):
+    """moto's resources are per process: a stop must take them along, or a second demo run finds the first's."""
+    from support.aws import point_at_moto_server
+
+    with LocalAws() as first:
+        point_at_moto_server(monkeypatch, first.endpoint)
+        boto3.client("s3").create_bucket(Bucket="from-the-first")
+    with LocalAws() as second:
+        point_at_moto_server(monkeypatch, second.endpoint)
+        assert boto3.client("s3").list_buckets()["Buckets"] == []

@@ -8,6 +8,7 @@ boundary: it binds to 127.0.0.1 and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import urllib.request
@@ -48,8 +49,13 @@ class LocalAws:
             pass
 
     def stop(self) -> None:
-        """Stop serving; the data is gone with it (moto keeps it in memory)."""
+        """Stop serving; the data is gone with it.
+
+        moto keeps its resources in memory, per process, not per server: without the reset, the next local AWS
+        started in this process (a second demo run in one test session) would find this one's buckets."""
         if self._endpoint is not None:
+            with contextlib.suppress(OSError):
+                self.reset()
             self._server.stop()
             self._endpoint = None
 
