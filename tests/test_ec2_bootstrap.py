@@ -33,7 +33,6 @@ from pathlib import Path
 import boto3
 import pytest
 from cfnlint.decode import cfn_yaml
-from moto.server import ThreadedMotoServer
 from support.cloud import Collector, start_test_cloud
 from support.debian_root import CA_BUNDLE, Bind, DebianRoot, cache_dir, cached_root_tarball
 from support.fn_sub import fn_sub
@@ -41,6 +40,7 @@ from support.waiting import wait_until
 
 from group.package import bundle_project
 from group.setup import identity_for_local_cloud, write_setup
+from simcore.cloud.local_aws import LocalAws
 from simcore.core_config import read_core_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -144,12 +144,11 @@ def option(arguments: list[str], name: str) -> str:
 
 @pytest.fixture(scope="module")
 def s3_server() -> Iterator[str]:
-    """A moto S3 server on a free port of 127.0.0.1, which the root reaches as the host does."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    """A moto S3 server on a free port of 127.0.0.1, which the root reaches as the host does. A `LocalAws`:
+    moto's resources are per process, and a stand-in's local AWS stopping meanwhile keeps them only while it
+    knows another one serves."""
+    with LocalAws() as server:
+        yield server.endpoint
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,8 @@ LOOPBACK = "127.0.0.1"
 class LocalAws:
     """A moto server on a loopback port (0: the system picks a free one) for as long as it is started."""
 
+    _running = 0  # started and not stopped, in this process
+
     def __init__(self, port: int = 0) -> None:
         self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
         self._endpoint: str | None = None
@@ -31,6 +33,7 @@ class LocalAws:
         # werkzeug logs every request at INFO: a busy exporter would flood the stand-in's log.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.start()
+        LocalAws._running += 1
         host, port = self._server.get_host_and_port()
         self._endpoint = f"http://{host}:{port}"
         return self._endpoint
@@ -52,10 +55,13 @@ class LocalAws:
         """Stop serving; the data is gone with it.
 
         moto keeps its resources in memory, per process, not per server: without the reset, the next local AWS
-        started in this process (a second demo run in one test session) would find this one's buckets."""
+        started in this process (a second demo run in one test session) would find this one's buckets. Only the
+        last one serving in the process resets: the others' resources are the same ones."""
         if self._endpoint is not None:
-            with contextlib.suppress(OSError):
-                self.reset()
+            LocalAws._running -= 1
+            if LocalAws._running == 0:  # another one still serving shares the resources: keep them
+                with contextlib.suppress(OSError):
+                    self.reset()
             self._server.stop()
             self._endpoint = None
 
