@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import threading
 import urllib.request
 from types import TracebackType
 
@@ -23,6 +24,7 @@ class LocalAws:
     """A moto server on a loopback port (0: the system picks a free one) for as long as it is started."""
 
     _running = 0  # started and not stopped, in this process
+    _running_lock = threading.Lock()
 
     def __init__(self, port: int = 0) -> None:
         self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
@@ -33,7 +35,8 @@ class LocalAws:
         # werkzeug logs every request at INFO: a busy exporter would flood the stand-in's log.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.start()
-        LocalAws._running += 1
+        with LocalAws._running_lock:
+            LocalAws._running += 1
         host, port = self._server.get_host_and_port()
         self._endpoint = f"http://{host}:{port}"
         return self._endpoint
@@ -58,8 +61,10 @@ class LocalAws:
         started in this process (a second demo run in one test session) would find this one's buckets. Only the
         last one serving in the process resets: the others' resources are the same ones."""
         if self._endpoint is not None:
-            LocalAws._running -= 1
-            if LocalAws._running == 0:  # another one still serving shares the resources: keep them
+            with LocalAws._running_lock:
+                LocalAws._running -= 1
+                last = LocalAws._running == 0
+            if last:  # another one still serving shares the resources: keep them
                 with contextlib.suppress(OSError):
                     self.reset()
             self._server.stop()
